@@ -1,0 +1,1 @@
+"""Source plug-ins that turn telephony and helpdesk exports into normalised contacts."""

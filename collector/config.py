@@ -1,0 +1,352 @@
+"""Settings: the TOML file plus CONTACT_COST_* env vars, validated once, failing fast."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "CONTACT_COST_"
+COMPONENTS = (
+    "salaries",
+    "benefits",
+    "licences",
+    "hardware",
+    "software",
+    "facilities",
+    "utilities",
+    "telephony",
+    "other",
+)
+Component = Literal[
+    "salaries",
+    "benefits",
+    "licences",
+    "hardware",
+    "software",
+    "facilities",
+    "utilities",
+    "telephony",
+    "other",
+]
+PeriodName = Literal["day", "week", "month", "quarter", "year"]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Label values must come from bounded vocabularies: a short slug, not free text.
+_LABEL_VALUE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """An invalid configuration: one readable line naming the file, the field and the problem."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'30s', '5m', '1h' (also 'ms' and 'd') or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration; use forms like '30s', '5m' or '1h'")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+
+def check_label_value(value: str, what: str) -> str:
+    if not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid label value: use lower-case letters, digits, "
+            "'_', '-' or '.', at most 63 characters"
+        )
+    return value
+
+
+class Band(BaseModel):
+    """A healthy band for cost per contact."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: float = Field(ge=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Benchmark(Band):
+    """The default band for all channels, and per-channel overrides."""
+
+    low: float = Field(default=2.70, ge=0)
+    high: float = Field(default=5.60, gt=0)
+    channels: dict[str, Band] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, Band]) -> dict[str, Band]:
+        for name in value:
+            check_label_value(name, "channel")
+            if name == "default":
+                raise ValueError("'default' is reserved for the default band")
+        return value
+
+    def band_for(self, channel: str) -> Band:
+        return self.channels.get(channel) or Band(low=self.low, high=self.high)
+
+
+class SourceSettings(BaseModel):
+    """Fields every source has. Each adapter extends this with its own model."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    adapter: str
+    interval: Duration | None = None  # default: the global interval
+    jitter: Duration | None = None  # default: a tenth of the interval
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_label_value(value, "source name")
+
+
+class CostItem(BaseModel):
+    """One line of the cost side. Exactly one way of costing per item."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(min_length=1)
+    component: Component
+    amount: float | None = Field(default=None, ge=0)
+    per: PeriodName | None = None
+    seats: int | None = Field(default=None, ge=1)
+    amortize_months: int | None = Field(default=None, ge=1)
+    per_minute: float | None = Field(default=None, ge=0)
+    per_contact: float | None = Field(default=None, ge=0)
+    from_: date | None = Field(default=None, alias="from")
+    until: date | None = None
+    allocate: Literal["handle_time", "contacts"] = "handle_time"
+    channels: list[str] | None = None
+    directions: list[Literal["inbound", "outbound"]] | None = None
+    queues: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_of_costing(self) -> CostItem:
+        ways = []
+        if self.per is not None:
+            ways.append("amount + per")
+        if self.amortize_months is not None:
+            ways.append("amount + amortize_months")
+        if self.per_minute is not None:
+            ways.append("per_minute")
+        if self.per_contact is not None:
+            ways.append("per_contact")
+        if len(ways) != 1:
+            found = ", ".join(ways) if ways else "none"
+            raise ValueError(
+                "needs exactly one way of costing (amount + per, amount + amortize_months, "
+                f"per_minute or per_contact); found {found}"
+            )
+        if ways[0].startswith("amount") and self.amount is None:
+            raise ValueError(f"{ways[0]} needs an amount")
+        if not ways[0].startswith("amount") and self.amount is not None:
+            raise ValueError(f"amount does not go with {ways[0]}")
+        if self.seats is not None and self.per is None:
+            raise ValueError("seats only goes with amount + per")
+        if self.amortize_months is not None and self.from_ is None:
+            raise ValueError("an amortized purchase needs `from`, the date it starts")
+        if self.from_ and self.until and self.until < self.from_:
+            raise ValueError(f"until ({self.until}) is before from ({self.from_})")
+        return self
+
+    @property
+    def is_usage(self) -> bool:
+        return self.per_minute is not None or self.per_contact is not None
+
+    def in_scope(self, channel: str, direction: str, queue: str) -> bool:
+        return (
+            (self.channels is None or channel in self.channels)
+            and (self.directions is None or direction in self.directions)
+            and (self.queues is None or queue in self.queues)
+        )
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Defaults, types and docs live here and only here."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+    currency: str = "USD"
+    timezone: str = "UTC"
+    interval: Duration = timedelta(seconds=60)
+    store: Path = Path("state/contact-cost.db")
+    stale_after_intervals: int = Field(default=5, ge=1)
+    benchmark: Benchmark = Field(default_factory=Benchmark)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    costs: list[CostItem] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(f"{value!r} is not an ISO 4217 code such as USD or EUR")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Oslo") from None
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value: list[SourceSettings]) -> list[SourceSettings]:
+        seen: set[str] = set()
+        for source in value:
+            if source.name in seen:
+                raise ValueError(f"source name {source.name!r} is used twice")
+            seen.add(source.name)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def source_interval(self, source: SourceSettings) -> timedelta:
+        return source.interval or self.interval
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = settings_cls.model_config.get("toml_file")
+        chain: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml:
+            chain.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(chain)
+
+
+def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """sources[0].queues -> sources[0] (pbx).queues, so the message names the source."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node):
+                node = node[item]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    label += f" ({node['name']})"
+            else:
+                node = None
+            parts.append(label)
+        else:
+            if item.startswith(("function-", "literal[", "union[")) or item in {
+                "list[str]",
+                "float",
+                "int",
+                "date",
+            }:
+                continue
+            parts.append(("." if parts else "") + item)
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def first_problem(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """The first problem as 'field: message', plus how many more there are."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    field = _field_path(tuple(first["loc"]), raw)
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    return f"{field}: {message}{more}"
+
+
+def describe_validation_error(exc: ValidationError, raw: dict[str, Any], origin: str) -> str:
+    """One line: origin: field: message."""
+    return f"{origin}: {first_problem(exc, raw)}"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_settings(path: Path | str | None) -> Settings:
+    """Read and validate the configuration; raise ConfigError with one readable line.
+
+    Relative paths inside the file (store, source paths) resolve against the current
+    directory, as Prometheus resolves them, so `make run` from the checkout works.
+    """
+    raw: dict[str, Any] = {}
+    origin = "environment"
+    model_config = dict(Settings.model_config)
+    if path is not None:
+        path = Path(path)
+        raw = read_toml(path)
+        origin = str(path)
+        model_config["toml_file"] = path
+    bound = type("BoundSettings", (Settings,), {"model_config": model_config})
+    try:
+        settings: Settings = bound()
+    except ValidationError as exc:
+        prefix = "environment or " if any(k.startswith(ENV_PREFIX) for k in os.environ) else ""
+        raise ConfigError(describe_validation_error(exc, raw, f"{prefix}{origin}")) from None
+    return settings
