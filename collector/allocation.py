@@ -1,0 +1,233 @@
+"""Allocation of costs to contacts and the figures for every period and window, from rollups.
+
+Rules:
+
+- Windows: every period kind (day, week, month, quarter, year) is reported as ``current``
+  (local period start up to ``now``) and ``previous`` (the last complete period); see
+  :mod:`collector.periods`. Shared costs accrue by :mod:`collector.accrual`, up to ``now`` in
+  the current window.
+- Shared (non-usage) cost accrued inside a window is allocated to that window's handled
+  contacts within the item's scope (``channels``, ``directions``, ``queues``; unset means
+  all): in proportion to handle time (the default) or to the number of handled contacts
+  (``allocate = "contacts"``). If the handled contacts in scope have no handle time at all,
+  allocation by handle time falls back to contact count.
+- Cost that finds no handled contact in scope is reported as
+  ``contactcenter_cost_unallocated{component}``; it is never dropped. A weekend day with no
+  calls shows that day's rent as unallocated in the day figures, while in the month figures
+  the same rent lands on the month's contacts.
+- Usage costs attach to the contacts that caused them, within the item's scope and
+  effective dates: ``per_minute`` x billable seconds / 60 of all contacts (handled or not),
+  ``per_contact`` x handled contacts, and the export's own price as component
+  ``telephony``. Usage cost of contacts that were never handled still counts in
+  ``contactcenter_cost``.
+- Cost per contact = all components' cost of a label set / its handled contacts.
+  Cost per outcome = total cost of a queue's contacts / the handled contacts of that queue
+  with that outcome. An outbound campaign is its own queue, so for it this is the outbound
+  cost per sale or per lead. Average handle time = handle seconds / handled contacts.
+- A ratio is absent when its denominator is 0, never NaN or Inf. Label sets with no
+  contacts in a window are left out. No row is ever labelled ``total``.
+
+The work is on daily rollups, never on single contacts: each label set's days are summed
+once into running totals, each shared item's accrual is precomputed once per day, and every
+window is then a handful of subtractions.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from itertools import accumulate
+from typing import NamedTuple
+
+from collector.accrual import AccrualSchedule
+from collector.config import COMPONENTS, Settings
+from collector.model import Rollup
+from collector.periods import ReportWindow, first_day_needed, report_windows
+
+Key = tuple[str, str, str]  # channel, direction, queue
+
+FIGURE_HELP = {
+    "contactcenter_contacts": "Handled contacts in the period window.",
+    "contactcenter_contacts_abandoned": "Contacts not handled (abandoned, unanswered).",
+    "contactcenter_cost": "Cost allocated to the contacts of the label set.",
+    "contactcenter_cost_unallocated": "Shared cost that found no handled contact in scope.",
+    "contactcenter_cost_per_contact": "All components' cost / handled contacts.",
+    "contactcenter_outcomes": "Handled contacts with this outcome in the queue.",
+    "contactcenter_cost_per_outcome": "Total cost of the queue's contacts / this outcome's count.",
+    "contactcenter_handle_time_seconds": "Handle time summed over handled contacts.",
+    "contactcenter_average_handle_time_seconds": "Handle time / handled contacts.",
+    "contactcenter_benchmark_low": "Low end of the healthy cost-per-contact band.",
+    "contactcenter_benchmark_high": "High end of the healthy cost-per-contact band.",
+}
+
+
+class Sample(NamedTuple):
+    """One gauge value: full metric name, labels, value."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+class Totals(NamedTuple):
+    """Sums over a run of days for one label set."""
+
+    contacts: float
+    handled: float
+    handle_seconds: float
+    billable_seconds: float
+    price: float
+
+
+_ZERO = Totals(0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class RunningTotals:
+    """Running totals of one series over its sorted days; any run of days in O(log n)."""
+
+    def __init__(self, by_day: dict[int, list[float]]) -> None:
+        self._days = sorted(by_day)
+        columns = zip(*(by_day[d] for d in self._days), strict=True) if by_day else ()
+        self._cumulative = [list(accumulate(col, initial=0.0)) for col in columns]
+
+    def between(self, first: date, last: date) -> tuple[float, ...]:
+        lo = bisect_left(self._days, first.toordinal())
+        hi = bisect_right(self._days, last.toordinal())
+        return tuple(col[hi] - col[lo] for col in self._cumulative)
+
+
+class RollupIndex:
+    """The rollups of ``first``..``last`` grouped by label set and by (queue, outcome)."""
+
+    def __init__(self, rollups: Iterable[Rollup], first: date, last: date) -> None:
+        lo, hi = first.toordinal(), last.toordinal()
+        by_key: dict[Key, dict[int, list[float]]] = defaultdict(dict)
+        by_outcome: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(dict)
+        self.channels: set[str] = set()
+        self.has_price = False
+        for r in rollups:
+            self.channels.add(r.channel)
+            day = r.day.toordinal()
+            if not lo <= day <= hi:
+                continue
+            row = (r.contacts, r.handled, r.handle_seconds, r.billable_seconds, r.price)
+            cell = by_key[(r.channel, r.direction, r.queue)].setdefault(day, [0.0] * 5)
+            for i, value in enumerate(row):
+                cell[i] += value
+            self.has_price = self.has_price or r.price != 0
+            if r.outcome and r.handled:
+                by_outcome[(r.queue, r.outcome)].setdefault(day, [0.0])[0] += r.handled
+        self.keys = sorted(by_key)
+        self._by_key = {key: RunningTotals(days) for key, days in by_key.items()}
+        self._by_outcome = {key: RunningTotals(days) for key, days in sorted(by_outcome.items())}
+
+    def totals(self, key: Key, first: date, last: date) -> Totals:
+        if first > last:
+            return _ZERO
+        return Totals(*self._by_key[key].between(first, last))
+
+    def outcomes(self, first: date, last: date) -> dict[tuple[str, str], float]:
+        counts = {k: rt.between(first, last)[0] for k, rt in self._by_outcome.items()}
+        return {k: n for k, n in counts.items() if n > 0}
+
+
+def allocate_window(
+    settings: Settings,
+    index: RollupIndex,
+    schedules: Sequence[AccrualSchedule],
+    w: ReportWindow,
+) -> tuple[dict[Key, Totals], dict[Key, dict[str, float]], dict[str, float]]:
+    """Contacts, allocated cost per label set and component, and unallocated cost."""
+    totals = {k: index.totals(k, w.first, w.last) for k in index.keys}
+    totals = {k: t for k, t in totals.items() if t.contacts > 0}
+    cost: dict[Key, dict[str, float]] = {k: defaultdict(float) for k in totals}
+    unallocated: dict[str, float] = defaultdict(float)
+    for schedule in schedules:
+        item = schedule.item
+        amount = schedule.accrued(w.first, w.last, w.last_day_fraction)
+        scope = [k for k, t in totals.items() if t.handled > 0 and item.in_scope(*k)]
+        weights = {k: totals[k].handle_seconds for k in scope}
+        if item.allocate == "contacts" or sum(weights.values()) <= 0:
+            weights = {k: totals[k].handled for k in scope}
+        whole = sum(weights.values())
+        if whole <= 0:
+            unallocated[item.component] += amount
+            continue
+        for k, weight in weights.items():
+            cost[k][item.component] += amount * weight / whole
+    for item in settings.costs:
+        if not item.is_usage:
+            continue
+        first = max(w.first, item.from_) if item.from_ else w.first
+        last = min(w.last, item.until) if item.until else w.last
+        for k in totals:
+            if not item.in_scope(*k):
+                continue
+            t = totals[k] if (first, last) == (w.first, w.last) else index.totals(k, first, last)
+            if item.per_minute is not None:
+                cost[k][item.component] += item.per_minute * t.billable_seconds / 60
+            if item.per_contact is not None:
+                cost[k][item.component] += item.per_contact * t.handled
+    for k, t in totals.items():
+        if t.price:
+            cost[k]["telephony"] += t.price
+    return totals, cost, unallocated
+
+
+def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime) -> list[Sample]:
+    """All cost-model gauges as of ``now`` (aware), grouped by metric name."""
+    tz = settings.tz
+    local_now = now.astimezone(tz)
+    first, today = first_day_needed(local_now), local_now.date()
+    index = RollupIndex(rollups, first, today)
+    schedules = [AccrualSchedule(i, first, today) for i in settings.costs if not i.is_usage]
+    used = {item.component for item in settings.costs} | (
+        {"telephony"} if index.has_price else set()
+    )
+    components = [c for c in COMPONENTS if c in used]
+    out: dict[str, list[Sample]] = {name: [] for name in FIGURE_HELP}
+
+    def add(name: str, labels: dict[str, str], value: float) -> None:
+        out[name].append(Sample(name, labels, value))
+
+    for w in report_windows(local_now, tz):
+        totals, cost, unallocated = allocate_window(settings, index, schedules, w)
+        pw = {"period": w.period, "window": w.window}
+        queue_cost: dict[str, float] = defaultdict(float)
+        for key, t in totals.items():
+            labels = {**pw, "channel": key[0], "direction": key[1], "queue": key[2]}
+            add("contactcenter_contacts", labels, t.handled)
+            add("contactcenter_contacts_abandoned", labels, t.contacts - t.handled)
+            for component in components:
+                add("contactcenter_cost", {**labels, "component": component}, cost[key][component])
+            key_cost = sum(cost[key].values())
+            queue_cost[key[2]] += key_cost
+            add("contactcenter_handle_time_seconds", labels, t.handle_seconds)
+            if t.handled > 0:
+                add("contactcenter_cost_per_contact", labels, key_cost / t.handled)
+                add(
+                    "contactcenter_average_handle_time_seconds",
+                    labels,
+                    t.handle_seconds / t.handled,
+                )
+        for component in components:
+            add(
+                "contactcenter_cost_unallocated",
+                {**pw, "component": component},
+                unallocated[component],
+            )
+        for (queue, outcome), count in index.outcomes(w.first, w.last).items():
+            labels = {**pw, "queue": queue, "outcome": outcome}
+            add("contactcenter_outcomes", labels, count)
+            add("contactcenter_cost_per_outcome", labels, queue_cost[queue] / count)
+
+    bench = settings.benchmark
+    add("contactcenter_benchmark_low", {"channel": "default"}, bench.low)
+    add("contactcenter_benchmark_high", {"channel": "default"}, bench.high)
+    for channel in sorted((index.channels | set(bench.channels)) - {"default"}):
+        band = bench.band_for(channel)
+        add("contactcenter_benchmark_low", {"channel": channel}, band.low)
+        add("contactcenter_benchmark_high", {"channel": channel}, band.high)
+    return [sample for samples in out.values() for sample in samples]
