@@ -1,0 +1,268 @@
+"""Command line: run the exporter, check a config, or print a KPI report."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector import __version__
+from collector.config import ConfigError, format_duration
+from collector.runtime import Exporter, LoadedConfig, load_config, reload_config
+
+log = logging.getLogger("collector")
+DEFAULT_LISTEN = "127.0.0.1:9878"
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        default=Path("contact-cost.toml"),
+        help="TOML configuration file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warn", "error"],
+        help="only log messages at or above this level (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contact-cost-exporter",
+        description="Prometheus exporter for contact-center cost per contact.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _config_flag(parser)
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration, print a summary and exit",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN,
+        help="address to listen on; loopback by default because the figures reveal "
+        "salaries and prices (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="path under which to expose metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST /-/reload",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{report}")
+    report = sub.add_parser(
+        "report",
+        help="ingest what is new and print the KPIs as they stood at a moment",
+        description="Ingest what is new from every source, then print the KPIs as they "
+        "stood at --at (default: now).",
+    )
+    _config_flag(report)
+    report.add_argument(
+        "--at", type=datetime.fromisoformat, default=None, help="ISO timestamp (default: now)"
+    )
+    report.add_argument(
+        "--period",
+        default="month",
+        choices=["day", "week", "month", "quarter", "year"],
+        help="period to report (default: %(default)s)",
+    )
+    report.add_argument("--format", default="table", choices=["table", "json"])
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level={"warn": "WARNING"}.get(level, level.upper()),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        stream=sys.stderr,
+    )
+
+
+def config_summary(config: LoadedConfig) -> str:
+    """What --config.check prints: sources and cost items, never a secret."""
+    s = config.settings
+    lines = [
+        f"{config.origin}: valid",
+        f"currency {s.currency}, timezone {s.timezone}, recompute every "
+        f"{format_duration(s.interval)}, store {s.store}",
+        f"benchmark {s.benchmark.low:g}-{s.benchmark.high:g}"
+        + "".join(f", {c} {b.low:g}-{b.high:g}" for c, b in s.benchmark.channels.items()),
+        f"{len(config.adapters)} source(s):",
+    ]
+    for adapter in config.adapters:
+        interval = format_duration(s.source_interval(adapter.settings))
+        detail = adapter.describe()
+        lines.append(
+            f"  {adapter.name}: adapter {adapter.settings.adapter}, every {interval}"
+            + (f", {detail}" if detail else "")
+        )
+    lines.append(f"{len(s.costs)} cost item(s):")
+    for item in s.costs:
+        if item.per is not None:
+            how = f"{item.amount:g} per {item.per}" + (f" x {item.seats} seats" if item.seats else "")
+        elif item.amortize_months is not None:
+            how = f"{item.amount:g} amortized over {item.amortize_months} months"
+        elif item.per_minute is not None:
+            how = f"{item.per_minute:g} per billable minute"
+        else:
+            how = f"{item.per_contact:g} per handled contact"
+        lines.append(f"  {item.name} [{item.component}]: {how}")
+    return "\n".join(lines)
+
+
+def _load_or_exit(parser: argparse.ArgumentParser, path: Path) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        parser.exit(1, f"contact-cost-exporter: invalid configuration: {exc}\n")
+
+
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.scheduler import build_scheduler, schedule_jobs
+    from collector.server import ExporterHTTPServer, parse_listen_address
+
+    config = _load_or_exit(parser, args.config_file)
+    try:
+        address = parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        parser.error(f"--web.listen-address: {exc}")
+    exporter = Exporter(config)
+    scheduler = build_scheduler(exporter)
+    reload_lock = threading.Lock()
+
+    def reload() -> str | None:
+        with reload_lock:
+            error = reload_config(exporter, args.config_file)
+            now = datetime.now(UTC).timestamp()
+            exporter.health.set_gauge(
+                "contactcenter_config_last_reload_successful",
+                "1 if the last configuration reload succeeded.",
+                0 if error else 1,
+            )
+            if error:
+                log.error("reload refused, keeping the last good config: %s", error)
+                return error
+            exporter.health.set_gauge(
+                "contactcenter_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration reload.",
+                now,
+            )
+            schedule_jobs(scheduler, exporter)
+            log.info("configuration reloaded from %s", args.config_file)
+            return None
+
+    exporter.health.set_gauge(
+        "contactcenter_config_last_reload_successful",
+        "1 if the last configuration reload succeeded.",
+        1,
+    )
+    exporter.health.set_gauge(
+        "contactcenter_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful configuration reload.",
+        datetime.now(UTC).timestamp(),
+    )
+    webhooks = _webhook_receiver(exporter)
+    try:
+        server = ExporterHTTPServer(
+            address,
+            exporter,
+            telemetry_path=args.telemetry_path,
+            webhooks=webhooks,
+            reload=reload if args.enable_lifecycle else None,
+        )
+    except OSError as exc:
+        parser.exit(1, f"contact-cost-exporter: cannot listen on {args.listen_address}: {exc}\n")
+    stopping = threading.Event()
+
+    def on_term(signum: int, _frame: Any) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stopping.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
+    scheduler.start()
+    log.info(
+        "listening on %s%s, %d source(s), version %s",
+        args.listen_address,
+        args.telemetry_path,
+        len(config.adapters),
+        __version__,
+    )
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        scheduler.shutdown(wait=True)  # lets a running ingest commit or roll back
+        server.server_close()
+        exporter.close()
+    return 0
+
+
+def _webhook_receiver(exporter: Exporter) -> Any:
+    if importlib.util.find_spec("collector.webhooks") is None:
+        return None
+    from collector.webhooks import WebhookReceiver
+
+    return WebhookReceiver(
+        exporter.settings, list(exporter.config.adapters), exporter.store, exporter.health
+    )
+
+
+def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.report import render_report
+
+    config = _load_or_exit(parser, args.config_file)
+    exporter = Exporter(config)
+    try:
+        for name in exporter.adapters:
+            exporter.ingest(name)
+        at = args.at or datetime.now(UTC)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=config.settings.tz)
+        snapshot = exporter.recompute(at)
+        sys.stdout.write(render_report(snapshot, config.settings, at, args.period, args.format))
+        down = [n for n, s in exporter.health.sources().items() if not s.up]
+        for name in down:
+            sys.stderr.write(f"warning: source {name} could not be read; figures may be short\n")
+    finally:
+        exporter.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    if args.command == "report":
+        return report(args, parser)
+    if args.config_check:
+        config = _load_or_exit(parser, args.config_file)
+        print(config_summary(config))
+        return 0
+    return serve(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

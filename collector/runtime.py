@@ -1,0 +1,207 @@
+"""The running exporter: sources, store, health and the latest snapshot, and the two jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.base import Adapter
+from collector import __version__
+from collector.config import ConfigError, Settings, load_settings
+from collector.costing import compute_figures, first_day_needed
+from collector.health import HealthState
+from collector.model import Rejection
+from collector.snapshot import Snapshot, SnapshotHolder, build_snapshot
+from collector.sources import build_adapters
+from collector.store import SqliteStore, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration and the adapters built from it."""
+
+    settings: Settings
+    adapters: tuple[Adapter, ...]
+    origin: str
+
+
+def load_config(path: Path | str | None) -> LoadedConfig:
+    """Validate the file, env overrides and every source's adapter settings; ConfigError if not."""
+    settings = load_settings(path)
+    origin = str(path) if path is not None else "environment"
+    return LoadedConfig(settings, tuple(build_adapters(settings, origin)), origin)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class Exporter:
+    """Owns the state the jobs and the HTTP server share. Jobs are plain methods."""
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.store: Store = store or SqliteStore(config.settings.store, config.settings.tz)
+        self.health = HealthState()
+        self.snapshots = SnapshotHolder()
+        self._ran_once: set[str] = set()
+        self._source_locks: dict[str, threading.Lock] = {}
+        self._last_logged: dict[str, str] = {}
+        self.on_initial_ingest_done: Callable[[], None] | None = None
+        self._configure_health()
+
+    # -- configuration -----------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
+
+    @property
+    def adapters(self) -> dict[str, Adapter]:
+        return {a.name: a for a in self.config.adapters}
+
+    def _configure_health(self) -> None:
+        self.health.configure(
+            {
+                a.name: self.settings.source_interval(a.settings).total_seconds()
+                for a in self.config.adapters
+            }
+        )
+
+    def replace_config(self, config: LoadedConfig) -> None:
+        """Swap in a new validated config (live reload). Stored contacts are kept."""
+        old = self.config
+        self.config = config
+        self._configure_health()
+        for adapter in old.adapters:
+            adapter.close()
+
+    # -- jobs --------------------------------------------------------------------------------
+    def ingest(self, source: str) -> int:
+        """Read what is new from one source into the store. Never raises.
+
+        Each batch is committed with its position, so a failure part-way keeps what was
+        committed and the next run resumes after it.
+        """
+        adapter = self.adapters.get(source)
+        if adapter is None:
+            return 0
+        lock = self._source_locks.setdefault(source, threading.Lock())
+        if not lock.acquire(blocking=False):
+            return 0  # still running from the last tick
+        started = time.monotonic()
+        stored = 0
+        rejected: Counter[str] = Counter()
+        try:
+            position = self.store.position(source)
+            for batch in adapter.pull(position):
+                stored += self._commit(source, batch.contacts, batch.rejections, batch.position)
+                rejected.update(r.reason for r in batch.rejections)
+                if batch.rejections:
+                    self._log_rejections(source, batch.location, batch.rejections)
+        except Exception as exc:  # noqa: BLE001 - a source never takes the exporter down
+            message = _short(exc)
+            self.health.record_run(
+                source, False, self.clock(), time.monotonic() - started, message
+            )
+            if self._last_logged.get(source) != message:
+                log.warning("source %s: read failed: %s", source, message)
+                self._last_logged[source] = message
+        else:
+            self.health.record_run(source, True, self.clock(), time.monotonic() - started)
+            if self._last_logged.pop(source, None):
+                log.info("source %s: read succeeded again", source)
+            if stored or rejected:
+                log.info(
+                    "source %s: stored %d new contacts, rejected %d records",
+                    source,
+                    stored,
+                    sum(rejected.values()),
+                )
+        finally:
+            lock.release()
+            self._note_first_run(source)
+        return stored
+
+    def _commit(
+        self,
+        source: str,
+        contacts: list,  # type: ignore[type-arg]
+        rejections: list[Rejection],
+        position: str | None,
+    ) -> int:
+        stored = self.store.commit(source, contacts, position)
+        self.health.record_batch(source, stored, rejections)
+        return stored
+
+    def _log_rejections(self, source: str, location: str, rejections: list[Rejection]) -> None:
+        reasons = Counter(r.reason for r in rejections)
+        first = rejections[0]
+        summary = ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items()))
+        where = f"{location}:{first.line}" if location else f"line {first.line}"
+        log.warning(
+            "source %s: skipped %d bad records (%s); first at %s: %s",
+            source,
+            len(rejections),
+            summary,
+            where,
+            first.detail or first.reason,
+        )
+
+    def _note_first_run(self, source: str) -> None:
+        self._ran_once.add(source)
+        if self.snapshots.current is None and set(self.adapters) <= self._ran_once:
+            if self.on_initial_ingest_done is not None:
+                self.on_initial_ingest_done()
+
+    def recompute(self, now: datetime | None = None) -> Snapshot:
+        """Build and publish a new snapshot of all figures as of `now`."""
+        started = time.monotonic()
+        settings = self.settings
+        moment = (now or datetime.fromtimestamp(self.clock(), UTC)).astimezone(settings.tz)
+        rollups = self.store.rollups_as_of(first_day_needed(moment), moment)
+        samples = compute_figures(settings, rollups, moment)
+        info = {
+            "currency": settings.currency,
+            "timezone": settings.timezone,
+            "version": __version__,
+        }
+        snapshot = build_snapshot(samples, info, self.clock(), time.monotonic() - started)
+        self.snapshots.current = snapshot
+        return snapshot
+
+    @property
+    def ready(self) -> bool:
+        return self.snapshots.current is not None
+
+    def metrics_body(self, gzipped: bool = False) -> bytes:
+        return self.snapshots.exposition(self.health.body, gzipped)
+
+    def close(self) -> None:
+        for adapter in self.config.adapters:
+            adapter.close()
+        self.store.close()
+
+
+def reload_config(exporter: Exporter, path: Path | str | None) -> str | None:
+    """Re-read the config; on success swap it in, else keep the old one. Returns the error."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return str(exc)
+    exporter.replace_config(config)
+    return None

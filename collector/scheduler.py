@@ -1,0 +1,95 @@
+"""APScheduler wiring: one ingest job per source, one recompute job, outcomes as self-metrics."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from collector.runtime import Exporter
+
+log = logging.getLogger(__name__)
+RECOMPUTE_JOB = "recompute"
+
+
+def ingest_job_id(source: str) -> str:
+    return f"ingest:{source}"
+
+
+def _status(event: JobExecutionEvent) -> str:
+    if event.code == EVENT_JOB_MISSED:
+        return "missed"
+    return "error" if event.exception is not None else "success"
+
+
+def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
+    """A scheduler with the jobs for the exporter's current config. Not started."""
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        job_defaults={"coalesce": True, "max_instances": 1},
+        executors={"default": {"type": "threadpool", "max_workers": 4}},
+    )
+
+    def listener(event: JobExecutionEvent) -> None:
+        try:
+            exporter.health.record_job(event.job_id.split(":", 1)[0], _status(event))
+        except Exception:  # noqa: BLE001 - APScheduler only logs listener errors
+            pass
+
+    scheduler.add_listener(listener, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    schedule_jobs(scheduler, exporter)
+
+    def run_first_recompute() -> None:
+        job = scheduler.get_job(RECOMPUTE_JOB)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    exporter.on_initial_ingest_done = run_first_recompute
+    return scheduler
+
+
+def schedule_jobs(scheduler: BackgroundScheduler, exporter: Exporter) -> None:
+    """(Re)create the jobs for the exporter's config; removed sources' jobs go away."""
+    settings = exporter.settings
+    now = datetime.now(UTC)
+    wanted = {ingest_job_id(name) for name in exporter.adapters}
+    for job in scheduler.get_jobs():
+        if job.id.startswith("ingest:") and job.id not in wanted:
+            job.remove()
+    for name, adapter in exporter.adapters.items():
+        interval = settings.source_interval(adapter.settings)
+        jitter = adapter.settings.jitter or interval / 10
+        existing = scheduler.get_job(ingest_job_id(name))
+        scheduler.add_job(
+            exporter.ingest,
+            IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter.total_seconds()),
+            args=[name],
+            id=ingest_job_id(name),
+            name=f"read source {name}",
+            replace_existing=True,
+            misfire_grace_time=max(1, int(interval.total_seconds())),
+            next_run_time=existing.next_run_time if existing else now,
+        )
+    interval = settings.interval
+    # The first recompute waits for every source's first read (see Exporter._note_first_run),
+    # with the interval as a backstop for a source that hangs.
+    first = now if not exporter.adapters else now + interval
+    existing = scheduler.get_job(RECOMPUTE_JOB)
+    scheduler.add_job(
+        exporter.recompute,
+        IntervalTrigger(seconds=interval.total_seconds()),
+        id=RECOMPUTE_JOB,
+        name="recompute figures",
+        replace_existing=True,
+        misfire_grace_time=max(1, int(interval.total_seconds())),
+        next_run_time=existing.next_run_time if existing else first,
+    )
+

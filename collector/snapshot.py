@@ -1,0 +1,168 @@
+"""The immutable snapshot of all business gauges, and its exposition rendered exactly once."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+_RECOMPUTED = " Recomputed every interval from the store, not at scrape time."
+_PERIOD = ["period", "window"]
+_SLICE = ["period", "window", "channel", "direction", "queue"]
+
+# name -> (help, label names). The order here is the order in the exposition.
+METRICS: dict[str, tuple[str, list[str]]] = {
+    "contactcenter_contacts": ("Handled contacts in the period window.", _SLICE),
+    "contactcenter_contacts_abandoned": (
+        "Contacts not handled (abandoned, unanswered, busy, failed) in the period window.",
+        _SLICE,
+    ),
+    "contactcenter_cost": (
+        "Cost allocated to the period window's contacts, by cost component, in the "
+        "configured currency.",
+        [*_SLICE, "component"],
+    ),
+    "contactcenter_cost_unallocated": (
+        "Cost accrued in the period window that found no handled contact in its scope.",
+        [*_PERIOD, "component"],
+    ),
+    "contactcenter_cost_per_contact": (
+        "Allocated cost divided by handled contacts. Absent when there are none.",
+        _SLICE,
+    ),
+    "contactcenter_outcomes": (
+        "Contacts with an outcome (sale, lead, ...) in the period window.",
+        ["period", "window", "queue", "outcome"],
+    ),
+    "contactcenter_cost_per_outcome": (
+        "Cost of the queue's contacts divided by its outcomes. Absent when there are none.",
+        ["period", "window", "queue", "outcome"],
+    ),
+    "contactcenter_handle_time_seconds": (
+        "Sum of handle time (talk + hold + after-call work) of handled contacts.",
+        _SLICE,
+    ),
+    "contactcenter_average_handle_time_seconds": (
+        "Handle time divided by handled contacts. Absent when there are none.",
+        _SLICE,
+    ),
+    "contactcenter_benchmark_low": (
+        "Lower edge of the healthy cost-per-contact band for the channel.",
+        ["channel"],
+    ),
+    "contactcenter_benchmark_high": (
+        "Upper edge of the healthy cost-per-contact band for the channel.",
+        ["channel"],
+    ),
+}
+
+
+class SampleLike(Protocol):
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one recompute produced. Never mutated after it is built."""
+
+    families: tuple[Metric, ...]
+    computed_at: float  # unix time the recompute finished
+    duration: float  # seconds the recompute took
+    body: bytes = field(repr=False)  # the rendered exposition of `families`
+
+    @property
+    def series(self) -> int:
+        return sum(len(f.samples) for f in self.families)
+
+
+class SnapshotCollector:
+    """A prometheus_client collector whose collect() only reads the current snapshot."""
+
+    def __init__(self, holder: SnapshotHolder) -> None:
+        self._holder = holder
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._holder.current
+        return iter(snapshot.families if snapshot else ())
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class SnapshotHolder:
+    """Holds the latest snapshot; swapping it is a single reference assignment."""
+
+    def __init__(self) -> None:
+        self.current: Snapshot | None = None
+        self._gzip_cache: tuple[int, int, bytes] | None = None
+
+    def exposition(self, health_body: bytes, gzipped: bool) -> bytes:
+        """The /metrics body: snapshot bytes plus the health bytes, gzip cached per pair."""
+        body = (self.current.body if self.current else b"") + health_body
+        if not gzipped:
+            return body
+        key = (id(self.current), hash(health_body))
+        cached = self._gzip_cache
+        if cached and cached[:2] == key:
+            return cached[2]
+        packed = gzip.compress(body, compresslevel=1)
+        self._gzip_cache = (*key, packed)
+        return packed
+
+
+def build_snapshot(
+    samples: Iterable[SampleLike],
+    info: dict[str, str],
+    computed_at: float,
+    duration: float,
+) -> Snapshot:
+    """Group samples into gauge families, add the exporter's own gauges, render once."""
+    families: dict[str, GaugeMetricFamily] = {}
+    for name, (help_text, labels) in METRICS.items():
+        families[name] = GaugeMetricFamily(name, help_text + _RECOMPUTED, labels=labels)
+    for sample in samples:
+        family = families.get(sample.name)
+        if family is None:
+            raise ValueError(f"cost model produced an undeclared metric {sample.name!r}")
+        labels = METRICS[sample.name][1]
+        family.add_metric([sample.labels[label] for label in labels], sample.value)
+    info_family = GaugeMetricFamily(
+        "contactcenter_info",
+        "Exporter facts: currency of all money gauges, time zone of period boundaries.",
+        labels=sorted(info),
+    )
+    info_family.add_metric([info[k] for k in sorted(info)], 1)
+    recompute = GaugeMetricFamily(
+        "contactcenter_recompute_duration_seconds",
+        "How long the last recompute of all figures took.",
+        value=duration,
+    )
+    last = GaugeMetricFamily(
+        "contactcenter_last_recompute_timestamp_seconds",
+        "Unix time the figures were last recomputed.",
+        value=computed_at,
+    )
+    ordered = (*families.values(), info_family, recompute, last)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StaticCollector(ordered))
+    return Snapshot(ordered, computed_at, duration, generate_latest(registry))
+
+
+class StaticCollector:
+    """A collector over families built beforehand: collect() only hands them out."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = tuple(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

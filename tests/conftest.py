@@ -1,0 +1,144 @@
+"""Shared test helpers: real binaries (fail in CI when missing), free ports, the exporter process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def require_binary(name: str) -> str:
+    """Path of a real binary. In CI (CI=true) a missing one fails the test; else it skips."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last one
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last_error}")
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Exposition text -> {(name, labels): value} using prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return values
+
+
+class ExporterProcess:
+    """The real CLI as a subprocess on a free loopback port."""
+
+    def __init__(self, config: Path, cwd: Path, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"exporter-{self.port}.log"
+        args = [
+            sys.executable,
+            "-m",
+            "collector",
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{self.port}",
+            *(extra_args or []),
+        ]
+        self._log_handle = self.log.open("wb")
+        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
+            args,
+            cwd=cwd,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exporter exited: {self.log.read_text()}")
+            return http_get(self.url + "/healthz", timeout=1)[0] == 200
+
+        wait_for(ready, timeout, what="exporter /healthz")
+
+    def metrics(self) -> str:
+        status, body = http_get(self.url + "/metrics")
+        assert status == 200, body
+        return body.decode()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_handle.close()
+        return int(self.proc.returncode)
+
+
+@pytest.fixture
+def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
+    """Start exporters with `start_exporter(config_path, extra_args=[...])`; all stop at teardown."""
+    started: list[ExporterProcess] = []
+
+    def start(config: Path, extra_args: list[str] | None = None, cwd: Path | None = None,
+              env: dict[str, str] | None = None, ready: bool = True) -> ExporterProcess:
+        proc = ExporterProcess(config, cwd or tmp_path, extra_args, env)
+        started.append(proc)
+        if ready:
+            proc.wait_ready()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
