@@ -1,0 +1,187 @@
+"""Configuration: the example loads as is, env overrides the file, bad input fails with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from collector.config import ConfigError, load_settings, parse_duration
+from collector.runtime import load_config
+
+from .conftest import REPO
+
+EXAMPLE = REPO / "config" / "example.toml"
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_as_is() -> None:
+    s = load_settings(EXAMPLE)
+    assert s.currency == "USD"
+    assert s.timezone == "Europe/Oslo"
+    assert s.interval == timedelta(seconds=60)
+    assert s.store == Path("state/contact-cost.db")
+    assert (s.benchmark.low, s.benchmark.high) == (2.70, 5.60)
+    assert s.benchmark.band_for("email").high == 4.00
+    assert s.benchmark.band_for("voice").high == 5.60  # default band
+    assert [src.name for src in s.sources] == ["pbx", "helpdesk"]
+    assert s.source_interval(s.sources[0]) == timedelta(seconds=30)
+    assert s.source_interval(s.sources[1]) == timedelta(seconds=60)
+    assert len(s.costs) == 6
+    hardware = s.costs[2]
+    assert (hardware.amortize_months, hardware.from_) == (36, date(2026, 1, 1))
+    pay_rise = s.costs[5]
+    assert pay_rise.queues == ["support"] and pay_rise.from_ == date(2026, 7, 1)
+    assert s.costs[3].per_minute == 0.012 and s.costs[3].is_usage
+
+
+def test_example_builds_its_adapters() -> None:
+    config = load_config(EXAMPLE)
+    assert [type(a).__name__ for a in config.adapters] == ["AsteriskCdrAdapter", "CsvAdapter"]
+
+
+def test_env_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTACT_COST_INTERVAL", "5m")
+    monkeypatch.setenv("CONTACT_COST_BENCHMARK__HIGH", "7.5")
+    monkeypatch.setenv("CONTACT_COST_CURRENCY", "EUR")
+    s = load_settings(EXAMPLE)
+    assert s.interval == timedelta(minutes=5)
+    assert s.benchmark.high == 7.5
+    assert s.benchmark.low == 2.70  # untouched part of the same table stays from the file
+    assert s.currency == "EUR"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("250ms", 0.25), (90, 90)],
+)
+def test_durations(text: str | int, value: float) -> None:
+    assert parse_duration(text).total_seconds() == value
+
+
+@pytest.mark.parametrize("text", ["30", "5 minutes", "-1s", "0s", "1y"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+BASE = 'currency = "USD"\ntimezone = "Europe/Oslo"\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '[[costs]]\nname = "Rent"\ncomponent = "facilities"\namount = 1\nper = "month"\n'
+            "per_minute = 0.1\n",
+            "c.toml: costs[0] (Rent): needs exactly one way of costing (amount + per, amount + "
+            "amortize_months, per_minute or per_contact); found amount + per, per_minute",
+        ),
+        (
+            '[[costs]]\nname = "Rent"\ncomponent = "rent"\namount = 1\nper = "month"\n',
+            "c.toml: costs[0] (Rent).component: Input should be 'salaries', 'benefits', "
+            "'licences', 'hardware', 'software', 'facilities', 'utilities', 'telephony' or 'other'",
+        ),
+        (
+            '[[costs]]\nname = "PCs"\ncomponent = "hardware"\namount = 100\namortize_months = 3\n',
+            "c.toml: costs[0] (PCs): an amortized purchase needs `from`, the date it starts",
+        ),
+        ('interval = "soon"\n', "c.toml: interval: 'soon' is not a duration"),
+        ("[benchmark]\nlow = 6\nhigh = 5\n", "c.toml: benchmark: low (6.0) must be below high"),
+        ('colour = "blue"\n', "c.toml: colour: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_config_names_file_and_field(tmp_path: Path, body: str, expected: str) -> None:
+    path = write(tmp_path, BASE + body)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value).replace(str(tmp_path) + "/", "")
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_bad_timezone(tmp_path: Path) -> None:
+    path = write(tmp_path, 'timezone = "Mars/Olympus"\n')
+    with pytest.raises(ConfigError, match=r"timezone: 'Mars/Olympus' is not an IANA time zone"):
+        load_settings(path)
+
+
+def test_unknown_adapter_lists_installed(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + '[[sources]]\nname = "pbx"\nadapter = "avaya"\npath = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "sources[0] (pbx).adapter: adapter 'avaya' is not installed (installed: " in message
+    assert "asterisk_cdr" in message and "csv" in message
+
+
+def test_adapter_field_error_names_source_and_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BASE + '[[sources]]\nname = "pbx"\nadapter = "asterisk_cdr"\npath = "x"\nusegmtime = "maybe"\n',
+    )
+    with pytest.raises(ConfigError, match=r"sources\[0\] \(pbx\)\.usegmtime: Input should be"):
+        load_config(path)
+
+
+def test_duplicate_source_names(tmp_path: Path) -> None:
+    source = '[[sources]]\nname = "pbx"\nadapter = "asterisk_cdr"\npath = "x"\n'
+    with pytest.raises(ConfigError, match="source name 'pbx' is used twice"):
+        load_settings(write(tmp_path, BASE + source + source))
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "currency = \n"))
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "collector", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_config_check_ok_prints_summary() -> None:
+    result = run_cli("--config.file", str(EXAMPLE), "--config.check")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "valid" in out.splitlines()[0]
+    assert "pbx: adapter asterisk_cdr, every 30s, path=config/samples/Master.csv" in out
+    assert "helpdesk: adapter csv, every 1m" in out
+    assert "Contact-center licences [licences]: 39 per month x 40 seats" in out
+    assert "Headsets and PCs [hardware]: 54000 amortized over 36 months" in out
+    assert "Carrier minutes [telephony]: 0.012 per billable minute" in out
+
+
+def test_config_check_invalid_exits_nonzero_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + 'interval = "0s"\n')
+    result = run_cli("--config.file", str(path), "--config.check")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"contact-cost-exporter: invalid configuration: {path}: interval: "
+        "a duration must be greater than zero"
+    ]
