@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from datetime import date, timedelta
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,7 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
+    EnvSettingsSource,
 )
 
 ENV_PREFIX = "CONTACT_COST_"
@@ -268,11 +270,70 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = settings_cls.model_config.get("toml_file")
-        chain: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml:
-            chain.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(chain)
+        file_data = settings_cls.model_config.get("file_data") or {}  # type: ignore[typeddict-item]
+        return (
+            init_settings,
+            _EnvWithoutSources(settings_cls),
+            _FileSource(settings_cls, file_data),
+        )
+
+
+SOURCE_ENV_PREFIX = ENV_PREFIX + "SOURCES__"
+
+
+class _EnvWithoutSources(EnvSettingsSource):
+    """CONTACT_COST_* env vars, except the per-source ones (applied to the file's sources)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        loaded = super()._load_env_vars()
+        return {k: v for k, v in loaded.items() if not k.upper().startswith(SOURCE_ENV_PREFIX)}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file's contents, already merged with per-source env overrides."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+def apply_source_env(raw: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Apply CONTACT_COST_SOURCES__<NAME>__<FIELD>[__<KEY>]=value to the named source.
+
+    This is how a source's token or password stays out of the file. Values that look like
+    JSON objects or lists are parsed as JSON. Returns the names of unknown sources.
+    """
+    sources = raw.get("sources")
+    by_name = {
+        str(s.get("name", "")).lower(): s
+        for s in (sources if isinstance(sources, list) else [])
+        if isinstance(s, dict)
+    }
+    unknown = []
+    for key, value in sorted(environ.items()):
+        if not key.upper().startswith(SOURCE_ENV_PREFIX):
+            continue
+        parts = key[len(SOURCE_ENV_PREFIX) :].lower().split("__")
+        if len(parts) < 2 or parts[0] not in by_name:
+            unknown.append(key)
+            continue
+        node = by_name[parts[0]]
+        for part in parts[1:-1]:
+            node = node.setdefault(part, {})
+        parsed: Any = value
+        if value[:1] in "[{":
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                pass
+        node[parts[-1]] = parsed
+    return unknown
 
 
 def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
@@ -337,12 +398,14 @@ def load_settings(path: Path | str | None) -> Settings:
     """
     raw: dict[str, Any] = {}
     origin = "environment"
-    model_config = dict(Settings.model_config)
     if path is not None:
         path = Path(path)
         raw = read_toml(path)
         origin = str(path)
-        model_config["toml_file"] = path
+    unknown = apply_source_env(raw, os.environ)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: no source of that name in {origin}")
+    model_config = {**Settings.model_config, "file_data": raw}
     bound = type("BoundSettings", (Settings,), {"model_config": model_config})
     try:
         settings: Settings = bound()

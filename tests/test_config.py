@@ -185,3 +185,20 @@ def test_config_check_invalid_exits_nonzero_with_one_line(tmp_path: Path) -> Non
         f"contact-cost-exporter: invalid configuration: {path}: interval: "
         "a duration must be greater than zero"
     ]
+
+
+def test_env_overrides_a_named_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTACT_COST_SOURCES__PBX__PATH", "/var/log/asterisk/cdr-csv/Master.csv")
+    monkeypatch.setenv("CONTACT_COST_SOURCES__helpdesk__columns__queue", "Team")
+    s = load_settings(EXAMPLE)
+    assert s.sources[0].model_extra["path"] == "/var/log/asterisk/cdr-csv/Master.csv"
+    columns = s.sources[1].model_extra["columns"]
+    assert columns["queue"] == "Team" and columns["id"] == "Ticket ID"
+
+
+def test_env_for_unknown_source_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTACT_COST_SOURCES__NOPE__TOKEN", "s3cret-value")
+    with pytest.raises(ConfigError) as info:
+        load_settings(EXAMPLE)
+    assert "CONTACT_COST_SOURCES__NOPE__TOKEN: no source of that name" in str(info.value)
+    assert "s3cret-value" not in str(info.value)
