@@ -1,0 +1,292 @@
+"""Twilio Calls list (API 2010-04-01): calls as voice contacts, with the carrier's own price."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from adapters.base import Adapter, AdapterContext, SourceError
+from adapters.http import (
+    ApiClient,
+    ApiSourceSettings,
+    FieldError,
+    ShapeError,
+    endpoint_of,
+    label,
+    record_id,
+    require_list,
+    require_object,
+    rfc2822,
+    seconds,
+    shape_rejection,
+)
+from collector.config import Duration
+from collector.model import Batch, Contact, Rejection, hash_customer
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+FINAL = {"completed", "busy", "no-answer", "failed", "canceled"}
+PENDING = {"queued", "ringing", "in-progress"}
+DIRECTIONS = {
+    "inbound": "inbound",
+    "outbound-api": "outbound",
+    "outbound-dial": "outbound",
+    "trunking-terminating": "inbound",  # from the PSTN into your SIP trunk
+    "trunking-originating": "outbound",  # from your SIP trunk out to the PSTN
+}
+
+
+class TwilioSettings(ApiSourceSettings):
+    base_url: str = "https://api.twilio.com/"
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr
+    api_key_sid: str | None = None  # an API key (SK...) instead of the account's auth token
+    start_date: date | None = None  # first run: calls that started on or after this day (UTC)
+    page_size: int = Field(default=1000, ge=1, le=1000)
+    requests_per_minute: float = 600.0
+    include_child_calls: bool = False  # <Dial> legs double-count the parent call
+    price_grace: Duration = timedelta(minutes=30)  # wait this long after the end for a price
+    # webhook (status callbacks): POST /webhooks/twilio/<source>
+    webhook: bool = False
+    public_url: str | None = None  # the exact URL configured in Twilio, when behind a proxy
+
+
+# -- pure parser -------------------------------------------------------------------------------
+class Parsed:
+    """What one page of calls gave: contacts, rejections, and the run's watermark inputs."""
+
+    def __init__(self) -> None:
+        self.contacts: list[Contact] = []
+        self.rejections: list[Rejection] = []
+        self.pending_starts: list[float] = []  # not final yet: read again next run
+        self.final_starts: list[float] = []
+
+
+def parse_call(
+    call: Mapping[str, Any], settings: TwilioSettings, currency: str, now: float
+) -> Contact | None:
+    """One Call resource -> Contact; None when it is not final yet. Raises FieldError."""
+    sid = record_id(call, "sid")
+    status = call.get("status")
+    if status in PENDING:
+        return None
+    if status not in FINAL:
+        raise FieldError("status", f"{sid}: unknown status {status!r}")
+    direction = DIRECTIONS.get(str(call.get("direction")))
+    if direction is None:
+        raise FieldError("direction", f"{sid}: unknown direction {call.get('direction')!r}")
+    start = rfc2822(call.get("start_time"), "start_time")
+    duration = seconds(call.get("duration"), "duration", default=0.0)
+    price = _price(call, currency, sid)
+    if price is None and status == "completed":
+        end = call.get("end_time")
+        ended = rfc2822(end, "end_time") if end else start + duration
+        if now - ended < settings.price_grace.total_seconds():
+            return None  # not billed yet; read again next run
+    handled = status == "completed"
+    ours, theirs = (call.get("to"), call.get("from"))
+    if direction == "outbound":
+        ours, theirs = theirs, ours
+    return Contact(
+        id=sid,
+        channel="voice",
+        direction=direction,
+        queue=label(settings.queues, ours),
+        start=start,
+        handled=handled,
+        handle_seconds=duration if handled else 0.0,
+        talk_seconds=duration if handled else 0.0,
+        billable_seconds=duration,
+        outcome="",
+        customer=hash_customer(theirs if isinstance(theirs, str) else None),
+        price=price,
+        reason="" if handled else str(status).replace("-", "_"),
+    )
+
+
+def _price(call: Mapping[str, Any], currency: str, sid: str) -> float | None:
+    raw = call.get("price")
+    if raw is None or raw == "":
+        return None
+    unit = call.get("price_unit")
+    if unit and str(unit).upper() != currency:
+        raise FieldError("currency", f"{sid}: price in {unit}, configured currency is {currency}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise FieldError("price", f"{sid}: price {raw!r} is not a number") from None
+    return abs(value)  # Twilio reports what you paid as a negative amount
+
+
+def parse_calls_page(
+    data: Any, settings: TwilioSettings, currency: str, now: float
+) -> tuple[Parsed, str | None]:
+    """A Calls list page -> parsed calls and next_page_uri. Raises ShapeError."""
+    body = require_object(data, "Calls page")
+    calls = require_list(body, "calls", "Calls page")
+    next_uri = body.get("next_page_uri")
+    if next_uri is not None and not isinstance(next_uri, str):
+        raise ShapeError("Calls page: next_page_uri is not a string")
+    parsed = Parsed()
+    for index, call in enumerate(calls, start=1):
+        if not isinstance(call, dict):
+            parsed.rejections.append(Rejection("shape", index, "call is not an object"))
+            continue
+        if call.get("parent_call_sid") and not settings.include_child_calls:
+            continue
+        try:
+            contact = parse_call(call, settings, currency, now)
+        except FieldError as exc:
+            parsed.rejections.append(Rejection(exc.reason, index, str(exc)))
+            continue
+        if contact is None:
+            try:
+                parsed.pending_starts.append(rfc2822(call.get("start_time"), "start_time"))
+            except FieldError:
+                pass  # a queued call has no start yet; the watermark is held by the others
+            continue
+        parsed.contacts.append(contact)
+        parsed.final_starts.append(contact.start)
+    return parsed, next_uri or None
+
+
+def parse_status_callback(params: Mapping[str, str], settings: TwilioSettings) -> Contact | None:
+    """A status callback's form parameters -> Contact; None before the call is final.
+
+    Status callbacks carry no price: a call first stored from a callback keeps price None.
+    """
+    sid = record_id(params, "CallSid")
+    if params.get("AccountSid") not in (None, settings.account_sid):
+        raise FieldError("account", f"{sid}: callback for another account")
+    if params.get("ParentCallSid") and not settings.include_child_calls:
+        return None
+    status = params.get("CallStatus")
+    if status in PENDING or status == "initiated":
+        return None
+    if status not in FINAL:
+        raise FieldError("status", f"{sid}: unknown status {status!r}")
+    direction = DIRECTIONS.get(str(params.get("Direction")))
+    if direction is None:
+        raise FieldError("direction", f"{sid}: unknown direction {params.get('Direction')!r}")
+    duration = seconds(params.get("CallDuration"), "CallDuration", default=0.0)
+    start = rfc2822(params.get("Timestamp"), "Timestamp") - duration
+    handled = status == "completed"
+    ours, theirs = params.get("To"), params.get("From")
+    if direction == "outbound":
+        ours, theirs = theirs, ours
+    return Contact(
+        id=sid,
+        channel="voice",
+        direction=direction,
+        queue=label(settings.queues, ours),
+        start=start,
+        handled=handled,
+        handle_seconds=duration if handled else 0.0,
+        talk_seconds=duration if handled else 0.0,
+        billable_seconds=duration,
+        customer=hash_customer(theirs),
+        reason="" if handled else str(status).replace("-", "_"),
+    )
+
+
+# -- I/O shell ---------------------------------------------------------------------------------
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).date().isoformat()
+
+
+class TwilioAdapter(Adapter):
+    """Pulls the Calls list newest first, following next_page_uri.
+
+    Position: {"since": day, "next": next_page_uri or null, "hold": .., "top": ..}. Mid-run,
+    `next` resumes at the page after the last committed one. After the last page, `since`
+    moves to the day of the oldest call still pending (or the newest final call), so the
+    next run overlaps the boundary; the store's (source, id) uniqueness drops the overlap.
+    """
+
+    settings_model = TwilioSettings
+    settings: TwilioSettings
+
+    def __init__(
+        self,
+        settings: TwilioSettings,  # type: ignore[override]
+        context: AdapterContext,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, context)
+        self.clock = clock
+        user = settings.api_key_sid or settings.account_sid
+        self.client = ApiClient(
+            settings.name, settings, auth=(user, settings.auth_token.get_secret_value())
+        )
+
+    def pull(self, position: str | None) -> Iterator[Batch]:
+        state = _load(position)
+        since = state.get("since") or (
+            self.settings.start_date.isoformat() if self.settings.start_date else None
+        )
+        hold, top = state.get("hold"), state.get("top")
+        first = f"{API_VERSION}/Accounts/{self.settings.account_sid}/Calls.json"
+        params: dict[str, Any] | None = {"PageSize": self.settings.page_size}
+        if since:
+            params["StartTime>="] = since  # type: ignore[index]
+        url: str = first
+        if state.get("next"):
+            url, params = str(state["next"]), None
+        while True:
+            try:
+                page = self.client.get(url, params)
+            except SourceError as exc:
+                if url != first and exc.reason == "http_error" and params is None:
+                    # a stored page link the vendor no longer knows: restart from `since`
+                    log.warning("source %s: %s; restarting from %s", self.name, exc, since)
+                    url, params = first, {"PageSize": self.settings.page_size}
+                    if since:
+                        params["StartTime>="] = since
+                    state = {}
+                    continue
+                raise
+            try:
+                parsed, next_uri = parse_calls_page(
+                    page.data, self.settings, self.context.currency, self.clock()
+                )
+            except ShapeError as exc:
+                # keep the old position: the next run asks for this page again
+                yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
+                return
+            if parsed.pending_starts:
+                low = min(parsed.pending_starts)
+                hold = low if hold is None else min(hold, low)
+            if parsed.final_starts:
+                high = max(parsed.final_starts)
+                top = high if top is None else max(top, high)
+            if next_uri:
+                new_state = {"since": since, "next": next_uri, "hold": hold, "top": top}
+            else:
+                mark = hold if hold is not None else top
+                new_state = {"since": _day(mark) if mark is not None else since}
+            yield Batch(
+                parsed.contacts, parsed.rejections, json.dumps(new_state), endpoint_of(page.url)
+            )
+            if not next_uri:
+                return
+            url, params = next_uri, None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _load(position: str | None) -> dict[str, Any]:
+    if not position:
+        return {}
+    try:
+        state = json.loads(position)
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
