@@ -56,7 +56,7 @@ def drain(adapter: Adapter, store: SqliteStore, position: str | None = None) -> 
 
 
 def stored_ids(store: SqliteStore, source: str) -> list[str]:
-    rows = store._db.execute(  # noqa: SLF001 - tests read the table directly
+    rows = store._db.execute(  # tests read the table directly
         "SELECT id FROM contacts WHERE source = ? ORDER BY id", (source,)
     ).fetchall()
     return [r[0] for r in rows]
