@@ -32,21 +32,38 @@ from collector.config import CostItem
 from collector.periods import add_months, days_in_month, days_in_period
 
 
+def accrual_span(item: CostItem) -> tuple[date | None, date | None]:
+    """First and last local day (inclusive) a shared item accrues on; None is open-ended."""
+    last = item.until
+    if item.amortize_months is not None and item.from_ is not None:
+        end = add_months(item.from_, item.amortize_months) - timedelta(days=1)
+        last = end if last is None else min(last, end)
+    return item.from_, last
+
+
+def _rate_within_span(item: CostItem, day: date) -> float:
+    assert item.amount is not None  # config guarantees it for shared items
+    if item.amortize_months is not None:
+        return item.amount / item.amortize_months / days_in_month(day.year, day.month)
+    amount = item.amount * (item.seats or 1)
+    if item.per == "day":
+        return amount
+    if item.per == "week":
+        return amount / 7
+    if item.per == "month":
+        return amount / days_in_month(day.year, day.month)
+    assert item.per is not None  # config guarantees one way of costing
+    return amount / days_in_period(item.per, day)
+
+
 def daily_rate(item: CostItem, day: date) -> float:
     """The cost of a shared item that falls on one whole local day."""
-    if item.is_usage or item.amount is None:
+    if item.is_usage:
         return 0.0
-    if item.from_ is not None and day < item.from_:
+    first, last = accrual_span(item)
+    if (first is not None and day < first) or (last is not None and day > last):
         return 0.0
-    if item.until is not None and day > item.until:
-        return 0.0
-    if item.amortize_months is not None:
-        assert item.from_ is not None  # config guarantees it
-        if day >= add_months(item.from_, item.amortize_months):
-            return 0.0
-        return item.amount / item.amortize_months / days_in_month(day.year, day.month)
-    assert item.per is not None  # config guarantees one way of costing
-    return item.amount * (item.seats or 1) / days_in_period(item.per, day)
+    return _rate_within_span(item, day)
 
 
 class AccrualSchedule:
@@ -59,8 +76,14 @@ class AccrualSchedule:
     def __init__(self, item: CostItem, first: date, last: date) -> None:
         self.item = item
         self.first = first
-        count = (last - first).days + 1
-        self._daily = [daily_rate(item, first + timedelta(days=i)) for i in range(max(count, 0))]
+        count = max((last - first).days + 1, 0)
+        self._daily = [0.0] * count
+        if not item.is_usage:
+            span_first, span_last = accrual_span(item)
+            lo = 0 if span_first is None else max((span_first - first).days, 0)
+            hi = count if span_last is None else min((span_last - first).days + 1, count)
+            for i in range(lo, hi):
+                self._daily[i] = _rate_within_span(item, first + timedelta(days=i))
 
     def accrued(self, first: date, last: date, last_day_fraction: float = 1.0) -> float:
         """Cost accrued from the start of ``first`` to ``last_day_fraction`` of ``last``."""
