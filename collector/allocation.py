@@ -48,19 +48,20 @@ from collector.periods import ReportWindow, first_day_needed, report_windows
 
 Key = tuple[str, str, str]  # channel, direction, queue
 
-FIGURE_HELP = {
-    "contactcenter_contacts": "Handled contacts in the period window.",
-    "contactcenter_contacts_abandoned": "Contacts not handled (abandoned, unanswered).",
-    "contactcenter_cost": "Cost allocated to the contacts of the label set.",
-    "contactcenter_cost_unallocated": "Shared cost that found no handled contact in scope.",
-    "contactcenter_cost_per_contact": "All components' cost / handled contacts.",
-    "contactcenter_outcomes": "Handled contacts with this outcome in the queue.",
-    "contactcenter_cost_per_outcome": "Total cost of the queue's contacts / this outcome's count.",
-    "contactcenter_handle_time_seconds": "Handle time summed over handled contacts.",
-    "contactcenter_average_handle_time_seconds": "Handle time / handled contacts.",
-    "contactcenter_benchmark_low": "Low end of the healthy cost-per-contact band.",
-    "contactcenter_benchmark_high": "High end of the healthy cost-per-contact band.",
-}
+# The cost model's gauges, in exposition order; HELP texts live with the exporter.
+FIGURE_NAMES = (
+    "contactcenter_contacts",
+    "contactcenter_contacts_abandoned",
+    "contactcenter_cost",
+    "contactcenter_cost_unallocated",
+    "contactcenter_cost_per_contact",
+    "contactcenter_outcomes",
+    "contactcenter_cost_per_outcome",
+    "contactcenter_handle_time_seconds",
+    "contactcenter_average_handle_time_seconds",
+    "contactcenter_benchmark_low",
+    "contactcenter_benchmark_high",
+)
 
 
 class Sample(NamedTuple):
@@ -206,7 +207,7 @@ def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime
         {"telephony"} if index.has_price else set()
     )
     components = [c for c in COMPONENTS if c in used]
-    out: dict[str, list[Sample]] = {name: [] for name in FIGURE_HELP}
+    out: dict[str, list[Sample]] = {name: [] for name in FIGURE_NAMES}
 
     def add(name: str, labels: dict[str, str], value: float) -> None:
         out[name].append(Sample(name, labels, value))

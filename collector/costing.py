@@ -7,7 +7,7 @@ docstrings of :mod:`collector.periods`, :mod:`collector.accrual` and
 
 from __future__ import annotations
 
-from collector.allocation import FIGURE_HELP, Sample, compute_figures
+from collector.allocation import FIGURE_NAMES, Sample, compute_figures
 from collector.periods import first_day_needed
 
-__all__ = ["FIGURE_HELP", "Sample", "compute_figures", "first_day_needed"]
+__all__ = ["FIGURE_NAMES", "Sample", "compute_figures", "first_day_needed"]
