@@ -1,0 +1,166 @@
+"""Helpers for tests that drive real binaries: promtool, prometheus, alertmanager, the exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = REPO / "config" / "prometheus"
+
+
+def require_binary(name: str) -> str:
+    """The path of `name`; a missing binary fails the test in CI and skips it elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def require_yaml() -> Any:
+    """The PyYAML module, under the same rule as a binary: a failure in CI, a skip elsewhere."""
+    try:
+        import yaml
+    except ImportError:
+        message = "PyYAML is not installed (pip install pyyaml)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return yaml
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, picked by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 30.0,
+    every: float = 0.2,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> T:
+    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds.
+
+    `every` is the pause between probes, not a guess at how long something takes.
+    If `proc` exits meanwhile, fail at once with its log.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = probe()
+        except (OSError, ValueError, KeyError) as exc:  # not up yet, or a partial answer
+            result, last_error = None, exc
+        if result:
+            return result
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: process exited with {proc.returncode} while waiting")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})"
+            )
+        time.sleep(every)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_post(url: str, timeout: float = 5.0) -> int:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return int(response.status)
+
+
+class Server:
+    """A subprocess on loopback, its log in a file; always stopped by `stop()`."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path | None = None):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd, env=_child_env()
+        )
+        log.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The test decides every setting through the config file it writes.
+    for key in list(env):
+        if key.startswith("CONTACT_COST_"):
+            del env[key]
+    return env
+
+
+class PrometheusAPI:
+    """The few Prometheus HTTP API calls the tests need."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+
+    def get(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        status, body = http_get(f"{self.base_url}{path}?{query}")
+        payload = json.loads(body)
+        if status != 200 or payload.get("status") != "success":
+            raise ValueError(f"{path} {params}: HTTP {status}: {payload.get('error', payload)}")
+        return payload["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.get("/api/v1/query", query=expr)
+        result = data["result"]
+        return result if isinstance(result, list) else [result]
+
+    def ready(self) -> bool:
+        status, _ = http_get(f"{self.base_url}/-/ready")
+        return status == 200
