@@ -93,6 +93,8 @@ Duration = Annotated[
 
 
 def check_label_value(value: str, what: str) -> str:
+    if value == "total":
+        raise ValueError(f"{what} 'total' is reserved: sum series in PromQL instead")
     if not _LABEL_VALUE.match(value):
         raise ValueError(
             f"{what} {value!r} is not a valid label value: use lower-case letters, digits, "
@@ -168,6 +170,13 @@ class CostItem(BaseModel):
     channels: list[str] | None = None
     directions: list[Literal["inbound", "outbound"]] | None = None
     queues: list[str] | None = None
+
+    @field_validator("channels", "queues")
+    @classmethod
+    def _scope_labels(cls, value: list[str] | None) -> list[str] | None:
+        for label in value or ():
+            check_label_value(label, "scope value")
+        return value
 
     @model_validator(mode="after")
     def _one_way_of_costing(self) -> CostItem:

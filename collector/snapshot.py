@@ -36,7 +36,7 @@ METRICS: dict[str, tuple[str, list[str]]] = {
         _SLICE,
     ),
     "contactcenter_outcomes": (
-        "Contacts with an outcome (sale, lead, ...) in the period window.",
+        "Handled contacts with an outcome (sale, lead, ...) in the period window.",
         ["period", "window", "queue", "outcome"],
     ),
     "contactcenter_cost_per_outcome": (

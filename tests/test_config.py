@@ -202,3 +202,10 @@ def test_env_for_unknown_source_is_an_error(monkeypatch: pytest.MonkeyPatch) -> 
         load_settings(EXAMPLE)
     assert "CONTACT_COST_SOURCES__NOPE__TOKEN: no source of that name" in str(info.value)
     assert "s3cret-value" not in str(info.value)
+
+
+def test_total_is_not_a_label_value(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + '[[costs]]\nname = "X"\ncomponent = "other"\nper_contact = 1\n'
+                 'queues = ["total"]\n')
+    with pytest.raises(ConfigError, match=r"costs\[0\] \(X\)\.queues: scope value 'total' is reserved"):
+        load_settings(path)
