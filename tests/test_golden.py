@@ -1,0 +1,90 @@
+"""Golden exposition: fixture config + CDR at a fixed moment give exactly tests/golden/exporter.prom.
+
+Regenerate after an intended change with UPDATE_GOLDEN=1 and review the diff line by line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from collector.runtime import Exporter, load_config
+from collector.snapshot import SnapshotCollector
+
+from .conftest import FIXTURES
+
+GOLDEN = Path(__file__).parent / "golden" / "exporter.prom"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=ZoneInfo("Europe/Oslo"))
+# Durations are measured, so they are the only values masked before comparing.
+_MEASURED = re.compile(
+    r"^(contactcenter_(?:recompute|source)_duration_seconds(?:\{[^}]*\})?) .*$", re.M
+)
+
+
+@pytest.fixture
+def exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Exporter:
+    for name in ("config.toml", "Master.csv"):
+        shutil.copy(FIXTURES / "golden" / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(key)
+    exp = Exporter(load_config("config.toml"), clock=lambda: NOW.timestamp())
+    assert exp.ingest("pbx") == 4
+    exp.recompute(NOW)
+    yield exp
+    exp.close()
+
+
+def test_exposition_matches_golden_file(exporter: Exporter) -> None:
+    body = _MEASURED.sub(r"\1 0.0", exporter.metrics_body().decode())
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(body)
+    assert body == GOLDEN.read_text()
+
+
+def test_golden_figures_by_hand(exporter: Exporter) -> None:
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(exporter.snapshots))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    month = {"period": "month", "window": "current", "channel": "voice", "direction": "inbound"}
+    # November to 26 Nov 12:00 is 25.5 of 30 days.
+    # Salaries 3000/30 x 25.5 = 2550, by handle time: support 300 s, sales 600 s of 900 s.
+    assert value("contactcenter_cost", **month, queue="support", component="salaries") == pytest.approx(850.0)
+    assert value("contactcenter_cost", **month, queue="sales", component="salaries") == pytest.approx(1700.0)
+    # Rent 700/30 x 25.5 = 595, by contacts: one handled contact in each queue.
+    assert value("contactcenter_cost", **month, queue="support", component="facilities") == pytest.approx(297.5)
+    # Carrier 0.01/min: 300 s -> 0.05, 600 s -> 0.10.
+    assert value("contactcenter_cost", **month, queue="sales", component="telephony") == pytest.approx(0.10)
+    assert value("contactcenter_cost_per_contact", **month, queue="support") == pytest.approx(1147.55)
+    assert value("contactcenter_cost_per_contact", **month, queue="sales") == pytest.approx(1997.60)
+    assert value("contactcenter_contacts_abandoned", **month, queue="support") == 1
+    assert value("contactcenter_outcomes", period="month", window="current", queue="sales",
+                 outcome="sale") == 1
+    assert value("contactcenter_cost_per_outcome", period="month", window="current",
+                 queue="sales", outcome="sale") == pytest.approx(1997.60)
+    # October (previous month): one 120 s call carries all of October's shared cost.
+    # 3000 + 700 + 0.01 x 2 = 3700.02.
+    october = {**month, "window": "previous", "queue": "support"}
+    assert value("contactcenter_cost_per_contact", **october) == pytest.approx(3700.02)
+    # Today to 12:00 is half a day: salaries 3000/30/2 = 50 and rent 700/30/2 = 11.67, all
+    # on the one call handled today (the sales call was yesterday).
+    today = {**month, "period": "day", "queue": "support"}
+    assert value("contactcenter_cost", **today, component="salaries") == pytest.approx(50.0)
+    assert value("contactcenter_cost", **today, component="facilities") == pytest.approx(700 / 60)
+    # Ratios with no handled contact are absent, never NaN: support had no call on 25 Nov.
+    assert value("contactcenter_cost_per_contact", **{**today, "window": "previous"}) is None
+    assert value("contactcenter_benchmark_high", channel="voice") == 5.6
+    assert value("contactcenter_benchmark_high", channel="email") == 4.0
+    assert value("contactcenter_benchmark_low", channel="default") == 2.7
