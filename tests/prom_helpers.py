@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -164,3 +165,46 @@ class PrometheusAPI:
     def ready(self) -> bool:
         status, _ = http_get(f"{self.base_url}/-/ready")
         return status == 200
+
+
+GRAFANA_DIR = REPO / "grafana"
+DASHBOARD_FILES = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+# Grafana's own interval variables, filled the way Grafana would for a short range.
+GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    board: dict[str, Any] = json.loads(path.read_text())
+    return board
+
+
+def iter_panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """All panels, including those nested in collapsed rows."""
+    out: list[dict[str, Any]] = []
+    for item in board.get("panels", []):
+        out.append(item)
+        out.extend(item.get("panels", []))
+    return [p for p in out if p.get("type") != "row"]
+
+
+def fill_variables(expr: str, values: dict[str, str]) -> str:
+    """Replace $name and ${name} with values (longest names first, so $__range_x stays intact)."""
+    names = sorted({**GRAFANA_BUILTINS, **values}.items(), key=lambda kv: -len(kv[0]))
+    for name, value in names:
+        expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+    return expr
+
+
+def metric_names(expr: str) -> set[str]:
+    """Raw exporter metric names (contactcenter_*, no colon) an expression refers to."""
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        name = match.group(0)
+        if name.startswith("contactcenter_") and ":" not in name:
+            names.add(name)
+    return names
+
+
+def recorded_names(expr: str) -> set[str]:
+    """Recording-rule names (level:metric:operation) an expression refers to."""
+    return {m.group(0) for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_]*:[a-zA-Z0-9_:]+", expr)}
