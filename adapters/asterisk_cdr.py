@@ -196,7 +196,9 @@ def parse_cdr(
     reader = csv.reader(lines)
     try:
         # Fast path: one reader over the chunk, checking that each row took one line.
-        _parse_rows(zip(numbers, reader), reader, settings, clock, contacts, rejections)
+        _parse_rows(
+            zip(numbers, reader, strict=False), reader, settings, clock, contacts, rejections
+        )
     except (_JoinedLines, csv.Error):
         contacts, rejections = [], list(decode_rejections)
         rows = _rows_one_by_one(numbers, lines, rejections)

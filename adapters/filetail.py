@@ -117,7 +117,10 @@ def _read_from(
     chunk_bytes: int,
     final: bool,
 ) -> Iterator[Chunk]:
-    """Yield chunks of complete lines from `start.offset`; `final` takes a last unterminated line."""
+    """Yield chunks of complete lines from `start.offset`.
+
+    `final` (a rotated file, no longer written) also takes a last unterminated line.
+    """
     offset, line = start.offset, start.line
     size = os.fstat(fd).st_size
     while offset < size:
@@ -177,7 +180,10 @@ def rewind(chunk: Chunk, unconsumed: bytes) -> FilePosition:
 def read_new_lines(
     path: Path, position: FilePosition | None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[Chunk]:
-    """Yield chunks of new complete lines after `position`. Raises OSError if `path` is unreadable."""
+    """Yield chunks of new complete lines after `position`.
+
+    Raises OSError if `path` is missing or unreadable.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)

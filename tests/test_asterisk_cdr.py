@@ -193,7 +193,7 @@ def test_rotated_pair_reads_the_rest_of_the_old_file_then_the_new(tmp_path: Path
 
 
 def test_missing_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="nope.csv"):
+    with pytest.raises(SourceError, match=r"nope\.csv"):
         list(adapter(tmp_path / "nope.csv").pull(None))
 
 
