@@ -120,7 +120,8 @@ def config_summary(config: LoadedConfig) -> str:
     lines.append(f"{len(s.costs)} cost item(s):")
     for item in s.costs:
         if item.per is not None:
-            how = f"{item.amount:g} per {item.per}" + (f" x {item.seats} seats" if item.seats else "")
+            seats = f" x {item.seats} seats" if item.seats else ""
+            how = f"{item.amount:g} per {item.per}{seats}"
         elif item.amortize_months is not None:
             how = f"{item.amount:g} amortized over {item.amortize_months} months"
         elif item.per_minute is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,9 +25,9 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    EnvSettingsSource,
 )
 
 ENV_PREFIX = "CONTACT_COST_"
@@ -337,10 +338,8 @@ def apply_source_env(raw: dict[str, Any], environ: Mapping[str, str]) -> list[st
             node = node.setdefault(part, {})
         parsed: Any = value
         if value[:1] in "[{":
-            try:
+            with contextlib.suppress(ValueError):
                 parsed = json.loads(value)
-            except ValueError:
-                pass
         node[parts[-1]] = parsed
     return unknown
 
@@ -378,7 +377,8 @@ def first_problem(exc: ValidationError, raw: dict[str, Any]) -> str:
     first = errors[0]
     field = _field_path(tuple(first["loc"]), raw)
     message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    extra = len(errors) - 1
+    more = f" (and {extra} more problem{'s' * (extra > 1)})" if extra else ""
     return f"{field}: {message}{more}"
 
 

@@ -86,7 +86,7 @@ class HealthState:
             with self._lock:
                 self._jobs[(job, status)] += 1
                 self._render()
-        except Exception:  # noqa: BLE001 - a listener must not raise
+        except Exception:  # noqa: BLE001, S110 - a listener must not raise
             pass
 
     def record_webhook(self, source: str, status: str) -> None:

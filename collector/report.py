@@ -22,7 +22,9 @@ def _samples(snapshot: Snapshot, period: str) -> dict[str, list[tuple[dict[str, 
     return found
 
 
-def report_data(snapshot: Snapshot, settings: Settings, at: datetime, period: str) -> dict[str, Any]:
+def report_data(
+    snapshot: Snapshot, settings: Settings, at: datetime, period: str
+) -> dict[str, Any]:
     """Plain data for one period, both windows: per slice, per component, outcomes, totals."""
     samples = _samples(snapshot, period)
     out: dict[str, Any] = {
@@ -35,7 +37,9 @@ def report_data(snapshot: Snapshot, settings: Settings, at: datetime, period: st
     for window in WINDOWS:
         slices: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-        def slice_of(labels: dict[str, str]) -> dict[str, Any]:
+        def slice_of(
+            labels: dict[str, str], slices: dict[tuple[str, str, str], dict[str, Any]] = slices
+        ) -> dict[str, Any]:
             key = (labels["channel"], labels["direction"], labels["queue"])
             return slices.setdefault(
                 key,

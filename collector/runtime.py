@@ -164,9 +164,9 @@ class Exporter:
 
     def _note_first_run(self, source: str) -> None:
         self._ran_once.add(source)
-        if self.snapshots.current is None and set(self.adapters) <= self._ran_once:
-            if self.on_initial_ingest_done is not None:
-                self.on_initial_ingest_done()
+        first_time = self.snapshots.current is None and set(self.adapters) <= self._ran_once
+        if first_time and self.on_initial_ingest_done is not None:
+            self.on_initial_ingest_done()
 
     def recompute(self, now: datetime | None = None) -> Snapshot:
         """Build and publish a new snapshot of all figures as of `now`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -39,10 +40,9 @@ def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
     )
 
     def listener(event: JobExecutionEvent) -> None:
-        try:
+        # APScheduler only logs a listener's error, so this one must not raise.
+        with contextlib.suppress(Exception):
             exporter.health.record_job(event.job_id.split(":", 1)[0], _status(event))
-        except Exception:  # noqa: BLE001 - APScheduler only logs listener errors
-            pass
 
     scheduler.add_listener(listener, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     schedule_jobs(scheduler, exporter)

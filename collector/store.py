@@ -185,7 +185,7 @@ class SqliteStore:
         )
         self._db.execute("DELETE FROM daily")
         self._db.execute(
-            "INSERT INTO daily " + _AGGREGATE.format(where="1")  # noqa: S608 - constant SQL
+            "INSERT INTO daily " + _AGGREGATE.format(where="1")
         )
 
     # -- Store interface -----------------------------------------------------------------
@@ -228,7 +228,7 @@ class SqliteStore:
         rows = [(day_of(c.start), c) for c in contacts]
         before = self._db.total_changes
         self._db.execute("SAVEPOINT fast")
-        self._db.executemany(_INSERT, (c + (source, day) for day, c in rows))
+        self._db.executemany(_INSERT, ((*c, source, day) for day, c in rows))
         if self._db.total_changes - before == len(rows):
             self._db.execute("RELEASE fast")
             return rows
@@ -241,7 +241,7 @@ class SqliteStore:
             if c.id not in known:
                 known.add(c.id)  # also drops a repeat inside this batch
                 fresh.append((day, c))
-        self._db.executemany(_INSERT, (c + (source, day) for day, c in fresh))
+        self._db.executemany(_INSERT, ((*c, source, day) for day, c in fresh))
         return fresh
 
     def _known_ids(self, source: str, ids: Iterable[str]) -> set[str]:
