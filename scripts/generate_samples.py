@@ -15,7 +15,7 @@ telesales team dials on weekdays only):
     + headsets 54 000 / 36 = 1 500                                      = 99 060 / month
   pay rise, queue "support" only (calls and tickets), by handle time      4 000 / month
   rent, allocated by handled contacts                                    14 000 / month
-  carrier minutes, 0.012 x billsec / 60, voice only                       ~ 550 / month
+  carrier minutes, 0.012 x billsec / 60 (~6 min a call = 0.072), voice   ~ 2 400 / month
 
   handled contacts and handle time on a mean weekday:
     support-in  1 015 offered x 91 % =  924 x 6.0 min = 333 000 s
@@ -32,12 +32,16 @@ telesales team dials on weekdays only):
   telesales    = 360 x  0.00724            + 0.35 + 0.072 = 3.03   (per SALE ~ 38)
   ticket       = 260 x  0.00724 + 0.8 x 260 x 0.00044 + 0.35 = 2.33
 
-A generated November comes out at 3.10 per call and 2.29 per ticket (month to date on the
-26th at 17:00: 2.98 and 2.21): inside both bands. More calls than this (the 2 000-2 500 a
-day of a bigger centre) would push voice below 2.70 with this cost base, so inbound volume
-sits at the low end on purpose. A single weekday carries 1/30 of the month's cost against
-1/22.8 of its contacts, so day figures run at ~0.76 x the month's (a Saturday ~1.7 x);
-a Sunday has no contacts, so its cost shows as unallocated.
+A whole generated November comes out at 3.10 per call and 2.29 per ticket. Month to date
+at 2026-11-26 17:00, `contact-cost-exporter report` on the committed samples gives 2.98 per
+call (support 3.04, sales 2.87, telesales 2.86) and 2.22 per ticket (support 2.24, billing
+2.09): inside both bands. More calls than this (the 2 000-2 500 a day of a bigger centre)
+would push voice below 2.70 with this cost base, so inbound volume sits at the low end on
+purpose. A single weekday carries 1/30 of the month's cost against 1/22.8 of its contacts,
+so day figures run at ~0.76 x the month's (a Saturday ~1.7 x); a Sunday has no contacts,
+so its cost shows as unallocated. The previous month holds only the window's first days,
+so its figures carry a whole month's cost on a few days' contacts (use --days 62 to cover
+it too).
 
 Usage: python scripts/generate_samples.py [--end YYYY-MM-DD] [--days 31] [--out DIR]
                                           [--now YYYY-MM-DDTHH:MM] [--if-stale]
