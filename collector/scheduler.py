@@ -75,6 +75,8 @@ def schedule_jobs(scheduler: BackgroundScheduler, exporter: Exporter) -> None:
             id=ingest_job_id(name),
             name=f"read source {name}",
             replace_existing=True,
+            max_instances=1,
+            coalesce=True,
             misfire_grace_time=max(1, int(interval.total_seconds())),
             next_run_time=existing.next_run_time if existing else now,
         )
@@ -89,6 +91,8 @@ def schedule_jobs(scheduler: BackgroundScheduler, exporter: Exporter) -> None:
         id=RECOMPUTE_JOB,
         name="recompute figures",
         replace_existing=True,
+        max_instances=1,
+        coalesce=True,
         misfire_grace_time=max(1, int(interval.total_seconds())),
         next_run_time=existing.next_run_time if existing else first,
     )
