@@ -1,0 +1,446 @@
+"""Generic CSV export adapter: a column mapping, a pure parser and an incremental reading shell.
+
+Label policy (bounded cardinality): a raw queue value maps through `queues`; an unmapped
+value becomes "other". Only when `queues` is empty does a value that is already a valid
+label (lower-case slug such as "support") pass through as is, so a tidy export works
+without a mapping; anything else is "other". Channels work the same way, except that a
+pass-through channel must also be one of the known channels. Outcomes map through
+`outcomes` only; an unmapped value is "" (no outcome).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, NamedTuple
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.asterisk_cdr import summarise_rejections
+from adapters.base import Adapter, SourceError
+from adapters.filetail import Chunk, FilePosition, read_new_lines, rewind
+from collector.config import SourceSettings, check_label_value
+from collector.model import CHANNELS_KNOWN, Batch, Contact, Rejection, hash_customer, row_id
+
+log = logging.getLogger(__name__)
+
+OTHER = "other"
+MAX_RECORD_LINES = 100  # a quoted field may span lines, but not more than this...
+MAX_RECORD_BYTES = 1024 * 1024  # ...nor more than this; beyond, the first line is rejected
+DEFAULT_HANDLED = {"1": True, "true": True, "yes": True, "y": True}
+DEFAULT_HANDLED |= {"0": False, "false": False, "no": False, "n": False, "": False}
+_LABEL = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+class CsvColumns(BaseModel):
+    """Export column names, by what they mean. Only `started_at` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    started_at: str
+    ended_at: str | None = None
+    channel: str | None = None
+    direction: str | None = None
+    queue: str | None = None
+    handle_seconds: str | None = None
+    talk_seconds: str | None = None
+    hold_seconds: str | None = None
+    acw_seconds: str | None = None
+    handled: str | None = None
+    outcome: str | None = None
+    customer: str | None = None
+    price: str | None = None
+
+
+def _labels(value: dict[str, str], what: str) -> dict[str, str]:
+    for label in value.values():
+        check_label_value(label, what)
+    return value
+
+
+class CsvSettings(SourceSettings):
+    """Settings of an `adapter = "csv"` source."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Path
+    columns: CsvColumns
+    channel: str | None = None  # fixed channel, unless columns.channel is set
+    direction: Literal["inbound", "outbound"] = "inbound"  # fixed, unless columns.direction
+    queue: str = OTHER  # fixed queue, unless columns.queue
+    queues: dict[str, str] = Field(default_factory=dict)  # raw value -> queue label
+    channels: dict[str, str] = Field(default_factory=dict)  # raw value -> channel label
+    directions: dict[str, Literal["inbound", "outbound"]] = Field(default_factory=dict)
+    outcomes: dict[str, str] = Field(default_factory=dict)  # raw value -> outcome label
+    handled_values: dict[str, bool] = Field(default_factory=dict)  # raw value -> handled
+    time_format: str | None = None  # strptime format; default ISO 8601
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _labels(value, "queue")
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _labels(value, "channel")
+
+    @field_validator("outcomes")
+    @classmethod
+    def _outcome_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _labels(value, "outcome")
+
+    @field_validator("channel", "queue")
+    @classmethod
+    def _fixed_label(cls, value: str | None) -> str | None:
+        return None if value is None else check_label_value(value, "label")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            "".encode(value)
+        except LookupError:
+            raise ValueError(f"{value!r} is not a known text encoding") from None
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> CsvSettings:
+        if (self.channel is None) == (self.columns.channel is None):
+            raise ValueError("set exactly one of `channel` (fixed) and `columns.channel`")
+        c = self.columns
+        timed = (c.handle_seconds, c.talk_seconds, c.hold_seconds, c.acw_seconds, c.ended_at)
+        if all(name is None for name in timed):
+            raise ValueError(
+                "columns needs handle_seconds, talk/hold/acw_seconds or ended_at "
+                "to know each contact's handle time"
+            )
+        return self
+
+
+class CsvParse(NamedTuple):
+    """What parse_csv found in one piece of data."""
+
+    contacts: list[Contact]
+    rejections: list[Rejection]
+    header: list[str] | None  # the header row, once seen
+    unconsumed: bytes  # the end of data holding a record still open: read it again later
+
+
+class HeaderError(ValueError):
+    """The header row lacks a mapped column: the whole source is down."""
+
+
+def _decode(data: bytes, encoding: str) -> tuple[str, bool]:
+    """Text, and whether it may hold undecodable bytes (as surrogates, to reject per record)."""
+    try:
+        return data.decode(encoding), False
+    except UnicodeDecodeError:
+        return data.decode(encoding, "surrogateescape"), True
+
+
+WAIT = -1
+
+
+def _record_at(lines: list[str], index: int, at_eof: bool) -> int:
+    """How many lines the record starting at `index` takes: WAIT when it is still open at
+    the end of data (and not `at_eof`), 0 for a runaway quote (open beyond the caps).
+
+    Lines join while the double quotes seen are unbalanced: a quoted field spans lines.
+    """
+    quotes = lines[index].count('"')
+    if quotes % 2 == 0:
+        return 1
+    size, end, total = len(lines[index]), index + 1, len(lines)
+    while end < total and end - index < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES:
+        quotes += lines[end].count('"')
+        size += len(lines[end]) + 1
+        end += 1
+        if quotes % 2 == 0:
+            return end - index
+    if end == total and end - index < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES:
+        return 0 if at_eof else WAIT
+    return 0
+
+
+def _number(text: str, what: str) -> float:
+    value = float(text) if text.strip() else 0.0
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(what)
+    return value
+
+
+def _label(raw: str, mapping: dict[str, str], known: tuple[str, ...] | None = None) -> str:
+    label = mapping.get(raw)
+    if label is not None:
+        return label
+    if not mapping and _LABEL.match(raw) and (known is None or raw in known):
+        return raw
+    return OTHER
+
+
+def _time(text: str, time_format: str | None, tz: ZoneInfo) -> float:
+    moment = datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.timestamp()
+
+
+def check_header(header: list[str], settings: CsvSettings) -> dict[str, int]:
+    """Mapped key -> column index; HeaderError naming the first mapped column not found."""
+    positions: dict[str, int] = {}
+    for index, name in enumerate(header):
+        positions.setdefault(name.strip(), index)
+    found: dict[str, int] = {}
+    for key, name in settings.columns.model_dump(exclude_none=True).items():
+        if name not in positions:
+            raise HeaderError(f"column {name!r} ({key}) is not in the header")
+        found[key] = positions[name]
+    return found
+
+
+def parse_csv(
+    data: bytes,
+    first_line: int,
+    header: list[str] | None,
+    settings: CsvSettings,
+    tz: ZoneInfo,
+    at_eof: bool = False,
+) -> CsvParse:
+    """Parse complete lines of a CSV export into contacts and rejections. No I/O.
+
+    `header` is None at the start of the file: the first record is then the header.
+    Every record (one line, or several when a quoted field holds newlines) becomes one
+    Contact or one Rejection; a runaway quote rejects only its first line. Raises
+    HeaderError when the header lacks a mapped column.
+    """
+    contacts: list[Contact] = []
+    rejections: list[Rejection] = []
+    text, suspect = _decode(data, settings.encoding)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    index_of = check_header(header, settings) if header is not None else None
+    index = 0
+    while index < len(lines):
+        count = _record_at(lines, index, at_eof)
+        if count == WAIT:
+            break
+        number = first_line + index
+        if count == 0:
+            rejections.append(Rejection("quoting", number, "a quote is never closed"))
+            index += 1
+            continue
+        record = "\n".join(lines[index : index + count]) if count > 1 else lines[index]
+        if not record.strip():
+            index += count
+            continue
+        if suspect and _SURROGATE.search(record):
+            rejections.append(Rejection("encoding", number, f"not {settings.encoding}"))
+            index += count
+            continue
+        try:
+            row = next(csv.reader([record], delimiter=settings.delimiter))
+        except csv.Error as exc:
+            row, problem = [], Rejection("quoting", number, str(exc))
+        else:
+            problem = None
+        if header is None or index_of is None:
+            if problem is not None:
+                raise HeaderError(f"the header row does not parse: {problem.detail}")
+            if number == 1 and row and row[0].startswith("\ufeff"):
+                row[0] = row[0][1:]  # a byte-order mark
+            header, index_of = row, check_header(row, settings)
+            index += count
+            continue
+        if problem is None and len(row) != len(header):
+            problem = Rejection("columns", number, f"{len(row)} columns, header has {len(header)}")
+        if problem is not None:
+            # A stray quote may have joined good lines to a bad one: give up only the first.
+            rejections.append(problem)
+            index += 1
+            continue
+        index += count
+        result = _contact(row, index_of, settings, tz)
+        if isinstance(result, Rejection):
+            rejections.append(result._replace(line=number))
+        else:
+            contacts.append(result)
+    unconsumed = b""
+    if index < len(lines):
+        raw_lines = data.split(b"\n")
+        unconsumed = data[sum(len(raw) + 1 for raw in raw_lines[:index]) :]
+    return CsvParse(contacts, rejections, header, unconsumed)
+
+
+def _contact(
+    row: list[str], index_of: dict[str, int], settings: CsvSettings, tz: ZoneInfo
+) -> Contact | Rejection:
+    def cell(key: str) -> str | None:
+        position = index_of.get(key)
+        return None if position is None else row[position].strip()
+
+    started = cell("started_at") or ""
+    try:
+        start = _time(started, settings.time_format, tz)
+    except ValueError:
+        return Rejection("date", 0, f"started_at {started[:40]!r}")
+    parts = {}
+    try:
+        for key in ("talk_seconds", "hold_seconds", "acw_seconds"):
+            value = cell(key)
+            if value:  # an empty cell is a part the export does not have for this row
+                parts[key] = _number(value, key)
+        handle_text = cell("handle_seconds")
+        ended = cell("ended_at")
+        if handle_text is not None:
+            handle = _number(handle_text, "handle_seconds")
+        elif parts:
+            handle = sum(parts.values())
+        elif ended:
+            try:
+                handle = _time(ended, settings.time_format, tz) - start
+            except ValueError:
+                return Rejection("date", 0, f"ended_at {ended[:40]!r}")
+            if handle < 0:
+                return Rejection("duration", 0, "ended_at is before started_at")
+        else:
+            handle = 0.0  # not ended yet
+    except ValueError as exc:
+        return Rejection("duration", 0, str(exc))
+    handled_raw = cell("handled")
+    if handled_raw is None:
+        handled = True
+    else:
+        values = settings.handled_values or DEFAULT_HANDLED
+        found = values.get(handled_raw, values.get(handled_raw.lower()))
+        if found is None:
+            return Rejection("handled", 0, f"handled {handled_raw[:40]!r}")
+        handled = found
+    direction_raw = cell("direction")
+    if direction_raw is None:
+        direction = settings.direction
+    else:
+        mapped = settings.directions.get(direction_raw) or direction_raw.lower()
+        if mapped not in ("inbound", "outbound"):
+            return Rejection("direction", 0, f"direction {direction_raw[:40]!r}")
+        direction = mapped
+    price_raw = cell("price")
+    price = None
+    if price_raw:
+        try:
+            price = _number(price_raw, "price")
+        except ValueError:
+            return Rejection("price", 0, f"price {price_raw[:40]!r}")
+    id_raw = cell("id")
+    if id_raw is not None and not id_raw:
+        return Rejection("id", 0, "empty id")
+    channel_raw = cell("channel")
+    queue_raw = cell("queue")
+    outcome_raw = cell("outcome")
+    talk = parts.get("talk_seconds", handle)
+    return Contact(
+        id=id_raw or row_id(row),
+        channel=settings.channel or _label(channel_raw or "", settings.channels, CHANNELS_KNOWN),
+        direction=direction,
+        queue=settings.queue if queue_raw is None else _label(queue_raw, settings.queues),
+        start=start,
+        handled=handled,
+        handle_seconds=handle,
+        talk_seconds=talk,
+        billable_seconds=talk,
+        outcome=settings.outcomes.get(outcome_raw, "") if outcome_raw else "",
+        customer=hash_customer(cell("customer")),
+        price=price,
+        reason="" if handled else "not_handled",
+    )
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _dump_position(position: FilePosition, header: list[str] | None) -> str:
+    return json.dumps({"file": position.dumps(), "header": header}, separators=(",", ":"))
+
+
+def _load_position(text: str | None) -> tuple[FilePosition | None, list[str] | None]:
+    """The file position and the remembered header; (None, None) reads from the start."""
+    if not text:
+        return None, None
+    try:
+        data = json.loads(text)
+        position = FilePosition.loads(data["file"])
+        header = data["header"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    if position is None or not isinstance(header, list) or position.offset == 0:
+        return None, None
+    return position, [str(name) for name in header]
+
+
+class CsvAdapter(Adapter):
+    """Reads new records of a CSV export, remembering its header across reads."""
+
+    settings_model = CsvSettings
+
+    def pull(self, position: str | None) -> Iterator[Batch]:
+        settings = self.settings
+        assert isinstance(settings, CsvSettings)
+        tz = self.context.timezone
+        file_position, header = _load_position(position)
+        pending, pending_first = b"", 0  # an open record, read again with the next chunk
+        previous: Chunk | None = None
+        try:
+            for chunk in read_new_lines(settings.path, file_position):
+                if previous is not None and pending and chunk.path != previous.path:
+                    # The rotated file ended inside an open record: it never closes now.
+                    result = parse_csv(pending, pending_first, header, settings, tz, at_eof=True)
+                    self._log(previous, result.rejections, len(result.contacts))
+                    yield Batch(
+                        result.contacts,
+                        result.rejections,
+                        _dump_position(previous.position, header),
+                        str(previous.path),
+                    )
+                    pending = b""
+                if chunk.first_line == 1:
+                    header, pending = None, b""  # a new file, with its own header
+                data = pending + chunk.data if pending else chunk.data
+                first = pending_first if pending else chunk.first_line
+                result = parse_csv(data, first, header, settings, tz)
+                header, pending = result.header, result.unconsumed
+                pending_first = first + _line_count(data) - _line_count(pending)
+                after = rewind(chunk, pending) if pending else chunk.position
+                previous = chunk
+                dumped = _dump_position(after, header)
+                if not (result.contacts or result.rejections) and dumped == position:
+                    continue  # only the same open record again: nothing to commit
+                self._log(chunk, result.rejections, len(result.contacts))
+                yield Batch(result.contacts, result.rejections, dumped, str(chunk.path))
+        except HeaderError as exc:
+            raise SourceError(f"{settings.path}: {exc}", "header") from None
+        except FileNotFoundError:
+            raise SourceError(f"{settings.path}: file not found", "missing") from None
+        except OSError as exc:
+            raise SourceError(f"{settings.path}: {exc.strerror or exc}", "unreadable") from None
+
+    def _log(self, chunk: Chunk, rejections: list[Rejection], accepted: int) -> None:
+        if rejections:
+            log.warning(
+                "source %s: %s: skipped %d of %d records (%s)",
+                self.name,
+                chunk.path,
+                len(rejections),
+                len(rejections) + accepted,
+                summarise_rejections(rejections),
+            )
