@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -59,12 +60,12 @@ def wait_for(
     probe: Callable[[], T | None],
     timeout: float = 30.0,
     every: float = 0.2,
-    proc: subprocess.Popen[bytes] | None = None,
+    servers: Sequence[Server] = (),
 ) -> T:
     """Poll `probe` until it returns something truthy, or fail after `timeout` seconds.
 
     `every` is the pause between probes, not a guess at how long something takes.
-    If `proc` exits meanwhile, fail at once with its log.
+    If one of `servers` exits meanwhile, fail at once; failures show the servers' logs.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -75,11 +76,16 @@ def wait_for(
             result, last_error = None, exc
         if result:
             return result
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"{what}: process exited with {proc.returncode} while waiting")
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is not None:
+                pytest.fail(
+                    f"{what}: {server.name} exited with {server.proc.returncode}\n"
+                    + server.log_tail()
+                )
         if time.monotonic() > deadline:
+            logs = "".join(f"\n--- {s.name} log ---\n{s.log_tail()}" for s in servers)
             pytest.fail(
-                f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})"
+                f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error}){logs}"
             )
         time.sleep(every)
 
@@ -208,3 +214,112 @@ def metric_names(expr: str) -> set[str]:
 def recorded_names(expr: str) -> set[str]:
     """Recording-rule names (level:metric:operation) an expression refers to."""
     return {m.group(0) for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_]*:[a-zA-Z0-9_:]+", expr)}
+
+
+# --- real servers on loopback ------------------------------------------------------------
+
+
+def exporter_argv(config: Path, port: int) -> list[str]:
+    """The exporter CLI: the console script beside this interpreter, else `python -m collector`."""
+    script = Path(sys.executable).with_name("contact-cost-exporter")
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "collector"]
+    return [*base, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"]
+
+
+def start_exporter(workdir: Path, config: Path, port: int | None = None) -> tuple[Server, int]:
+    """Start the exporter on `config`; return once /healthz answers 200 (first recompute done)."""
+    port = port or free_port()
+    server = Server(
+        "exporter", exporter_argv(config, port), workdir / "exporter.log", cwd=workdir
+    ).start()
+    wait_for(
+        "the exporter's /healthz",
+        lambda: http_get(f"http://127.0.0.1:{port}/healthz", timeout=2)[0] == 200,
+        timeout=90,
+        servers=[server],
+    )
+    return server, port
+
+
+def start_prometheus(
+    workdir: Path,
+    exporter_port: int,
+    rule_files: Sequence[Path],
+    alertmanager_port: int | None = None,
+) -> tuple[Server, PrometheusAPI]:
+    """A real Prometheus scraping the exporter every second and evaluating rules every second."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    alerting = ""
+    if alertmanager_port is not None:
+        alerting = (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['127.0.0.1:{alertmanager_port}']\n"
+        )
+    rules = "".join(f"  - {json.dumps(str(path))}\n" for path in rule_files)
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n{rules}{alerting}"
+        "scrape_configs:\n  - job_name: contact-cost-exporter\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+    )
+    server = Server(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--rules.alert.resend-delay=1s",
+            "--log.level=warn",
+        ],
+        workdir / "prometheus.log",
+    ).start()
+    api = PrometheusAPI(f"http://127.0.0.1:{port}")
+    wait_for("Prometheus to be ready", api.ready, timeout=30, servers=[server])
+    return server, api
+
+
+def start_alertmanager(workdir: Path, webhook_url: str) -> tuple[Server, int]:
+    """A real Alertmanager, clustering off, routing everything to `webhook_url` at once."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    config = workdir / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: test-webhook\n"
+        "  group_by: [alertname, channel, period, window]\n"
+        "  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n"
+        "receivers:\n  - name: test-webhook\n    webhook_configs:\n"
+        f"      - url: {json.dumps(webhook_url)}\n        send_resolved: true\n"
+    )
+    server = Server(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        workdir / "alertmanager.log",
+    ).start()
+    wait_for(
+        "Alertmanager to be ready",
+        lambda: http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200,
+        timeout=30,
+        servers=[server],
+    )
+    return server, port
+
+
+def scrape_names(text: str) -> set[str]:
+    """Metric names in an exposition: from samples and from # HELP / # TYPE lines."""
+    names = set()
+    for line in text.splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
