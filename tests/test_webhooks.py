@@ -5,7 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -22,7 +27,7 @@ from collector.webhooks import (
     twilio_signature,
     twilio_signature_valid,
 )
-from tests.conftest import parse_exposition
+from tests.conftest import parse_exposition, wait_for
 from tests.vendor_support import CONTEXT, fixture_text, new_store, stored_ids
 
 SID = "AC00000000000000000000000000000001"
@@ -262,3 +267,49 @@ def test_store_failure_is_503_so_the_vendor_retries(receiver: WebhookReceiver) -
     receiver.store.close()
     assert generic_post(receiver, EVENT)[0] == 503
     assert webhook_counts(receiver)[("crm", "error")] == 1
+
+
+# -- over real HTTP, through the running exporter ---------------------------------------------
+def test_signed_event_posted_to_the_running_exporter_shows_in_the_gauges(
+    tmp_path: Path, start_exporter: Callable[..., Any]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'currency = "USD"\ntimezone = "UTC"\ninterval = "1s"\n'
+        f'store = "{tmp_path / "state.db"}"\n\n'
+        '[[sources]]\nname = "crm"\nadapter = "generic_webhook"\n'
+        f'webhook_secret = "{SECRET}"\nqueues = {{ "Support Team" = "support" }}\n'
+    )
+    exporter = start_exporter(config)
+    event = {**EVENT, "start": time.time() - 60}
+    body = json.dumps(event).encode()
+
+    def post(payload: bytes, secret: str = SECRET) -> int:
+        stamp = str(int(time.time()))
+        request = urllib.request.Request(
+            exporter.url + "/webhooks/generic/crm", data=payload, method="POST",
+            headers={"Content-Type": "application/json", "X-Contact-Cost-Timestamp": stamp,
+                     "X-Contact-Cost-Signature": generic_signature(secret, stamp, payload)})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post(body) == 200
+    assert post(body) == 200  # redelivery
+    assert post(body, secret="forged") == 401
+
+    def contacts() -> float | None:
+        values = parse_exposition(exporter.metrics())
+        key = ("contactcenter_contacts", frozenset({
+            "period": "day", "window": "current", "channel": "chat",
+            "direction": "inbound", "queue": "support"}.items()))
+        return values.get(key)
+
+    assert wait_for(contacts, timeout=20, what="the webhook contact in the gauges") == 1
+    values = parse_exposition(exporter.metrics())
+    for status, count in (("accepted", 1), ("duplicate", 1), ("unauthorized", 1)):
+        key = ("contactcenter_webhook_requests_total",
+               frozenset({"source": "crm", "status": status}.items()))
+        assert values[key] == count
