@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -31,17 +31,6 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "CONTACT_COST_"
-COMPONENTS = (
-    "salaries",
-    "benefits",
-    "licences",
-    "hardware",
-    "software",
-    "facilities",
-    "utilities",
-    "telephony",
-    "other",
-)
 Component = Literal[
     "salaries",
     "benefits",
@@ -53,6 +42,7 @@ Component = Literal[
     "telephony",
     "other",
 ]
+COMPONENTS: tuple[str, ...] = get_args(Component)
 PeriodName = Literal["day", "week", "month", "quarter", "year"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
