@@ -15,7 +15,8 @@ from typing import Any
 
 from collector import __version__
 from collector.config import ConfigError, format_duration
-from collector.runtime import Exporter, LoadedConfig, load_config, reload_config
+from collector.runtime import Exporter, LoadedConfig, load_config, load_reload
+from collector.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger("collector")
 DEFAULT_LISTEN = "127.0.0.1:9878"
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="telemetry_path",
         default="/metrics",
         help="path under which to expose metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        default=None,
+        help="exporter-toolkit web config (YAML) enabling TLS and/or basic auth; re-read on "
+        "reload (default: plain HTTP, no auth)",
     )
     parser.add_argument(
         "--web.enable-lifecycle",
@@ -139,11 +148,30 @@ def _load_or_exit(parser: argparse.ArgumentParser, path: Path) -> LoadedConfig:
         parser.exit(1, f"contact-cost-exporter: invalid configuration: {exc}\n")
 
 
+def _web_config_or_exit(parser: argparse.ArgumentParser, path: Path | None) -> WebConfig:
+    try:
+        return load_web_config(path)
+    except ConfigError as exc:
+        parser.exit(1, f"contact-cost-exporter: invalid web configuration: {exc}\n")
+
+
+def web_config_summary(web: WebConfig) -> str:
+    """One line for --config.check: what the web config turns on, never a hash."""
+    users = len(web.auth.users)
+    return (
+        f"{web.origin}: valid, "
+        + ("TLS" if web.tls else "plain HTTP")
+        + (f", basic auth for {users} user(s)" if users else ", no basic auth")
+        + (f", {len(web.headers)} extra header(s)" if web.headers else "")
+    )
+
+
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from collector.scheduler import build_scheduler, schedule_jobs
+    from collector.scheduler import RECOMPUTE_JOB, build_scheduler, schedule_jobs
     from collector.server import ExporterHTTPServer, parse_listen_address
 
     config = _load_or_exit(parser, args.config_file)
+    web = _web_config_or_exit(parser, args.web_config_file)
     try:
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
@@ -153,9 +181,15 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     reload_lock = threading.Lock()
 
     def reload() -> str | None:
+        """Re-read the config and the web config; swap in both, or neither."""
         with reload_lock:
-            error = reload_config(exporter, args.config_file)
-            now = datetime.now(UTC).timestamp()
+            try:
+                new_web = load_web_config(args.web_config_file)
+                new_config = load_reload(exporter, args.config_file)
+            except ConfigError as exc:
+                error = str(exc)
+            else:
+                error = None
             exporter.health.set_gauge(
                 "contactcenter_config_last_reload_successful",
                 "1 if the last configuration reload succeeded.",
@@ -164,13 +198,23 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if error:
                 log.error("reload refused, keeping the last good config: %s", error)
                 return error
+            exporter.replace_config(new_config)
+            server.web = new_web
+            server.webhooks = _webhook_receiver(exporter)
+            schedule_jobs(scheduler, exporter)
+            job = scheduler.get_job(RECOMPUTE_JOB)
+            if job is not None and exporter.ready:  # the new costs show at once
+                job.modify(next_run_time=datetime.now(UTC))
             exporter.health.set_gauge(
                 "contactcenter_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful configuration reload.",
-                now,
+                datetime.now(UTC).timestamp(),
             )
-            schedule_jobs(scheduler, exporter)
-            log.info("configuration reloaded from %s", args.config_file)
+            log.info(
+                "configuration reloaded from %s, %d source(s)",
+                args.config_file,
+                len(new_config.adapters),
+            )
             return None
 
     exporter.health.set_gauge(
@@ -191,6 +235,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             telemetry_path=args.telemetry_path,
             webhooks=webhooks,
             reload=reload if args.enable_lifecycle else None,
+            web=web,
         )
     except OSError as exc:
         parser.exit(1, f"contact-cost-exporter: cannot listen on {args.listen_address}: {exc}\n")
@@ -206,7 +251,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
     scheduler.start()
     log.info(
-        "listening on %s%s, %d source(s), version %s",
+        "listening on %s://%s%s, %d source(s), version %s",
+        "https" if web.tls else "http",
         args.listen_address,
         args.telemetry_path,
         len(config.adapters),
@@ -261,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config_check:
         config = _load_or_exit(parser, args.config_file)
         print(config_summary(config))
+        if args.web_config_file is not None:
+            print(web_config_summary(_web_config_or_exit(parser, args.web_config_file)))
         return 0
     return serve(args, parser)
 

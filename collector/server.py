@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import logging
+import select
 import socket
+import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +19,7 @@ from typing import Any, Protocol
 
 from collector import __version__
 from collector.runtime import Exporter
+from collector.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +32,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# What Go's net/http answers to plain HTTP on a TLS port.
+PLAIN_HTTP_ON_TLS = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
+_TLS_HANDSHAKE_RECORD = 0x16
 
 
 class WebhookHandler(Protocol):
@@ -42,8 +55,38 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that share one deadline per request, so trickled bytes cannot extend it.
+
+    A plain socket timeout restarts with every byte received; a slowloris client sending one
+    byte every few seconds would hold its thread for ever.
+    """
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self.sock = sock
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def restart(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request not received within the request timeout")
+        self.sock.settimeout(remaining)
+        return self.sock.recv_into(buffer)
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
-    """A threading server with a cap on concurrent connections and a per-request timeout."""
+    """A threading server with a cap on concurrent connections and a per-request deadline.
+
+    With TLS configured the accept loop only accepts: the handshake runs in the connection's
+    own thread, under the same deadline, so a slow client cannot hold up anyone else.
+    """
 
     daemon_threads = True
     request_queue_size = 128
@@ -57,10 +100,12 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         reload: Callable[[], str | None] | None = None,
         max_connections: int = 64,
         request_timeout: float = 10.0,
+        web: WebConfig | None = None,
     ) -> None:
         host = address[0]
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.exporter = exporter
+        self.web = web or WebConfig()  # replaced as a whole on reload
         self.telemetry_path = telemetry_path
         self.webhooks = webhooks
         self.reload = reload
@@ -70,13 +115,11 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            try:
+            with contextlib.suppress(OSError):
                 request.sendall(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                     b"Connection: close\r\n\r\n"
                 )
-            except OSError:
-                pass
             self.shutdown_request(request)
             return
         try:
@@ -85,11 +128,63 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             self._slots.release()
             raise
 
+    @property
+    def tls(self) -> bool:
+        return self.web.tls
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
+            context = self.web.ssl_context
+            if context is not None:
+                secured = self._handshake(context, request, client_address)
+                if secured is None:
+                    return
+                request = secured
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def _handshake(
+        self, context: ssl.SSLContext, sock: socket.socket, client_address: Any
+    ) -> ssl.SSLSocket | None:
+        """TLS handshake within the request timeout; None (socket closed) if it fails."""
+        deadline = time.monotonic() + self.request_timeout
+        try:
+            sock.settimeout(self.request_timeout)
+            first = sock.recv(1, socket.MSG_PEEK)
+            if first and first[0] != _TLS_HANDSHAKE_RECORD:
+                log.debug("%s: plain HTTP on the TLS port", client_address[0])
+                sock.sendall(PLAIN_HTTP_ON_TLS)
+                raise ConnectionAbortedError("plain HTTP")
+            sock.setblocking(False)
+            secured = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            while True:
+                try:
+                    secured.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    wait: tuple[list[Any], list[Any]] = ([secured], [])
+                except ssl.SSLWantWriteError:
+                    wait = ([], [secured])
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not any(select.select(*wait, [], remaining)[:2]):
+                    raise TimeoutError("TLS handshake not finished within the request timeout")
+            secured.settimeout(self.request_timeout)
+            return secured
+        except (OSError, ValueError) as exc:
+            log.debug("%s: TLS handshake failed: %s", client_address[0], exc)
+            self.shutdown_request(sock)
+            if "secured" in locals():
+                self.shutdown_request(secured)
+            return None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Dropped connections and timeouts are the client's business: one debug line."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("%s: connection ended: %s", client_address[0], exc)
+        else:
+            log.error("%s: request failed", client_address[0], exc_info=True)
 
 
 class ExporterRequestHandler(BaseHTTPRequestHandler):
@@ -101,8 +196,16 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.request_timeout
         super().setup()
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection, self.server.request_timeout)
+        self.rfile = io.BufferedReader(self._reader)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def handle_one_request(self) -> None:
+        # The deadline covers the wait for the request line, the headers and the body.
+        self._reader.restart()
+        super().handle_one_request()
+
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -113,11 +216,15 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         content_type: str = "text/plain; charset=utf-8",
         headers: dict[str, str] | None = None,
     ) -> None:
+        self.connection.settimeout(self.server.request_timeout)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
+        merged = {"X-Content-Type-Options": "nosniff", **(headers or {}), **self.server.web.headers}
+        for key, value in merged.items():
             self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -125,11 +232,26 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
+    def _authorized(self) -> bool:
+        """Basic auth, when users are configured; else answer 401 and return False."""
+        auth = self.server.web.auth
+        if not auth or auth.check(self.headers.get("Authorization")):
+            return True
+        self.close_connection = True  # a request body, if any, is left unread
+        self._send(
+            HTTPStatus.UNAUTHORIZED,
+            b"Unauthorized\n",
+            headers={"WWW-Authenticate": 'Basic realm="contact-cost-exporter", charset="UTF-8"'},
+        )
+        return False
+
     # -- routes ----------------------------------------------------------------------------
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
+        if not self._authorized():
+            return
         path = self._path()
         exporter = self.server.exporter
         if path == self.server.telemetry_path:
@@ -155,6 +277,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
+            self.close_connection = True
             self._send(HTTPStatus.LENGTH_REQUIRED, b"Content-Length required\n")
             return None
         if int(length) > MAX_BODY_BYTES:
@@ -163,20 +286,25 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(int(length))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = self._path()
+        # Webhooks carry the vendor's signature instead of our basic auth.
+        if not path.startswith("/webhooks/") and not self._authorized():
+            return
         if path.startswith("/webhooks/") and self.server.webhooks is not None:
             body = self._read_body()
             if body is None:
                 return
-            host = self.headers.get("Host", "%s:%s" % self.server.server_address[:2])
-            scheme = "https" if getattr(self.server, "tls", False) else "http"
+            host = self.headers.get("Host", "{}:{}".format(*self.server.server_address[:2]))
+            scheme = "https" if self.server.tls else "http"
             url = f"{scheme}://{host}{self.path}"
             status, content_type, answer = self.server.webhooks.handle(
                 "POST", path, self.headers, body, url
             )
             self._send(status, answer, content_type)
-        elif path == "/-/reload" and self.server.reload is not None:
+            return
+        self.close_connection = True  # bodies other than a webhook's are never read
+        if path == "/-/reload" and self.server.reload is not None:
             error = self.server.reload()
             if error is None:
                 self._send(HTTPStatus.OK, b"config reloaded\n")
