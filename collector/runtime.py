@@ -62,6 +62,8 @@ class Exporter:
         self._ran_once: set[str] = set()
         self._source_locks: dict[str, threading.Lock] = {}
         self._last_logged: dict[str, str] = {}
+        self._retired: dict[str, list[Adapter]] = {}  # closed when their running read ends
+        self._retired_lock = threading.Lock()
         self.on_initial_ingest_done: Callable[[], None] | None = None
         self._configure_health()
 
@@ -88,6 +90,18 @@ class Exporter:
         self.config = config
         self._configure_health()
         for adapter in old.adapters:
+            # A read under way with the old adapter closes it when it ends; else close now.
+            with self._retired_lock:
+                self._retired.setdefault(adapter.name, []).append(adapter)
+            lock = self._source_locks.setdefault(adapter.name, threading.Lock())
+            if lock.acquire(blocking=False):
+                lock.release()
+                self._close_retired(adapter.name)
+
+    def _close_retired(self, source: str) -> None:
+        with self._retired_lock:
+            retired = self._retired.pop(source, [])
+        for adapter in retired:
             adapter.close()
 
     # -- jobs --------------------------------------------------------------------------------
@@ -134,6 +148,7 @@ class Exporter:
                 )
         finally:
             lock.release()
+            self._close_retired(source)
             self._note_first_run(source)
         return stored
 
@@ -197,10 +212,36 @@ class Exporter:
         self.store.close()
 
 
+def reload_check(old: Settings, new: Settings, origin: str) -> str | None:
+    """Why `new` cannot replace `old` in a running exporter, or None.
+
+    The store and its time zone are opened once: daily rollups are kept in local days, so
+    changing either needs a restart (and, for the time zone, a new store).
+    """
+    if Path(new.store).resolve() != Path(old.store).resolve():
+        return (f"{origin}: store: changed from {old.store} to {new.store}; "
+                "a new store path needs a restart")
+    if new.timezone != old.timezone:
+        return (f"{origin}: timezone: changed from {old.timezone} to {new.timezone}; "
+                "the store keeps local days in the old zone, so this needs a restart")
+    return None
+
+
+def load_reload(exporter: Exporter, path: Path | str | None) -> LoadedConfig:
+    """The new config for a live reload, validated; ConfigError if it is refused."""
+    config = load_config(path)
+    problem = reload_check(exporter.settings, config.settings, config.origin)
+    if problem:
+        for adapter in config.adapters:
+            adapter.close()
+        raise ConfigError(problem)
+    return config
+
+
 def reload_config(exporter: Exporter, path: Path | str | None) -> str | None:
     """Re-read the config; on success swap it in, else keep the old one. Returns the error."""
     try:
-        config = load_config(path)
+        config = load_reload(exporter, path)
     except ConfigError as exc:
         return str(exc)
     exporter.replace_config(config)
