@@ -1,4 +1,4 @@
-"""A push-only source: JSON contact events posted to /webhooks/generic/<source>, signed HMAC-SHA256."""
+"""A push-only source: JSON contact events posted to /webhooks/generic/<source>, HMAC signed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP client behaviour every vendor API adapter shares: session, retries, rate limit, paging."""
+"""The HTTP client every vendor API adapter shares: session, retries, rate limit, paging."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -147,10 +148,9 @@ def parse_calls_page(
             parsed.rejections.append(Rejection(exc.reason, index, str(exc)))
             continue
         if contact is None:
-            try:
+            # a queued call has no start yet; the watermark is held by the others
+            with contextlib.suppress(FieldError):
                 parsed.pending_starts.append(rfc2822(call.get("start_time"), "start_time"))
-            except FieldError:
-                pass  # a queued call has no start yet; the watermark is held by the others
             continue
         parsed.contacts.append(contact)
         parsed.final_starts.append(contact.start)

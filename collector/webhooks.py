@@ -1,4 +1,4 @@
-"""Webhook receiver: verifies vendor pushes (Twilio, Aircall, generic) and stores each event once."""
+"""Webhook receiver: verifies vendor pushes (Twilio, Aircall, generic); stores each once."""
 
 from __future__ import annotations
 
