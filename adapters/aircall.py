@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import Field, SecretStr
 
-from adapters.base import Adapter, AdapterContext
 from adapters.http import (
-    ApiClient,
+    ApiAdapter,
     ApiSourceSettings,
+    Credentials,
     FieldError,
     ShapeError,
     endpoint_of,
     label,
+    load_state,
     record_id,
     require_list,
     require_object,
@@ -168,7 +168,7 @@ def parse_webhook(payload: Any, settings: AircallSettings) -> Contact | None:
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
-class AircallAdapter(Adapter):
+class AircallAdapter(ApiAdapter):
     """Pulls /v1/calls window by window, oldest first, `per_page` 50.
 
     Position: {"from": s, "to": s or null, "page": n, "hold": s or null}. Within a window
@@ -179,17 +179,8 @@ class AircallAdapter(Adapter):
     settings_model = AircallSettings
     settings: AircallSettings
 
-    def __init__(
-        self,
-        settings: AircallSettings,  # type: ignore[override]
-        context: AdapterContext,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, context)
-        self.clock = clock
-        self.client = ApiClient(
-            settings.name, settings, auth=(settings.api_id, settings.api_token.get_secret_value())
-        )
+    def credentials(self) -> Credentials:
+        return (self.settings.api_id, self.settings.api_token.get_secret_value()), None
 
     def _first_from(self, now: float) -> float:
         if self.settings.start_date:
@@ -198,7 +189,7 @@ class AircallAdapter(Adapter):
         return now - self.settings.lookback.total_seconds()
 
     def pull(self, position: str | None) -> Iterator[Batch]:
-        state = _load(position)
+        state = load_state(position)
         now = self.clock()
         horizon = now - self.settings.lag.total_seconds()
         start = float(state.get("from") or self._first_from(now))
@@ -244,15 +235,3 @@ class AircallAdapter(Adapter):
                 return  # caught up, or a call still in progress holds this window open
             start, end = next_from, None
 
-    def close(self) -> None:
-        self.client.close()
-
-
-def _load(position: str | None) -> dict[str, Any]:
-    if not position:
-        return {}
-    try:
-        state = json.loads(position)
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}

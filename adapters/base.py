@@ -48,7 +48,7 @@ class Adapter(abc.ABC):
     def pull(self, position: str | None) -> Iterator[Batch]:
         """Yield batches of new contacts after `position` (None: from the beginning)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release sessions, files and the like. Called on shutdown and reload."""
 
     def describe(self) -> str:

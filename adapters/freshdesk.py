@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from adapters.base import Adapter, AdapterContext
 from adapters.http import (
-    ApiClient,
+    ApiAdapter,
     ApiSourceSettings,
+    Credentials,
     FieldError,
     LabelMap,
     ShapeError,
     endpoint_of,
     iso8601,
     label,
+    load_state,
     record_id,
     seconds,
     shape_rejection,
@@ -124,7 +124,7 @@ def parse_tickets_page(
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
-class FreshdeskAdapter(Adapter):
+class FreshdeskAdapter(ApiAdapter):
     """Lists tickets updated since the watermark, oldest update first, page by page.
 
     Position: {"since": ISO time, "page": n}. Mid-run the page resumes; after the last page
@@ -134,16 +134,8 @@ class FreshdeskAdapter(Adapter):
     settings_model = FreshdeskSettings
     settings: FreshdeskSettings
 
-    def __init__(
-        self,
-        settings: FreshdeskSettings,  # type: ignore[override]
-        context: AdapterContext,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, context)
-        self.clock = clock
-        self.client = ApiClient(settings.name, settings,
-                                auth=(settings.api_key.get_secret_value(), "X"))
+    def credentials(self) -> Credentials:
+        return (self.settings.api_key.get_secret_value(), "X"), None
 
     def _first_since(self) -> str:
         if self.settings.start_date:
@@ -154,7 +146,7 @@ class FreshdeskAdapter(Adapter):
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def pull(self, position: str | None) -> Iterator[Batch]:
-        state = _load(position)
+        state = load_state(position)
         since = str(state.get("since") or self._first_since())
         page_no = int(state.get("page") or 1)
         newest = state.get("newest")
@@ -184,13 +176,3 @@ class FreshdeskAdapter(Adapter):
                 continue
             page_no += 1
 
-    def close(self) -> None:
-        self.client.close()
-
-
-def _load(position: str | None) -> dict[str, Any]:
-    try:
-        state = json.loads(position) if position else {}
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from adapters.base import SourceError
+from adapters.base import Adapter, AdapterContext, SourceError
 from collector.config import SourceSettings, check_label_value
 from collector.model import Rejection
 
@@ -306,3 +306,37 @@ def record_id(record: Mapping[str, Any], key: str) -> str:
     if value is None or value == "" or isinstance(value, (dict, list, bool)):
         raise FieldError("id", f"{key} missing")
     return str(value)
+
+
+def load_state(position: str | None) -> dict[str, Any]:
+    """A position written as a JSON object; {} when there is none or it cannot be read."""
+    try:
+        state = json.loads(position) if position else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+Credentials = tuple[tuple[str, str] | None, Mapping[str, str] | None]
+
+
+class ApiAdapter(Adapter):
+    """Base of the pull adapters: one ApiClient (session, retries, rate limit) per source."""
+
+    def __init__(
+        self,
+        settings: ApiSourceSettings,
+        context: AdapterContext,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, context)
+        self.clock = clock
+        auth, headers = self.credentials()
+        self.client = ApiClient(settings.name, settings, auth=auth, headers=headers)
+
+    def credentials(self) -> Credentials:
+        """(Basic-auth pair, extra headers); secrets leave SecretStr only here."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.client.close()

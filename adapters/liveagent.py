@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,15 +10,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from adapters.base import Adapter, AdapterContext
 from adapters.http import (
-    ApiClient,
+    ApiAdapter,
     ApiSourceSettings,
+    Credentials,
     FieldError,
     LabelMap,
     ShapeError,
     endpoint_of,
     label,
+    load_state,
     record_id,
     seconds,
     shape_rejection,
@@ -198,7 +198,7 @@ def _is_pending(item: Mapping[str, Any], settings: LiveAgentSettings) -> bool:
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
-class LiveAgentAdapter(Adapter):
+class LiveAgentAdapter(ApiAdapter):
     """Reads /calls then /tickets, each sorted by date_created and filtered with _filters.
 
     Position: {"calls": {...}, "tickets": {...}}, each {"since", "page", "hold", "top"}. A
@@ -209,16 +209,8 @@ class LiveAgentAdapter(Adapter):
     settings_model = LiveAgentSettings
     settings: LiveAgentSettings
 
-    def __init__(
-        self,
-        settings: LiveAgentSettings,  # type: ignore[override]
-        context: AdapterContext,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, context)
-        self.clock = clock
-        self.client = ApiClient(settings.name, settings,
-                                headers={"apikey": settings.api_key.get_secret_value()})
+    def credentials(self) -> Credentials:
+        return None, {"apikey": self.settings.api_key.get_secret_value()}
 
     def _first_since(self) -> str:
         if self.settings.start:
@@ -228,7 +220,7 @@ class LiveAgentAdapter(Adapter):
             TIME_FORMAT)
 
     def pull(self, position: str | None) -> Iterator[Batch]:
-        state = _load(position)
+        state = load_state(position)
         streams: list[tuple[str, Parser]] = []
         if self.settings.read_calls:
             streams.append(("calls", parse_call))
@@ -276,13 +268,3 @@ class LiveAgentAdapter(Adapter):
                 return
             page_no += 1
 
-    def close(self) -> None:
-        self.client.close()
-
-
-def _load(position: str | None) -> dict[str, Any]:
-    try:
-        state = json.loads(position) if position else {}
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}

@@ -5,21 +5,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import Field, SecretStr
 
-from adapters.base import Adapter, AdapterContext, SourceError
+from adapters.base import SourceError
 from adapters.http import (
-    ApiClient,
+    ApiAdapter,
     ApiSourceSettings,
+    Credentials,
     FieldError,
     ShapeError,
     endpoint_of,
     label,
+    load_state,
     record_id,
     require_list,
     require_object,
@@ -201,7 +202,7 @@ def _day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).date().isoformat()
 
 
-class TwilioAdapter(Adapter):
+class TwilioAdapter(ApiAdapter):
     """Pulls the Calls list newest first, following next_page_uri.
 
     Position: {"since": day, "next": next_page_uri or null, "hold": .., "top": ..}. Mid-run,
@@ -213,21 +214,12 @@ class TwilioAdapter(Adapter):
     settings_model = TwilioSettings
     settings: TwilioSettings
 
-    def __init__(
-        self,
-        settings: TwilioSettings,  # type: ignore[override]
-        context: AdapterContext,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, context)
-        self.clock = clock
-        user = settings.api_key_sid or settings.account_sid
-        self.client = ApiClient(
-            settings.name, settings, auth=(user, settings.auth_token.get_secret_value())
-        )
+    def credentials(self) -> Credentials:
+        user = self.settings.api_key_sid or self.settings.account_sid
+        return (user, self.settings.auth_token.get_secret_value()), None
 
     def pull(self, position: str | None) -> Iterator[Batch]:
-        state = _load(position)
+        state = load_state(position)
         since = state.get("since") or (
             self.settings.start_date.isoformat() if self.settings.start_date else None
         )
@@ -278,15 +270,3 @@ class TwilioAdapter(Adapter):
                 return
             url, params = next_uri, None
 
-    def close(self) -> None:
-        self.client.close()
-
-
-def _load(position: str | None) -> dict[str, Any]:
-    if not position:
-        return {}
-    try:
-        state = json.loads(position)
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from adapters.base import Adapter, AdapterContext
 from adapters.http import (
-    ApiClient,
+    ApiAdapter,
     ApiSourceSettings,
+    Credentials,
     FieldError,
     LabelMap,
     ShapeError,
     endpoint_of,
     iso8601,
     label,
+    load_state,
     record_id,
     require_list,
     require_object,
@@ -160,27 +160,18 @@ def parse_export_page(
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
-class ZendeskAdapter(Adapter):
+class ZendeskAdapter(ApiAdapter):
     """Follows after_cursor until end_of_stream; the position is the last after_cursor."""
 
     settings_model = ZendeskSettings
     settings: ZendeskSettings
 
-    def __init__(
-        self,
-        settings: ZendeskSettings,  # type: ignore[override]
-        context: AdapterContext,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, context)
-        self.clock = clock
-        self.client = ApiClient(
-            settings.name, settings,
-            auth=(f"{settings.email}/token", settings.api_token.get_secret_value()),
-        )
+    def credentials(self) -> Credentials:
+        token = self.settings.api_token.get_secret_value()
+        return (f"{self.settings.email}/token", token), None
 
     def pull(self, position: str | None) -> Iterator[Batch]:
-        cursor = _load(position).get("cursor")
+        cursor = load_state(position).get("cursor")
         params: dict[str, Any] = {"per_page": self.settings.per_page}
         if self.settings.handle_time == "agent_work_time":
             params["include"] = "metric_sets"
@@ -204,13 +195,3 @@ class ZendeskAdapter(Adapter):
                 return
             params = {k: v for k, v in params.items() if k != "start_time"} | {"cursor": after}
 
-    def close(self) -> None:
-        self.client.close()
-
-
-def _load(position: str | None) -> dict[str, Any]:
-    try:
-        state = json.loads(position) if position else {}
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
