@@ -34,7 +34,9 @@ DISPOSITIONS: dict[str, tuple[bool, str]] = {
 # sequence. Indices used below: src 1, dst 2, dcontext 3, start 9, duration 12,
 # billsec 13, disposition 14, uniqueid 16, userfield 17.
 LAYOUTS = (16, 18, 21)
+FIRST_YEAR, LAST_YEAR = 1970, 2999  # dates outside are rejected as "date"
 SECONDS = {f"{second:02d}": second for second in range(60)}
+MAX_SECONDS = 366 * 86400  # a longer duration is a broken row (and 10**400 is no float)
 
 
 class AsteriskCdrSettings(SourceSettings):
@@ -98,6 +100,8 @@ class LocalClock:
             if len(hour) != 13 or hour[4] != "-" or hour[7] != "-" or hour[10] != " ":
                 raise ValueError(hour)
             naive = datetime.fromisoformat(hour + ":00:00")
+            if not FIRST_YEAR <= naive.year <= LAST_YEAR:
+                raise ValueError(hour)  # a clock reset or garbage, not a contact
             first = naive.replace(tzinfo=self.tz)
             last = (naive + timedelta(seconds=3599)).replace(tzinfo=self.tz)
             same = first.utcoffset() == last.utcoffset()
@@ -254,8 +258,8 @@ def _parse_rows(
         except ValueError:
             rejections.append(Rejection("duration", number, f"{row[12][:20]!r}, {row[13][:20]!r}"))
             continue
-        if duration < 0 or billsec < 0:
-            rejections.append(Rejection("duration", number, f"{duration}, {billsec}"))
+        if not (0 <= duration <= MAX_SECONDS and 0 <= billsec <= MAX_SECONDS):
+            rejections.append(Rejection("duration", number, f"{row[12][:20]!r}, {row[13][:20]!r}"))
             continue
         disposition = DISPOSITIONS.get(row[14])
         if disposition is None:

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapters.asterisk_cdr import summarise_rejections
+from adapters.asterisk_cdr import FIRST_YEAR, LAST_YEAR, summarise_rejections
 from adapters.base import Adapter, SourceError
 from adapters.filetail import Chunk, FilePosition, read_new_lines, rewind
 from collector.config import SourceSettings, check_label_value
@@ -38,6 +38,7 @@ DEFAULT_HANDLED = {"1": True, "true": True, "yes": True, "y": True}
 DEFAULT_HANDLED |= {"0": False, "false": False, "no": False, "n": False, "": False}
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
 _SURROGATE = re.compile("[\udc80-\udcff]")
+MAX_SECONDS = 366 * 86400  # a longer duration is a broken row
 
 
 class CsvColumns(BaseModel):
@@ -148,28 +149,39 @@ def _decode(data: bytes, encoding: str) -> tuple[str, bool]:
         return data.decode(encoding, "surrogateescape"), True
 
 
-WAIT = -1
+class _OpenAtEnd(Exception):
+    """The record's quoted field is still open at the end of the data."""
 
 
-def _record_at(lines: list[str], index: int, at_eof: bool) -> int:
-    """How many lines the record starting at `index` takes: WAIT when it is still open at
-    the end of data (and not `at_eof`), 0 for a runaway quote (open beyond the caps).
+class _Runaway(Exception):
+    """The record's quoted field stays open beyond MAX_RECORD_LINES / MAX_RECORD_BYTES."""
 
-    Lines join while the double quotes seen are unbalanced: a quoted field spans lines.
+
+def _read_record(lines: list[str], index: int, delimiter: str) -> tuple[list[str], int]:
+    """The csv row starting at line `index` and how many lines it takes.
+
+    The csv module decides where the record ends (a quoted field may hold newlines; a
+    stray quote inside an unquoted field does not open one). Raises _OpenAtEnd or _Runaway.
     """
-    quotes = lines[index].count('"')
-    if quotes % 2 == 0:
-        return 1
-    size, end, total = len(lines[index]), index + 1, len(lines)
-    while end < total and end - index < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES:
-        quotes += lines[end].count('"')
-        size += len(lines[end]) + 1
-        end += 1
-        if quotes % 2 == 0:
-            return end - index
-    if end == total and end - index < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES:
-        return 0 if at_eof else WAIT
-    return 0
+    taken = 0
+    size = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal taken, size
+        while True:
+            if index + taken >= len(lines):
+                if taken:
+                    raise _OpenAtEnd  # the reader wants more: its quoted field is open
+                return
+            if taken >= MAX_RECORD_LINES or size > MAX_RECORD_BYTES:
+                raise _Runaway
+            line = lines[index + taken]
+            taken += 1
+            size += len(line) + 1
+            yield line + "\n"
+
+    row = next(csv.reader(feed(), delimiter=delimiter), [])
+    return row, taken
 
 
 def _number(text: str, what: str) -> float:
@@ -190,6 +202,8 @@ def _label(raw: str, mapping: dict[str, str], known: tuple[str, ...] | None = No
 
 def _time(text: str, time_format: str | None, tz: ZoneInfo) -> float:
     moment = datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise ValueError(text)  # a clock reset or garbage, not a contact
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.timestamp()
@@ -232,44 +246,39 @@ def parse_csv(
     index_of = check_header(header, settings) if header is not None else None
     index = 0
     while index < len(lines):
-        count = _record_at(lines, index, at_eof)
-        if count == WAIT:
-            break
         number = first_line + index
-        if count == 0:
-            rejections.append(Rejection("quoting", number, "a quote is never closed"))
-            index += 1
-            continue
-        record = "\n".join(lines[index : index + count]) if count > 1 else lines[index]
-        if not record.strip():
-            index += count
-            continue
-        if suspect and _SURROGATE.search(record):
-            rejections.append(Rejection("encoding", number, f"not {settings.encoding}"))
-            index += count
-            continue
+        problem = None
         try:
-            row = next(csv.reader([record], delimiter=settings.delimiter))
+            row, count = _read_record(lines, index, settings.delimiter)
+        except _OpenAtEnd:
+            if not at_eof:
+                break  # still being written: wait for the rest
+            row, count = [], 1
+            problem = Rejection("quoting", number, "a quote is never closed")
+        except _Runaway:
+            row, count = [], 1  # give up only this line and read on from the next
+            problem = Rejection("quoting", number, "a quote is never closed")
         except csv.Error as exc:
-            row, problem = [], Rejection("quoting", number, str(exc))
-        else:
-            problem = None
+            row, count = [], 1
+            problem = Rejection("quoting", number, str(exc))
+        record_lines = lines[index : index + count]
+        index += count
+        if problem is None and not row:
+            continue  # a blank line
+        if problem is None and suspect and any(_SURROGATE.search(line) for line in record_lines):
+            problem = Rejection("encoding", number, f"not {settings.encoding}")
         if header is None or index_of is None:
             if problem is not None:
-                raise HeaderError(f"the header row does not parse: {problem.detail}")
+                raise HeaderError(f"the header row (line {number}) is unusable: {problem.detail}")
             if number == 1 and row and row[0].startswith("\ufeff"):
                 row[0] = row[0][1:]  # a byte-order mark
             header, index_of = row, check_header(row, settings)
-            index += count
             continue
         if problem is None and len(row) != len(header):
             problem = Rejection("columns", number, f"{len(row)} columns, header has {len(header)}")
         if problem is not None:
-            # A stray quote may have joined good lines to a bad one: give up only the first.
             rejections.append(problem)
-            index += 1
             continue
-        index += count
         result = _contact(row, index_of, settings, tz)
         if isinstance(result, Rejection):
             rejections.append(result._replace(line=number))
@@ -292,7 +301,7 @@ def _contact(
     started = cell("started_at") or ""
     try:
         start = _time(started, settings.time_format, tz)
-    except ValueError:
+    except (ValueError, OverflowError):
         return Rejection("date", 0, f"started_at {started[:40]!r}")
     parts = {}
     try:
@@ -309,7 +318,7 @@ def _contact(
         elif ended:
             try:
                 handle = _time(ended, settings.time_format, tz) - start
-            except ValueError:
+            except (ValueError, OverflowError):
                 return Rejection("date", 0, f"ended_at {ended[:40]!r}")
             if handle < 0:
                 return Rejection("duration", 0, "ended_at is before started_at")
@@ -317,6 +326,8 @@ def _contact(
             handle = 0.0  # not ended yet
     except ValueError as exc:
         return Rejection("duration", 0, str(exc))
+    if handle > MAX_SECONDS or any(part > MAX_SECONDS for part in parts.values()):
+        return Rejection("duration", 0, "longer than a year")
     handled_raw = cell("handled")
     if handled_raw is None:
         handled = True

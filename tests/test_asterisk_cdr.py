@@ -144,7 +144,8 @@ def test_clock_matches_zoneinfo_around_both_dst_changes() -> None:
 @pytest.mark.parametrize(
     "text",
     ["2026-13-01 00:00:00", "2026-01-01 24:00:00", "2026-01-01 10:60:00", "2026-01-01 10:00:60",
-     "2026-01-01T10:00:00", "2026-01-01 10:00", "2026-01-01 10:00:0x", "", "garbage"],
+     "2026-01-01T10:00:00", "2026-01-01 10:00", "2026-01-01 10:00:0x", "", "garbage",
+     "0001-01-01 00:00:00", "1969-12-31 23:59:59", "3000-01-01 00:00:00"],
 )  # fmt: skip
 def test_clock_rejects_bad_dates(text: str) -> None:
     with pytest.raises(ValueError):

@@ -246,3 +246,21 @@ def test_rotation_keeps_each_files_header(tmp_path: Path) -> None:
     assert [(c.id, c.queue, c.handle_seconds) for b in second for c in b.contacts] == [
         ("N-1", "z", 9.0)
     ]
+
+
+def test_open_record_at_the_end_of_a_rotated_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.csv"
+    path.write_text(
+        "Ticket ID,Created at,Handle time (s),Group\n"
+        "T-1,2026-06-01 08:00:00,1,a\n"
+        'T-2,2026-06-01 08:00:01,2,"never\n'
+    )
+    source = adapter(path)
+    first = list(source.pull(None))
+    assert [c.id for b in first for c in b.contacts] == ["T-1"]
+    path.rename(tmp_path / "tickets.csv.1")
+    path.write_text("Ticket ID,Created at,Handle time (s),Group\nN-1,2026-06-02 08:00:00,9,z\n")
+    second = list(source.pull(first[-1].position))
+    assert [(r.reason, r.line) for b in second for r in b.rejections] == [("quoting", 3)]
+    assert [c.id for b in second for c in b.contacts] == ["N-1"]
+    assert list(source.pull(second[-1].position)) == []
