@@ -229,6 +229,15 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol errors (400, 414, 431, 501) as short plain text, never the stock HTML page."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line was not understood
+            self.request_version = "HTTP/1.0"  # so answer with a status line and headers
+        reason = self.responses.get(code, ("error", ""))[0]
+        body = f"{code} {message or reason}\n".encode("utf-8", "replace")
+        self._send(code, body, headers=SECURITY_HEADERS)
+
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
