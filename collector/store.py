@@ -21,6 +21,11 @@ from collector.model import Contact, Rollup
 SCHEMA_VERSION = "1"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BUCKET = 900  # offsets of every IANA zone change on quarter-hour boundaries
+# Epochs a day inside datetime's range (years 1..9999): a start beyond them (a parser let
+# through a date of year 1 or 1e300 seconds) is filed under the nearest such day instead of
+# failing the whole batch, and with it every later read of the source.
+_FIRST_EPOCH = -62135596800 + 2 * 86400
+_LAST_EPOCH = 253402300799 - 2 * 86400
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,6 +127,8 @@ class DayMapper:
         return offset
 
     def day(self, epoch: float) -> int:
+        if not _FIRST_EPOCH <= epoch <= _LAST_EPOCH:  # also NaN
+            epoch = _FIRST_EPOCH if epoch < 0 else _LAST_EPOCH
         return int((epoch + self.offset(epoch)) // 86400) + _EPOCH_ORDINAL
 
 
