@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="period to report (default: %(default)s)",
     )
     report.add_argument("--format", default="table", choices=["table", "json"])
+    backfill = sub.add_parser(
+        "backfill",
+        help="write the hourly history of the gauges as OpenMetrics and TSDB blocks",
+        description="Ingest what is new, replay the gauges hour by hour from --start to --end "
+        "(local dates, inclusive) into DIR/backfill.om, then run promtool tsdb "
+        "create-blocks-from openmetrics into DIR/blocks (or print that command).",
+    )
+    _config_flag(backfill)
+    backfill.add_argument("--start", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--end", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    backfill.add_argument("--output", type=Path, required=True, help="output directory")
+    sub.metavar = "{report,backfill}"
     return parser
 
 
@@ -298,12 +310,41 @@ def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.backfill import BackfillError, create_blocks, write_openmetrics
+
+    config = _load_or_exit(parser, args.config_file)
+    exporter = Exporter(config)
+    try:
+        for name in exporter.adapters:
+            exporter.ingest(name)
+        try:
+            path, hours, samples = write_openmetrics(
+                exporter.store, config.settings, args.start, args.end,
+                datetime.now(UTC), args.output,
+            )
+            command, ran = create_blocks(path, args.output / "blocks")
+        except BackfillError as exc:
+            parser.exit(1, f"contact-cost-exporter: backfill refused: {exc}\n")
+    finally:
+        exporter.close()
+    print(f"wrote {samples} samples over {hours} hours to {path}")
+    if ran:
+        print(f"created TSDB blocks in {args.output / 'blocks'}; move them into Prometheus's "
+              "--storage.tsdb.path and make sure its retention covers them")
+    else:
+        print("promtool is not installed; create the blocks with:\n  " + " ".join(command))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "report":
         return report(args, parser)
+    if args.command == "backfill":
+        return backfill(args, parser)
     if args.config_check:
         config = _load_or_exit(parser, args.config_file)
         print(config_summary(config))

@@ -1,0 +1,117 @@
+"""History backfill: the gauges as they would have been each hour, as timestamped OpenMetrics.
+
+A new Prometheus starts empty while the exports go back months. This replays the cost model
+hour by hour over the store and writes one OpenMetrics file that
+`promtool tsdb create-blocks-from openmetrics` turns into TSDB blocks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from collector import __version__
+from collector.config import Settings
+from collector.costing import compute_figures, first_day_needed
+from collector.snapshot import METRICS
+from collector.store import Store
+
+RECENT_LIMIT = timedelta(hours=3)
+STEP = timedelta(hours=1)
+
+
+class BackfillError(Exception):
+    """The window cannot be backfilled (for example it overlaps the last 3 hours)."""
+
+
+def hours_between(start: date, end: date, tz: ZoneInfo) -> Iterator[datetime]:
+    """Every hour from local midnight of `start` to the last hour of `end`, inclusive.
+
+    Steps are real hours (taken in UTC), so a 23 h and a 25 h day get 23 and 25 samples.
+    """
+    moment = datetime.combine(start, time(0), tz).astimezone(UTC)
+    stop = datetime.combine(end + timedelta(days=1), time(0), tz).astimezone(UTC)
+    while moment < stop:
+        yield moment.astimezone(tz)
+        moment += STEP
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
+
+
+def write_openmetrics(
+    store: Store, settings: Settings, start: date, end: date, now: datetime, output: Path
+) -> tuple[Path, int, int]:
+    """Write <output>/backfill.om; returns (path, hours, samples)."""
+    tz = settings.tz
+    last = datetime.combine(end + timedelta(days=1), time(0), tz)
+    if last > now - RECENT_LIMIT:
+        raise BackfillError(
+            f"the window ends at {last.isoformat()}, which overlaps the last 3 hours "
+            f"(before {(now - RECENT_LIMIT).astimezone(tz).isoformat()}): Prometheus already "
+            "holds that time in its head block. Use an earlier --end."
+        )
+    if end < start:
+        raise BackfillError(f"--end {end} is before --start {start}")
+    output.mkdir(parents=True, exist_ok=True)
+    names = [*METRICS, "contactcenter_info"]
+    hours = samples = 0
+    with tempfile.TemporaryDirectory(dir=output) as scratch:
+        parts = {name: (Path(scratch) / name).open("w") for name in names}
+        try:
+            info = {"currency": settings.currency, "timezone": settings.timezone,
+                    "version": __version__}
+            for moment in hours_between(start, end, tz):
+                stamp = f"{moment.timestamp():.0f}"
+                rollups = store.rollups_as_of(first_day_needed(moment), moment)
+                for sample in compute_figures(settings, rollups, moment):
+                    parts[sample.name].write(
+                        f"{sample.name}{_labels(sample.labels)} {sample.value!r} {stamp}\n"
+                    )
+                    samples += 1
+                parts["contactcenter_info"].write(f"contactcenter_info{_labels(info)} 1 {stamp}\n")
+                samples += 1
+                hours += 1
+        finally:
+            for handle in parts.values():
+                handle.close()
+        target = output / "backfill.om"
+        with target.open("w") as out:
+            for name in names:
+                help_text = METRICS[name][0] if name in METRICS else "Exporter facts."
+                out.write(f"# HELP {name} {help_text} Backfilled hourly.\n# TYPE {name} gauge\n")
+                with (Path(scratch) / name).open() as part:
+                    shutil.copyfileobj(part, out)
+            out.write("# EOF\n")
+    return target, hours, samples
+
+
+def create_blocks(openmetrics: Path, blocks_dir: Path) -> tuple[list[str], bool]:
+    """Run promtool when it is installed; return the command and whether it ran."""
+    promtool = shutil.which("promtool")
+    command = [
+        promtool or "promtool",
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        str(openmetrics),
+        str(blocks_dir),
+    ]
+    if promtool is None:
+        return command, False
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BackfillError(f"promtool failed: {result.stderr.strip() or result.stdout.strip()}")
+    return command, True
