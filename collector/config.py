@@ -223,7 +223,6 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     interval: Duration = timedelta(seconds=60)
     store: Path = Path("state/contact-cost.db")
-    stale_after_intervals: int = Field(default=5, ge=1)
     benchmark: Benchmark = Field(default_factory=Benchmark)
     sources: list[SourceSettings] = Field(default_factory=list)
     costs: list[CostItem] = Field(default_factory=list)
