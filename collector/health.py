@@ -42,6 +42,7 @@ class HealthState:
         self._jobs: Counter[tuple[str, str]] = Counter()
         self._webhooks: Counter[tuple[str, str]] = Counter()
         self._extra: dict[str, tuple[str, float]] = {}
+        self._store_errors: Counter[str] = Counter()
         self._body = b""
         self._render()
 
@@ -93,6 +94,15 @@ class HealthState:
         with self._lock:
             self._webhooks[(source, status)] += 1
             self._render()
+
+    def record_store_error(self, operation: str) -> None:
+        """A store write or read failed (disk full, read-only, locked); never raises."""
+        try:
+            with self._lock:
+                self._store_errors[operation] += 1
+                self._render()
+        except Exception:  # noqa: BLE001, S110 - called from error paths
+            pass
 
     def set_gauge(self, name: str, help_text: str, value: float) -> None:
         """A process-level gauge, e.g. the last reload's outcome."""
@@ -161,6 +171,15 @@ class HealthState:
         for (job, status), count in sorted(self._jobs.items()):
             jobs.add_metric([job, status], count)
         yield jobs
+        if self._store_errors:  # from the first failure on (keeps a healthy exposition short)
+            store_errors = CounterMetricFamily(
+                "contactcenter_store_errors",
+                "Failed store operations (disk full, read-only, locked) by operation.",
+                labels=["operation"],
+            )
+            for operation in sorted({"commit", "read", *self._store_errors}):
+                store_errors.add_metric([operation], self._store_errors[operation])
+            yield store_errors
         if self._webhooks:
             hooks = CounterMetricFamily(
                 "contactcenter_webhook_requests",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from adapters.base import Adapter
 from collector import __version__
@@ -65,6 +67,7 @@ class Exporter:
         self._retired: dict[str, list[Adapter]] = {}  # closed when their running read ends
         self._retired_lock = threading.Lock()
         self.on_initial_ingest_done: Callable[[], None] | None = None
+        self._stopping = threading.Event()  # set on shutdown: ingest ends after its batch
         self._configure_health()
 
     # -- configuration -----------------------------------------------------------------------
@@ -104,6 +107,10 @@ class Exporter:
         for adapter in retired:
             adapter.close()
 
+    def request_stop(self) -> None:
+        """Shutdown: a running ingest stops after the batch it is committing."""
+        self._stopping.set()
+
     # -- jobs --------------------------------------------------------------------------------
     def ingest(self, source: str) -> int:
         """Read what is new from one source into the store. Never raises.
@@ -121,8 +128,10 @@ class Exporter:
         stored = 0
         rejected: Counter[str] = Counter()
         try:
-            position = self.store.position(source)
+            position = self._store_call("read", self.store.position, source)
             for batch in adapter.pull(position):
+                if self._stopping.is_set():
+                    break  # shutting down: the batches committed so far stay, the rest waits
                 stored += self._commit(source, batch.contacts, batch.rejections, batch.position)
                 rejected.update(r.reason for r in batch.rejections)
                 if batch.rejections:
@@ -159,9 +168,17 @@ class Exporter:
         rejections: list[Rejection],
         position: str | None,
     ) -> int:
-        stored = self.store.commit(source, contacts, position)
+        stored: int = self._store_call("commit", self.store.commit, source, contacts, position)
         self.health.record_batch(source, stored, rejections)
         return stored
+
+    def _store_call(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
+        """Call the store; count a failure (disk full, read-only, locked) and re-raise it."""
+        try:
+            return call(*args)
+        except sqlite3.Error:
+            self.health.record_store_error(operation)
+            raise
 
     def _log_rejections(self, source: str, location: str, rejections: list[Rejection]) -> None:
         reasons = Counter(r.reason for r in rejections)
@@ -188,7 +205,8 @@ class Exporter:
         started = time.monotonic()
         settings = self.settings
         moment = (now or datetime.fromtimestamp(self.clock(), UTC)).astimezone(settings.tz)
-        rollups = self.store.rollups_as_of(first_day_needed(moment), moment)
+        rollups = self._store_call("read", self.store.rollups_as_of, first_day_needed(moment),
+                                   moment)
         samples = compute_figures(settings, rollups, moment)
         info = {
             "currency": settings.currency,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -13,6 +15,7 @@ from apscheduler.events import (
     JobExecutionEvent,
 )
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.runtime import Exporter
@@ -31,9 +34,23 @@ def _status(event: JobExecutionEvent) -> str:
     return "error" if event.exception is not None else "success"
 
 
+class ExporterScheduler(BackgroundScheduler):
+    """A BackgroundScheduler whose shutdown first asks a running ingest to stop after its
+    current batch, so SIGTERM does not wait for a long backfill to read to the end."""
+
+    def __init__(self, exporter: Exporter, **options: Any) -> None:
+        super().__init__(**options)
+        self._exporter = exporter
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._exporter.request_stop()
+        super().shutdown(wait)
+
+
 def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
     """A scheduler with the jobs for the exporter's current config. Not started."""
-    scheduler = BackgroundScheduler(
+    scheduler = ExporterScheduler(
+        exporter,
         timezone=UTC,
         job_defaults={"coalesce": True, "max_instances": 1},
         executors={"default": {"type": "threadpool", "max_workers": 4}},
@@ -47,10 +64,18 @@ def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
     scheduler.add_listener(listener, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     schedule_jobs(scheduler, exporter)
 
+    def bring_recompute_forward() -> None:
+        with contextlib.suppress(Exception):  # the scheduler may have stopped meanwhile
+            job = scheduler.get_job(RECOMPUTE_JOB)
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
     def run_first_recompute() -> None:
-        job = scheduler.get_job(RECOMPUTE_JOB)
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC))
+        # Called from an ingest job's thread. Not inline: shutdown(wait=True) holds the job
+        # store lock while it waits for that very job, so modify() there would deadlock a
+        # SIGTERM that lands during the first read.
+        if scheduler.state == STATE_RUNNING:
+            threading.Thread(target=bring_recompute_forward, daemon=True).start()
 
     exporter.on_initial_ingest_done = run_first_recompute
     return scheduler

@@ -226,9 +226,15 @@ class SqliteStore:
                     )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         return len(inserted)
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (disk full, I/O error
+        roll back by themselves): a second error must not hide the first one's reason."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _insert(self, source: str, contacts: Sequence[Contact]) -> list[tuple[int, Contact]]:
         day_of = self._days.day
