@@ -539,9 +539,25 @@ def main(argv: list[str] | None = None) -> int:
     report = render_report(args.rows, lines, profile_rows, notes, generated)
     print(report)
     if not args.no_results:
-        args.results.write_text(report, encoding="utf-8")
+        write_section(args.results, report)
         print(f"wrote {args.results}")
     return 0
+
+
+BEGIN, END = "<!-- backfill.py: begin -->", "<!-- backfill.py: end -->"
+
+
+def write_section(path: Path, report: str) -> None:
+    """Replace this script's section of the results file, keeping what other benches added."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    section = f"{BEGIN}\n{report}{END}\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = section + ("\n" + text if text else "")
+    path.write_text(text, encoding="utf-8")
 
 
 def render_report(
