@@ -241,7 +241,7 @@ def main() -> int:
         config.write_text(CONFIG.format(store=folder / "state.db", cdr=cdr, queues=queues))
         port = free_port()
         log = (folder / "exporter.log").open("wb")
-        proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        proc = subprocess.Popen(
             [sys.executable, "-c", NODELAY if args.server_nodelay else PLAIN,
              "--config.file", str(config),
              "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"],
