@@ -88,17 +88,19 @@ def _cdr_file(rows: int, regenerate: bool) -> tuple[Path, float | None]:
     return path, elapsed
 
 
-def _tail_file(path: Path, rows: int) -> Path:
-    """The last `rows` lines of `path` as their own file."""
-    tail = OUT / f"{path.stem}-tail-{rows}.csv"
-    with path.open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        step = 400 * rows
-        f.seek(max(0, size - step))
-        lines = f.read().splitlines(keepends=True)
-    tail.write_bytes(b"".join(lines[-rows:]))
-    return tail
+def _thinned_file(path: Path, total: int, rows: int) -> Path:
+    """Every (total // rows)-th line of `path`: the same calendar span, 1/k of the contacts.
+
+    The tick must not grow with the number of stored contacts; comparing against a store
+    that spans the same days isolates that from how many days the windows cover.
+    """
+    thinned = OUT / f"{path.stem}-every-{total // rows}.csv"
+    step = max(1, total // rows)
+    with path.open("rb") as src, thinned.open("wb") as dst:
+        for index, line in enumerate(src):
+            if index % step == 0:
+                dst.write(line)
+    return thinned
 
 
 def _ms(seconds: float) -> str:
@@ -455,10 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     lines.append(("(c) peak RSS of the backfill process", f"{rss_mb:.0f} MB", rss_target, verdict))
 
-    # (d) recompute tick: this store vs the last 50k rows of the same file, same moment
-    tail = _tail_file(path, TAIL_ROWS)
-    small_db = OUT / f"store-tail-{TAIL_ROWS}.db"
-    backfill_in_process(tail, small_db, settings)
+    # (d) recompute tick: this store vs 50k rows over the same days, at the same moment
+    thinned = _thinned_file(path, args.rows, TAIL_ROWS)
+    small_db = OUT / f"store-thinned-{TAIL_ROWS}.db"
+    small_db.unlink(missing_ok=True)
+    backfill_in_process(thinned, small_db, settings)
     window_db = OUT / f"store-{args.rows}-window.db"
     for label, clock in (("20:30, after closing", dtime(20, 30)), ("12:00, mid-day", dtime(12))):
         now = datetime.combine(last_day, clock, tz)
