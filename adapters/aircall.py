@@ -11,12 +11,14 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from adapters.http import (
+    ITEM_ERRORS,
     ApiAdapter,
     ApiSourceSettings,
     Credentials,
     FieldError,
     ShapeError,
     endpoint_of,
+    item_rejection,
     label,
     load_state,
     record_id,
@@ -143,8 +145,8 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
             continue
         try:
             contact = parse_call(call, settings)
-        except FieldError as exc:
-            parsed.rejections.append(Rejection(exc.reason, index, str(exc)))
+        except ITEM_ERRORS as exc:
+            parsed.rejections.append(item_rejection(exc, index))
             continue
         if contact is not None:
             parsed.contacts.append(contact)

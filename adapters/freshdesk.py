@@ -10,14 +10,15 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from adapters.http import (
+    ITEM_ERRORS,
     ApiAdapter,
     ApiSourceSettings,
     Credentials,
-    FieldError,
     LabelMap,
     ShapeError,
     endpoint_of,
     iso8601,
+    item_rejection,
     label,
     load_state,
     record_id,
@@ -115,8 +116,8 @@ def parse_tickets_page(
             newest = updated
         try:
             contact = parse_ticket(ticket, settings)
-        except FieldError as exc:
-            rejections.append(Rejection(exc.reason, index, str(exc)))
+        except ITEM_ERRORS as exc:
+            rejections.append(item_rejection(exc, index))
             continue
         if contact is not None:
             contacts.append(contact)

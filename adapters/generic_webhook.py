@@ -18,6 +18,7 @@ from adapters.http import (
     record_id,
     require_object,
     seconds,
+    unix_seconds,
 )
 from collector.config import Duration, SourceSettings
 from collector.model import CHANNELS_KNOWN, Batch, Contact, hash_customer
@@ -52,7 +53,7 @@ def parse_event(payload: Any, settings: GenericWebhookSettings) -> Contact:
         raise FieldError("direction", f"{event_id}: direction {direction!r}")
     start_raw = event.get("start")
     if isinstance(start_raw, (int, float)) and not isinstance(start_raw, bool):
-        start = float(start_raw)
+        start = unix_seconds(start_raw, "start")
     else:
         start = iso8601(start_raw, "start")
     handled = event.get("handled", True)

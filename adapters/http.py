@@ -256,6 +256,16 @@ class FieldError(ValueError):
         self.reason = reason
 
 
+# Times the store can place on a calendar day: 1970 up to the year 3000.
+LATEST_EPOCH = 32_503_680_000.0
+
+
+def _in_range(epoch: float, field: str) -> float:
+    if not (math.isfinite(epoch) and 0 <= epoch < LATEST_EPOCH):
+        raise FieldError("date", f"{field} {epoch!r} is out of range (1970 to 3000)")
+    return epoch
+
+
 def rfc2822(value: Any, field: str) -> float:
     if not isinstance(value, str) or not value:
         raise FieldError("date", f"{field} missing")
@@ -265,7 +275,7 @@ def rfc2822(value: Any, field: str) -> float:
         raise FieldError("date", f"{field} {value!r} is not an RFC 2822 date") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _in_range(moment.timestamp(), field)
 
 
 def iso8601(value: Any, field: str) -> float:
@@ -277,13 +287,25 @@ def iso8601(value: Any, field: str) -> float:
         raise FieldError("date", f"{field} {value!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _in_range(moment.timestamp(), field)
 
 
 def unix_seconds(value: Any, field: str) -> float:
+    """UNIX seconds as a finite float between 1970 and 3000 (JSON may carry NaN)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FieldError("date", f"{field} {value!r} is not UNIX seconds")
-    return float(value)
+    return _in_range(float(value), field)
+
+
+# What a single record's parser may raise: a known field problem, or a value of the wrong
+# JSON type used as a key or compared (a list where a string was expected).
+ITEM_ERRORS = (FieldError, TypeError, ValueError)
+
+
+def item_rejection(exc: Exception, index: int) -> Rejection:
+    """One bad record as one counted rejection: its field's reason, else `shape`."""
+    reason = exc.reason if isinstance(exc, FieldError) else "shape"
+    return Rejection(reason, index, str(exc)[:200])
 
 
 def seconds(value: Any, field: str, default: float | None = None) -> float:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from adapters.http import (
+    ITEM_ERRORS,
     ApiAdapter,
     ApiSourceSettings,
     Credentials,
@@ -18,6 +19,7 @@ from adapters.http import (
     LabelMap,
     ShapeError,
     endpoint_of,
+    item_rejection,
     label,
     load_state,
     record_id,
@@ -177,8 +179,8 @@ def parse_page(
         created = item.get("date_created")
         try:
             contact = parse(item, settings, now)
-        except FieldError as exc:
-            rejections.append(Rejection(exc.reason, index, str(exc)))
+        except ITEM_ERRORS as exc:
+            rejections.append(item_rejection(exc, index))
             continue
         if isinstance(created, str):
             top = created if top is None or created > top else top

@@ -13,12 +13,14 @@ from pydantic import Field, SecretStr
 
 from adapters.base import SourceError
 from adapters.http import (
+    ITEM_ERRORS,
     ApiAdapter,
     ApiSourceSettings,
     Credentials,
     FieldError,
     ShapeError,
     endpoint_of,
+    item_rejection,
     label,
     load_state,
     record_id,
@@ -145,8 +147,8 @@ def parse_calls_page(
             continue
         try:
             contact = parse_call(call, settings, currency, now)
-        except FieldError as exc:
-            parsed.rejections.append(Rejection(exc.reason, index, str(exc)))
+        except ITEM_ERRORS as exc:
+            parsed.rejections.append(item_rejection(exc, index))
             continue
         if contact is None:
             # a queued call has no start yet; the watermark is held by the others

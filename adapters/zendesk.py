@@ -10,14 +10,15 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from adapters.http import (
+    ITEM_ERRORS,
     ApiAdapter,
     ApiSourceSettings,
     Credentials,
-    FieldError,
     LabelMap,
     ShapeError,
     endpoint_of,
     iso8601,
+    item_rejection,
     label,
     load_state,
     record_id,
@@ -141,8 +142,8 @@ def parse_export_page(
         raise ShapeError("ticket export page: end_of_stream or after_cursor missing")
     metrics: dict[Any, Mapping[str, Any]] = {}
     for metric in body.get("metric_sets") or []:
-        if isinstance(metric, dict):
-            metrics[metric.get("ticket_id")] = metric
+        if isinstance(metric, dict) and isinstance(metric.get("ticket_id"), (int, str)):
+            metrics[metric["ticket_id"]] = metric
     contacts: list[Contact] = []
     rejections: list[Rejection] = []
     for index, ticket in enumerate(tickets, start=1):
@@ -151,8 +152,8 @@ def parse_export_page(
             continue
         try:
             contact = parse_ticket(ticket, settings, metrics.get(ticket.get("id")))
-        except FieldError as exc:
-            rejections.append(Rejection(exc.reason, index, str(exc)))
+        except ITEM_ERRORS as exc:
+            rejections.append(item_rejection(exc, index))
             continue
         if contact is not None:
             contacts.append(contact)

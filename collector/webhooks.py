@@ -16,7 +16,7 @@ from adapters.aircall import AircallSettings
 from adapters.aircall import parse_webhook as parse_aircall
 from adapters.base import Adapter
 from adapters.generic_webhook import GenericWebhookSettings, parse_event
-from adapters.http import FieldError, ShapeError
+from adapters.http import ITEM_ERRORS, FieldError, ShapeError
 from adapters.twilio import TwilioSettings, parse_status_callback
 from collector.config import Settings
 from collector.health import HealthState
@@ -139,7 +139,7 @@ class WebhookReceiver:
             self.health.record_webhook(source, refused.health_status)
             log.warning("webhook %s/%s: %s", kind, source, refused)
             return refused.status, TEXT, f"{refused}\n".encode()
-        except (FieldError, ShapeError) as exc:
+        except (*ITEM_ERRORS, ShapeError) as exc:
             reason = exc.reason if isinstance(exc, FieldError) else "shape"
             self.health.record_batch(source, 0, [Rejection(reason, 0, str(exc))])
             self.health.record_webhook(source, "rejected")
