@@ -151,12 +151,16 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
         if contact is not None:
             parsed.contacts.append(contact)
             continue
-        started = call.get("started_at")
-        if isinstance(started, (int, float)) and not isinstance(started, bool):
-            if now - started < settings.pending_max_age.total_seconds():
-                parsed.pending_starts.append(float(started))
-            else:
-                parsed.rejections.append(Rejection("status", index, "call never finished"))
+        # Not finished yet: held back while young, else counted as a rejection; never dropped.
+        try:
+            started = unix_seconds(call.get("started_at"), "started_at")
+        except FieldError as exc:
+            parsed.rejections.append(item_rejection(exc, index))
+            continue
+        if now - started < settings.pending_max_age.total_seconds():
+            parsed.pending_starts.append(started)
+        else:
+            parsed.rejections.append(Rejection("status", index, "call never finished"))
     return parsed
 
 

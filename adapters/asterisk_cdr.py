@@ -254,6 +254,8 @@ def _parse_rows(
             rejections.append(Rejection("date", number, f"start {row[9][:40]!r}"))
             continue
         try:
+            if not (row[12] + row[13]).isascii():
+                raise ValueError("int() would take non-ASCII digits such as U+0663")
             duration, billsec = int(row[12]), int(row[13])
         except ValueError:
             rejections.append(Rejection("duration", number, f"{row[12][:20]!r}, {row[13][:20]!r}"))

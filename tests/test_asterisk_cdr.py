@@ -225,3 +225,12 @@ def test_every_row_is_a_contact_or_a_rejection_over_chunks(tmp_path: Path) -> No
         contacts += c
         rejections += r
     assert (contacts, rejections) == whole
+
+
+def test_non_ascii_digits_are_not_durations() -> None:
+    # int() accepts Arabic-Indic digits; an Asterisk CDR never writes them.
+    line = ('"","100","200","support-in","","","","","","2026-11-02 09:00:00",'
+            '"2026-11-02 09:00:05","2026-11-02 09:05:05",\u0663\u0660\u0660,300,"ANSWERED","DOCUMENTATION"\n')
+    contacts, rejections = parse_cdr(line.encode(), 1, settings(), OSLO)
+    assert contacts == []
+    assert [(r.reason, r.line) for r in rejections] == [("duration", 1)]
