@@ -15,6 +15,8 @@ import argparse
 import http.client
 import os
 import platform
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,6 +26,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -100,21 +103,33 @@ def count_series(body: bytes) -> int:
 
 
 class Scraper(threading.Thread):
-    """One client: `count` GETs of /metrics on a keep-alive connection, until `deadline`."""
+    """One client: `count` GETs of /metrics on a keep-alive connection, until `deadline`.
 
-    def __init__(self, port: int, count: int, deadline: float) -> None:
+    With `interval` > 0 the requests are paced (one every `interval` seconds from `offset`)
+    and latency counts from the scheduled moment, so a slow answer that delays the next
+    request is not hidden (no coordinated omission). With 0 they go back to back.
+    """
+
+    def __init__(self, port: int, count: int, deadline: float, interval: float = 0.0,
+                 offset: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.port, self.count, self.deadline = port, count, deadline
+        self.interval, self.offset = interval, offset
         self.latencies: list[float] = []
         self.errors = 0
         self.error_kinds: dict[str, int] = {}
 
     def run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        for _ in range(self.count):
+        first = time.perf_counter() + self.offset
+        for index in range(self.count):
             if time.monotonic() > self.deadline:
                 break
             started = time.perf_counter()
+            if self.interval:
+                started = first + index * self.interval
+                if started > time.perf_counter():
+                    time.sleep(started - time.perf_counter())
             try:
                 conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
                 response = conn.getresponse()
@@ -132,9 +147,49 @@ class Scraper(threading.Thread):
         conn.close()
 
 
-def scrape_phase(port: int, clients: int, scrapes: int, cap: float) -> dict[str, float]:
+def _wrk_ms(text: str) -> float:
+    value = float(re.sub(r"[a-z]+$", "", text))
+    unit = re.sub(r"^[0-9.]+", "", text)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk_phase(port: int, connections: int, seconds: int) -> dict[str, Any] | None:
+    """Back-to-back scrapes from wrk (a C client), bounded by time, on loopback only.
+
+    None when wrk is not installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    result = subprocess.run(
+        [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+         "-H", "Accept-Encoding: gzip", f"http://127.0.0.1:{port}/metrics"],
+        capture_output=True, text=True, timeout=seconds + 30, check=False,
+    )
+    out = result.stdout
+    dist = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    total = re.search(r"(\d+) requests in ([0-9.]+)s", out)
+    if result.returncode != 0 or not dist or total is None:
+        raise SystemExit("wrk failed:\n" + out + result.stderr)
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    kinds = {"socket": errors} if errors else {}
+    if non2xx:
+        kinds["non-2xx"] = int(non2xx.group(1))
+    max_ms = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", out, re.M)
+    requests = int(total.group(1))
+    return {"requests": requests, "errors": sum(kinds.values()), "kinds": kinds,
+            "p50_ms": _wrk_ms(dist["50"]), "p99_ms": _wrk_ms(dist["99"]),
+            "max_ms": _wrk_ms(max_ms.group(1)) if max_ms else float("nan"),
+            "rps": requests / float(total.group(2)), "seconds": float(total.group(2))}
+
+
+def scrape_phase(port: int, clients: int, scrapes: int, cap: float,
+                 rate: float = 0.0) -> dict[str, float]:
+    """`clients` x `scrapes` requests; at `rate` requests/s in all, or back to back if 0."""
     deadline = time.monotonic() + cap
-    threads = [Scraper(port, scrapes, deadline) for _ in range(clients)]
+    interval = clients / rate if rate else 0.0
+    threads = [Scraper(port, scrapes, deadline, interval, interval * i / clients)
+               for i in range(clients)]
     began = time.monotonic()
     for thread in threads:
         thread.start()
@@ -222,6 +277,8 @@ def main() -> int:
     parser.add_argument("--queues", type=int, default=90, help="queues (sets the series count)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--scrapes", type=int, default=200, help="per client")
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="requests per second in all for the paced phase")
     parser.add_argument("--cap", type=float, default=60.0, help="seconds per phase at most")
     parser.add_argument("--slow", type=int, default=30, help="slowloris sockets")
     parser.add_argument("--slow-clients", type=int, default=10)
@@ -252,7 +309,9 @@ def main() -> int:
             stop = threading.Event()
             appender = Appender(cdr, args.queues, rows, now, stop)
             appender.start()
-            load = scrape_phase(port, args.clients, args.scrapes, args.cap)
+            load = scrape_phase(port, args.clients, args.scrapes, args.cap, args.rate)
+            saturated = scrape_phase(port, args.clients, args.scrapes, args.cap)
+            native = wrk_phase(port, args.clients, 10)
             slow_stop = threading.Event()
             slow = Slowloris(port, args.slow, slow_stop)
             slow.start()
@@ -275,7 +334,8 @@ def main() -> int:
             proc.terminate()
             code = proc.wait(30)
             log.close()
-        table = report(args, series, rows, appender.appended, load, during, slow, code, alive)
+        table = report(args, series, rows, appender.appended, load, during, slow, code, alive,
+                       saturated, native)
     print(table)
     if not args.no_append:
         target = REPO / "bench" / "RESULTS.md"
@@ -311,7 +371,7 @@ def wait_ready(port: int, rows: int, proc: subprocess.Popen[bytes], log_path: Pa
 
 def report(args: argparse.Namespace, series: int, rows: int, appended: int,
            load: dict[str, float], during: dict[str, float], slow: Slowloris, code: int,
-           alive: bool) -> str:
+           alive: bool, saturated: dict[str, float], native: dict[str, Any] | None) -> str:
     def row(name: str, r: dict[str, float]) -> str:
         kinds = ", ".join(f"{k}={v}" for k, v in r["kinds"].items()) or "none"  # type: ignore[attr-defined]
         return (f"| {name} | {int(r['requests'])} | {int(r['errors'])} ({kinds}) | "
@@ -331,7 +391,11 @@ def report(args: argparse.Namespace, series: int, rows: int, appended: int,
         "",
         "| phase | requests | errors | p50 ms | p99 ms | max ms | req/s | seconds |",
         "|---|---|---|---|---|---|---|---|",
-        row(f"{args.clients} clients x {args.scrapes} scrapes", load),
+        row(f"{args.clients} clients x {args.scrapes} scrapes at {args.rate:.0f} req/s in all",
+            load),
+        row(f"stress: {args.clients} clients x {args.scrapes} scrapes back to back", saturated),
+        *([row(f"stress: {args.clients} connections back to back for 10 s (wrk)", native)]
+          if native else []),
         row(f"{args.slow_clients} clients x {args.slow_scrapes} scrapes while {slow.opened} "
             f"slowloris sockets trickle headers", during),
         "",
