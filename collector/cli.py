@@ -17,6 +17,7 @@ from collector import __version__
 from collector.config import ConfigError, format_duration
 from collector.runtime import Exporter, LoadedConfig, load_config, load_reload
 from collector.webconfig import WebConfig, load_web_config
+from collector.worker import RecomputeWorker
 
 log = logging.getLogger("collector")
 DEFAULT_LISTEN = "127.0.0.1:9878"
@@ -118,6 +119,9 @@ def setup_logging(level: str) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
         stream=sys.stderr,
     )
+    if level != "debug":
+        # APScheduler logs every job run at info: two lines per source per interval.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def config_summary(config: LoadedConfig) -> str:
@@ -189,6 +193,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValueError as exc:
         parser.error(f"--web.listen-address: {exc}")
     exporter = Exporter(config)
+    exporter.worker = RecomputeWorker()
     scheduler = build_scheduler(exporter)
     reload_lock = threading.Lock()
 

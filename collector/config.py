@@ -410,4 +410,9 @@ def load_settings(path: Path | str | None) -> Settings:
     except ValidationError as exc:
         prefix = "environment or " if any(k.startswith(ENV_PREFIX) for k in os.environ) else ""
         raise ConfigError(describe_validation_error(exc, raw, f"{prefix}{origin}")) from None
-    return settings
+    # A plain Settings (the bound subclass only carried the file's data), so it pickles:
+    # the recompute worker process receives it.
+    return Settings.model_construct(
+        _fields_set=settings.model_fields_set,
+        **{name: getattr(settings, name) for name in Settings.model_fields},
+    )

@@ -22,6 +22,7 @@ from collector.model import Rejection
 from collector.snapshot import Snapshot, SnapshotHolder, build_snapshot
 from collector.sources import build_adapters
 from collector.store import SqliteStore, Store
+from collector.worker import RecomputeWorker
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class Exporter:
         self._retired: dict[str, list[Adapter]] = {}  # closed when their running read ends
         self._retired_lock = threading.Lock()
         self.on_initial_ingest_done: Callable[[], None] | None = None
+        # Set by the server (`serve`): recompute in a worker process, off the serving GIL.
+        self.worker: RecomputeWorker | None = None
         self._stopping = threading.Event()  # set on shutdown: ingest ends after its batch
         self._configure_health()
 
@@ -205,15 +208,22 @@ class Exporter:
         started = time.monotonic()
         settings = self.settings
         moment = (now or datetime.fromtimestamp(self.clock(), UTC)).astimezone(settings.tz)
-        rollups = self._store_call("read", self.store.rollups_as_of, first_day_needed(moment),
-                                   moment)
-        samples = compute_figures(settings, rollups, moment)
         info = {
             "currency": settings.currency,
             "timezone": settings.timezone,
             "version": __version__,
         }
-        snapshot = build_snapshot(samples, info, self.clock(), time.monotonic() - started)
+        if self.worker is not None:
+            rendered = self._store_call(
+                "read", self.worker.render, settings, info, moment, self.clock()
+            )
+            snapshot = Snapshot(rendered.body, self.clock(), rendered.duration, rendered.series)
+        else:
+            rollups = self._store_call(
+                "read", self.store.rollups_as_of, first_day_needed(moment), moment
+            )
+            samples = compute_figures(settings, rollups, moment)
+            snapshot = build_snapshot(samples, info, self.clock(), time.monotonic() - started)
         self.snapshots.current = snapshot
         return snapshot
 
@@ -225,6 +235,8 @@ class Exporter:
         return self.snapshots.exposition(self.health.body, gzipped)
 
     def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
         for adapter in self.config.adapters:
             adapter.close()
         self.store.close()

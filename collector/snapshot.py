@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 _RECOMPUTED = " Recomputed every interval from the store, not at scrape time."
@@ -71,14 +73,18 @@ class SampleLike(Protocol):
 class Snapshot:
     """Everything one recompute produced. Never mutated after it is built."""
 
-    families: tuple[Metric, ...]
+    body: bytes = field(repr=False)  # the rendered exposition
     computed_at: float  # unix time the recompute finished
     duration: float  # seconds the recompute took
-    body: bytes = field(repr=False)  # the rendered exposition of `families`
+    series: int
+    built: tuple[Metric, ...] | None = field(default=None, repr=False)
 
-    @property
-    def series(self) -> int:
-        return sum(len(f.samples) for f in self.families)
+    @cached_property
+    def families(self) -> tuple[Metric, ...]:
+        """The gauge families; parsed back from the body when a worker process rendered it."""
+        if self.built is not None:
+            return self.built
+        return tuple(text_string_to_metric_families(self.body.decode("utf-8")))
 
 
 class SnapshotCollector:
@@ -149,7 +155,8 @@ def build_snapshot(
         value=computed_at,
     )
     ordered = (*families.values(), info_family, recompute, last)
-    return Snapshot(ordered, computed_at, duration, render_gauges(ordered))
+    series = sum(len(f.samples) for f in ordered)
+    return Snapshot(render_gauges(ordered), computed_at, duration, series, ordered)
 
 
 def _escape_label_value(value: str) -> str:

@@ -152,12 +152,20 @@ def _add(totals: dict[tuple[int, str, str, str, str], list[float]], day: int, c:
 class SqliteStore:
     """The default Store: one SQLite file in WAL mode, one writer at a time."""
 
-    def __init__(self, path: Path | str, tz: ZoneInfo, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: Path | str, tz: ZoneInfo, busy_timeout: float = 10.0, readonly: bool = False
+    ) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._days = DayMapper(tz)
         self._lock = threading.RLock()
+        if readonly:  # a reader next to the writer (the recompute worker): no schema, no meta
+            self._db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=busy_timeout,
+                isolation_level=None, check_same_thread=False,
+            )
+            return
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )

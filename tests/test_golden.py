@@ -88,3 +88,28 @@ def test_golden_figures_by_hand(exporter: Exporter) -> None:
     assert value("contactcenter_benchmark_high", channel="voice") == 5.6
     assert value("contactcenter_benchmark_high", channel="email") == 4.0
     assert value("contactcenter_benchmark_low", channel="default") == 2.7
+
+
+def test_worker_process_renders_the_same_bytes(exporter: Exporter) -> None:
+    from collector.worker import RecomputeWorker
+
+    in_process = _MEASURED.sub(r"\1 0.0", exporter.metrics_body().decode())
+    series = exporter.snapshots.current.series
+    exporter.worker = RecomputeWorker()
+    try:
+        snapshot = exporter.recompute(NOW)
+        in_worker = _MEASURED.sub(r"\1 0.0", exporter.metrics_body().decode())
+    finally:
+        exporter.worker.close()
+        exporter.worker = None
+    assert in_worker == in_process
+    # collect() still works: the families are parsed back from the worker's bytes.
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(exporter.snapshots))
+    assert registry.get_sample_value(
+        "contactcenter_cost_per_outcome",
+        {"period": "month", "window": "current", "queue": "sales", "outcome": "sale"},
+    ) == pytest.approx(1997.60)
+    assert snapshot.series == series == sum(
+        1 for line in snapshot.body.decode().splitlines() if not line.startswith("#")
+    )

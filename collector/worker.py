@@ -1,0 +1,85 @@
+"""Recompute in a worker process, so the figures' CPU work never holds the server's GIL.
+
+At 10k series one recompute is about 100 ms of pure-Python work (rollups, allocation,
+rendering). In the serving process that work holds the GIL, and every scrape that arrives
+meanwhile waits for it. The worker reads the store through its own read-only connection
+and sends back only the rendered exposition.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from collector.config import Settings
+from collector.costing import compute_figures, first_day_needed
+from collector.snapshot import build_snapshot
+from collector.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+# One read-only store per worker process, reused across recomputes.
+_stores: dict[tuple[Path, str], SqliteStore] = {}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What the worker sends back: the exposition bytes and a few facts about them."""
+
+    body: bytes
+    series: int
+    duration: float
+
+
+def figures_body(settings: Settings, info: dict[str, str], moment: datetime,
+                 computed_at: float) -> Rendered:
+    """Runs in the worker: rollups -> figures -> exposition bytes."""
+    started = time.monotonic()
+    key = (Path(settings.store).resolve(), settings.timezone)
+    store = _stores.get(key)
+    if store is None:
+        store = _stores[key] = SqliteStore(key[0], settings.tz, readonly=True)
+    rollups = store.rollups_as_of(first_day_needed(moment), moment)
+    samples = compute_figures(settings, rollups, moment)
+    duration = time.monotonic() - started
+    snapshot = build_snapshot(samples, info, computed_at, duration)
+    return Rendered(snapshot.body, snapshot.series, duration)
+
+
+class RecomputeWorker:
+    """A single spawned worker process; rebuilt once if it dies."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the serving process has threads and an open SQLite handle.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def render(self, settings: Settings, info: dict[str, str], moment: datetime,
+               computed_at: float) -> Rendered:
+        try:
+            return self._executor().submit(
+                figures_body, settings, info, moment, computed_at
+            ).result()
+        except BrokenProcessPool:
+            log.warning("recompute worker died; starting a new one")
+            self.close()
+            return self._executor().submit(
+                figures_body, settings, info, moment, computed_at
+            ).result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
