@@ -12,7 +12,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector.model import Rejection
-from collector.snapshot import StaticCollector
+from collector.snapshot import StaticCollector, gzip_member
 
 
 @dataclass
@@ -43,7 +43,7 @@ class HealthState:
         self._webhooks: Counter[tuple[str, str]] = Counter()
         self._extra: dict[str, tuple[str, float]] = {}
         self._store_errors: Counter[str] = Counter()
-        self._body = b""
+        self._rendered = (b"", gzip_member(b""))
         self._render()
 
     # -- updates ---------------------------------------------------------------------------
@@ -120,7 +120,12 @@ class HealthState:
 
     @property
     def body(self) -> bytes:
-        return self._body
+        return self._rendered[0]
+
+    @property
+    def rendered(self) -> tuple[bytes, bytes]:
+        """The exposition text and its gzip member, swapped together."""
+        return self._rendered
 
     # -- rendering ---------------------------------------------------------------------------
     def _families(self) -> Iterator[Metric]:
@@ -196,4 +201,5 @@ class HealthState:
         families = list(self._families())
         registry = CollectorRegistry(auto_describe=False)
         registry.register(StaticCollector(families))
-        self._body = generate_latest(registry)
+        body = generate_latest(registry)
+        self._rendered = (body, gzip_member(body))

@@ -217,7 +217,8 @@ class Exporter:
             rendered = self._store_call(
                 "read", self.worker.render, settings, info, moment, self.clock()
             )
-            snapshot = Snapshot(rendered.body, self.clock(), rendered.duration, rendered.series)
+            snapshot = Snapshot(rendered.body, self.clock(), rendered.duration, rendered.series,
+                                gzipped=rendered.gzipped)
         else:
             rollups = self._store_call(
                 "read", self.store.rollups_as_of, first_day_needed(moment), moment
@@ -232,7 +233,7 @@ class Exporter:
         return self.snapshots.current is not None
 
     def metrics_body(self, gzipped: bool = False) -> bytes:
-        return self.snapshots.exposition(self.health.body, gzipped)
+        return self.snapshots.exposition(self.health.rendered, gzipped)
 
     def close(self) -> None:
         if self.worker is not None:

@@ -78,6 +78,9 @@ class Snapshot:
     duration: float  # seconds the recompute took
     series: int
     built: tuple[Metric, ...] | None = field(default=None, repr=False)
+    # gzip of `body`, made once with it. gzip members concatenate (RFC 1952), so /metrics
+    # serves this followed by the health block's own member, compressing nothing per scrape.
+    gzipped: bytes = field(default=b"", repr=False)
 
     @cached_property
     def families(self) -> tuple[Metric, ...]:
@@ -106,20 +109,13 @@ class SnapshotHolder:
 
     def __init__(self) -> None:
         self.current: Snapshot | None = None
-        self._gzip_cache: tuple[int, int, bytes] | None = None
 
-    def exposition(self, health_body: bytes, gzipped: bool) -> bytes:
-        """The /metrics body: snapshot bytes plus the health bytes, gzip cached per pair."""
-        body = (self.current.body if self.current else b"") + health_body
-        if not gzipped:
-            return body
-        key = (id(self.current), hash(health_body))
-        cached = self._gzip_cache
-        if cached and cached[:2] == key:
-            return cached[2]
-        packed = gzip.compress(body, compresslevel=1)
-        self._gzip_cache = (*key, packed)
-        return packed
+    def exposition(self, health: tuple[bytes, bytes], gzipped: bool) -> bytes:
+        """The /metrics body: the snapshot's bytes, then the health block's (body, gzip)."""
+        snapshot = self.current
+        if gzipped:
+            return (snapshot.gzipped if snapshot else b"") + health[1]
+        return (snapshot.body if snapshot else b"") + health[0]
 
 
 def build_snapshot(
@@ -156,7 +152,13 @@ def build_snapshot(
     )
     ordered = (*families.values(), info_family, recompute, last)
     series = sum(len(f.samples) for f in ordered)
-    return Snapshot(render_gauges(ordered), computed_at, duration, series, ordered)
+    body = render_gauges(ordered)
+    return Snapshot(body, computed_at, duration, series, ordered, gzip_member(body))
+
+
+def gzip_member(body: bytes) -> bytes:
+    """One gzip member; level 1 because it is made once per recompute and scraped often."""
+    return gzip.compress(body, compresslevel=1, mtime=0)
 
 
 def _escape_label_value(value: str) -> str:

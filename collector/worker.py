@@ -33,6 +33,7 @@ class Rendered:
     """What the worker sends back: the exposition bytes and a few facts about them."""
 
     body: bytes
+    gzipped: bytes
     series: int
     duration: float
 
@@ -49,7 +50,7 @@ def figures_body(settings: Settings, info: dict[str, str], moment: datetime,
     samples = compute_figures(settings, rollups, moment)
     duration = time.monotonic() - started
     snapshot = build_snapshot(samples, info, computed_at, duration)
-    return Rendered(snapshot.body, snapshot.series, duration)
+    return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, duration)
 
 
 class RecomputeWorker:
