@@ -401,7 +401,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--end", type=date.fromisoformat, help="last day (default: today, Europe/Oslo)"
     )
-    parser.add_argument("--days", type=int, default=31, help="number of days (default 31)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="number of days (default: from the 1st of the previous month, so both month "
+        "windows are complete)",
+    )
     parser.add_argument("--out", type=Path, default=Path("config/samples"), help="output directory")
     parser.add_argument(
         "--now",
@@ -412,7 +418,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--if-stale", action="store_true", help="do nothing unless Master.csv has no row from today"
     )
     args = parser.parse_args(argv)
-    if args.days < 1:
+    if args.days is not None and args.days < 1:
         parser.error("--days must be at least 1")
     return args
 
@@ -424,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         now = now.replace(tzinfo=TIMEZONE)
     today = now.astimezone(TIMEZONE).date()
     end: date = args.end or today
+    if args.days is None:
+        previous_month = (end.replace(day=1) - timedelta(days=1)).replace(day=1)
+        args.days = (end - previous_month).days + 1
     if args.if_stale:
         newest = newest_cdr_day(args.out / "Master.csv")
         if newest is not None and newest >= today:
