@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from adapters.asterisk_cdr import FIRST_YEAR, LAST_YEAR, summarise_rejections
 from adapters.base import Adapter, SourceError
 from adapters.filetail import Chunk, FilePosition, read_new_lines, rewind
-from collector.config import SourceSettings, check_label_value
+from collector.config import Encoding, SourceSettings, check_label_value
 from collector.model import CHANNELS_KNOWN, Batch, Contact, Rejection, hash_customer, row_id
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class CsvSettings(SourceSettings):
     handled_values: dict[str, bool] = Field(default_factory=dict)  # raw value -> handled
     time_format: str | None = None  # strptime format; default ISO 8601
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    encoding: str = "utf-8"
+    encoding: Encoding = "utf-8"
 
     @field_validator("queues")
     @classmethod
@@ -104,15 +104,6 @@ class CsvSettings(SourceSettings):
     @classmethod
     def _fixed_label(cls, value: str | None) -> str | None:
         return None if value is None else check_label_value(value, "label")
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            "".encode(value)
-        except LookupError:
-            raise ValueError(f"{value!r} is not a known text encoding") from None
-        return value
 
     @model_validator(mode="after")
     def _complete(self) -> CsvSettings:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -294,14 +295,23 @@ def _webhook_receiver(exporter: Exporter) -> Any:
     )
 
 
-def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from collector.report import render_report
-
-    config = _load_or_exit(parser, args.config_file)
+@contextlib.contextmanager
+def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
+    """An exporter that has read what is new from every source, closed afterwards."""
     exporter = Exporter(config)
     try:
         for name in exporter.adapters:
             exporter.ingest(name)
+        yield exporter
+    finally:
+        exporter.close()
+
+
+def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.report import render_report
+
+    config = _load_or_exit(parser, args.config_file)
+    with _ingested(config) as exporter:
         at = args.at or datetime.now(UTC)
         if at.tzinfo is None:
             at = at.replace(tzinfo=config.settings.tz)
@@ -310,8 +320,6 @@ def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         down = [n for n, s in exporter.health.sources().items() if not s.up]
         for name in down:
             sys.stderr.write(f"warning: source {name} could not be read; figures may be short\n")
-    finally:
-        exporter.close()
     return 0
 
 
@@ -319,10 +327,7 @@ def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from collector.backfill import BackfillError, create_blocks, write_openmetrics
 
     config = _load_or_exit(parser, args.config_file)
-    exporter = Exporter(config)
-    try:
-        for name in exporter.adapters:
-            exporter.ingest(name)
+    with _ingested(config) as exporter:
         try:
             path, hours, samples = write_openmetrics(
                 exporter.store, config.settings, args.start, args.end,
@@ -331,8 +336,6 @@ def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             command, ran = create_blocks(path, args.output / "blocks")
         except BackfillError as exc:
             parser.exit(1, f"contact-cost-exporter: backfill refused: {exc}\n")
-    finally:
-        exporter.close()
     print(f"wrote {samples} samples over {hours} hours to {path}")
     if ran:
         print(f"created TSDB blocks in {args.output / 'blocks'}; move them into Prometheus's "

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -77,6 +78,17 @@ def format_duration(value: timedelta) -> str:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 
+
+def check_encoding(value: str) -> str:
+    try:
+        "".encode(value)
+    except LookupError:
+        raise ValueError(f"{value!r} is not a known text encoding") from None
+    return value
+
+
+# A text encoding Python knows, such as utf-8 or latin-1.
+Encoding = Annotated[str, AfterValidator(check_encoding)]
 
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,21 +17,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.conftest import free_port, require_binary
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "config" / "prometheus"
 
-
-def require_binary(name: str) -> str:
-    """The path of `name`; a missing binary fails the test in CI and skips it elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+__all__ = ["free_port", "require_binary"]  # shared with the other tests, from conftest
 
 
 def require_yaml() -> Any:
@@ -46,13 +37,6 @@ def require_yaml() -> Any:
             pytest.fail(message)
         pytest.skip(message)
     return yaml
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, picked by the kernel."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(
