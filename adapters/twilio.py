@@ -94,10 +94,16 @@ def parse_call(
         ended = rfc2822(end, "end_time") if end else start + duration
         if now - ended < settings.price_grace.total_seconds():
             return None  # not billed yet; read again next run
+    return _call_contact(settings, sid, status, direction, start, duration,
+                         call.get("to"), call.get("from"), price)
+
+
+def _call_contact(settings: TwilioSettings, sid: str, status: str, direction: str,
+                  start: float, duration: float, to: Any, from_: Any,
+                  price: float | None = None) -> Contact:
+    """The contact of a final call, from a Calls resource or a status callback alike."""
     handled = status == "completed"
-    ours, theirs = (call.get("to"), call.get("from"))
-    if direction == "outbound":
-        ours, theirs = theirs, ours
+    ours, theirs = (from_, to) if direction == "outbound" else (to, from_)
     return Contact(
         id=sid,
         channel="voice",
@@ -180,23 +186,8 @@ def parse_status_callback(params: Mapping[str, str], settings: TwilioSettings) -
         raise FieldError("direction", f"{sid}: unknown direction {params.get('Direction')!r}")
     duration = seconds(params.get("CallDuration"), "CallDuration", default=0.0)
     start = rfc2822(params.get("Timestamp"), "Timestamp") - duration
-    handled = status == "completed"
-    ours, theirs = params.get("To"), params.get("From")
-    if direction == "outbound":
-        ours, theirs = theirs, ours
-    return Contact(
-        id=sid,
-        channel="voice",
-        direction=direction,
-        queue=label(settings.queues, ours),
-        start=start,
-        handled=handled,
-        handle_seconds=duration if handled else 0.0,
-        talk_seconds=duration if handled else 0.0,
-        billable_seconds=duration,
-        customer=hash_customer(theirs),
-        reason="" if handled else str(status).replace("-", "_"),
-    )
+    return _call_contact(settings, sid, str(status), direction, start, duration,
+                         params.get("To"), params.get("From"))
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
