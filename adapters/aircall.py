@@ -89,7 +89,8 @@ def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | 
     if not handled:
         raw = call.get("missed_call_reason")
         reason = raw if raw in MISSED_REASONS else "missed"
-    number = call.get("number") if isinstance(call.get("number"), dict) else {}
+    raw_number = call.get("number")
+    number: dict[str, Any] = raw_number if isinstance(raw_number, dict) else {}
     queue = label(settings.queues, number.get("name"), "")
     if not queue:
         queue = label(settings.queues, number.get("digits"))

@@ -329,6 +329,7 @@ def _contact(
             return Rejection("handled", 0, f"handled {handled_raw[:40]!r}")
         handled = found
     direction_raw = cell("direction")
+    direction: str
     if direction_raw is None:
         direction = settings.direction
     else:

@@ -86,7 +86,8 @@ def parse_ticket(
     if ticket.get("status") not in settings.count_statuses:
         return None
     start = iso8601(ticket.get("created_at"), "created_at")
-    via = ticket.get("via") if isinstance(ticket.get("via"), dict) else {}
+    raw_via = ticket.get("via")
+    via: dict[str, Any] = raw_via if isinstance(raw_via, dict) else {}
     handle = 0.0
     if settings.handle_time == "custom_field":
         handle = _custom_field(ticket, settings)

@@ -201,13 +201,12 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     def reload() -> str | None:
         """Re-read the config and the web config; swap in both, or neither."""
         with reload_lock:
+            error: str | None = None
             try:
                 new_web = load_web_config(args.web_config_file)
                 new_config = load_reload(exporter, args.config_file)
             except ConfigError as exc:
                 error = str(exc)
-            else:
-                error = None
             exporter.health.set_gauge(
                 "contactcenter_config_last_reload_successful",
                 "1 if the last configuration reload succeeded.",

@@ -281,7 +281,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        file_data = settings_cls.model_config.get("file_data") or {}  # type: ignore[typeddict-item]
+        file_data: dict[str, Any] = settings_cls.model_config.get("file_data") or {}  # type: ignore[assignment]
         return (
             init_settings,
             _EnvWithoutSources(settings_cls),

@@ -34,7 +34,7 @@ def _status(event: JobExecutionEvent) -> str:
     return "error" if event.exception is not None else "success"
 
 
-class ExporterScheduler(BackgroundScheduler):
+class ExporterScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
     """A BackgroundScheduler whose shutdown first asks a running ingest to stop after its
     current batch, so SIGTERM does not wait for a long backfill to read to the end."""
 

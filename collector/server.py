@@ -197,7 +197,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout
+        self.timeout = self.server.request_timeout  # type: ignore[misc]  # per connection
         super().setup()
         self.rfile.close()
         self._reader = _DeadlineReader(self.connection, self.server.request_timeout)

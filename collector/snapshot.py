@@ -10,7 +10,7 @@ from typing import Protocol
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.utils import floatToGoString
+from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 _RECOMPUTED = " Recomputed every interval from the store, not at scrape time."
 _PERIOD = ["period", "window"]
@@ -64,9 +64,14 @@ METRICS: dict[str, tuple[str, list[str]]] = {
 
 
 class SampleLike(Protocol):
-    name: str
-    labels: dict[str, str]
-    value: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+    @property
+    def value(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,11 @@ def gzip_member(body: bytes) -> bytes:
     return gzip.compress(body, compresslevel=1, mtime=0)
 
 
+def _go_float(value: float) -> str:
+    """A value as Go's strconv writes it, which is what Prometheus parsers expect."""
+    return str(_untyped_go_float(value))  # type: ignore[no-untyped-call]
+
+
 def _escape_label_value(value: str) -> str:
     if "\\" in value or "\n" in value or '"' in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
@@ -186,9 +196,9 @@ def render_gauges(families: Iterable[Metric]) -> bytes:
                     f'{key}="{_escape_label_value(value)}"'
                     for key, value in sorted(sample.labels.items())
                 )
-                out.append(f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}\n")
+                out.append(f"{sample.name}{{{labels}}} {_go_float(sample.value)}\n")
             else:
-                out.append(f"{sample.name} {floatToGoString(sample.value)}\n")
+                out.append(f"{sample.name} {_go_float(sample.value)}\n")
     return "".join(out).encode("utf-8")
 
 

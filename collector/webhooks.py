@@ -182,16 +182,18 @@ class WebhookReceiver:
         if kind == "aircall":
             assert isinstance(settings, AircallSettings) and settings.webhook_token
             payload = _json(body)
-            token = payload.get("token") if isinstance(payload, dict) else None
-            expected = settings.webhook_token.get_secret_value().encode()
-            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected):
+            given_token = payload.get("token") if isinstance(payload, dict) else None
+            wanted = settings.webhook_token.get_secret_value().encode()
+            if not isinstance(given_token, str) or not hmac.compare_digest(
+                given_token.encode(), wanted
+            ):
                 raise _Refused(401, "unauthorized", "invalid token")
             return parse_aircall(payload, settings)
         assert isinstance(settings, GenericWebhookSettings)
         stamp = _header(headers, GENERIC_TIMESTAMP) or ""
         given = (_header(headers, GENERIC_SIGNATURE) or "").encode()
-        expected = generic_signature(settings.webhook_secret.get_secret_value(), stamp, body)
-        if not stamp.isdigit() or not hmac.compare_digest(expected.encode(), given):
+        signature = generic_signature(settings.webhook_secret.get_secret_value(), stamp, body)
+        if not stamp.isdigit() or not hmac.compare_digest(signature.encode(), given):
             raise _Refused(401, "unauthorized", "invalid signature")
         if abs(self.clock() - int(stamp)) > settings.tolerance.total_seconds():
             raise _Refused(401, "stale", "timestamp outside the allowed window")

@@ -155,7 +155,7 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "collector", *args],
         cwd=cwd,
         capture_output=True,
