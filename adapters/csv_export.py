@@ -1,11 +1,11 @@
 """Generic CSV export adapter: a column mapping, a pure parser and an incremental reading shell.
 
 Label policy (bounded cardinality): a raw queue value maps through `queues`; an unmapped
-value becomes "other". Only when `queues` is empty does a value that is already a valid
-label (lower-case slug such as "support") pass through as is, so a tidy export works
-without a mapping; anything else is "other". Channels work the same way, except that a
-pass-through channel must also be one of the known channels. Outcomes map through
-`outcomes` only; an unmapped value is "" (no outcome).
+value becomes "other", so no value from the export itself ever becomes a label. A raw
+channel maps through `channels`; when that mapping is empty, a value that is already one of
+the known channels (voice, email, chat, ...) is taken as is, since that vocabulary is
+bounded; anything else is "other". Outcomes map through `outcomes` only; an unmapped value
+is "" (no outcome).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ MAX_RECORD_LINES = 100  # a quoted field may span lines, but not more than this.
 MAX_RECORD_BYTES = 1024 * 1024  # ...nor more than this; beyond, the first line is rejected
 DEFAULT_HANDLED = {"1": True, "true": True, "yes": True, "y": True}
 DEFAULT_HANDLED |= {"0": False, "false": False, "no": False, "n": False, "": False}
-_LABEL = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 MAX_SECONDS = 366 * 86400  # a longer duration is a broken row
 
@@ -186,7 +185,7 @@ def _label(raw: str, mapping: dict[str, str], known: tuple[str, ...] | None = No
     label = mapping.get(raw)
     if label is not None:
         return label
-    if not mapping and _LABEL.match(raw) and (known is None or raw in known):
+    if known is not None and not mapping and raw in known:
         return raw
     return OTHER
 

@@ -29,6 +29,7 @@ EXAMPLE: dict[str, Any] = {
         "handle_seconds": "Handle time (s)",
         "queue": "Group",
     },
+    "queues": {"support": "support", "billing": "billing"},
     "time_format": "%Y-%m-%d %H:%M:%S",
 }
 
@@ -98,9 +99,10 @@ def test_tickets_fixture_golden() -> None:
     # Oslo is at +02:00 in June. 2026-06-01T00:00Z = 20605 days * 86400 = 1780272000.
     assert result.contacts == [
         email("T-1", "support", 1780272000 + 6 * 3600, 300.0),  # 08:00 local = 06:00Z
-        # Lines 3-4: a quoted newline. "Billing Team" is no label value: queue "other".
+        # Lines 3-4: a quoted newline. "Billing Team" is not in `queues`: queue "other".
         email("T-2", "other", 1780272000 + 6 * 3600 + 600, 120.0),
-        email("T-8", "sales", 1780272000 + 7 * 3600, 45.0),  # line 10, with "" escapes
+        # Line 10, with "" escapes. "sales" looks like a label but is not mapped: "other".
+        email("T-8", "other", 1780272000 + 7 * 3600, 45.0),
     ]
     assert [(r.reason, r.line) for r in result.rejections] == [
         ("date", 5),
@@ -160,7 +162,7 @@ def test_header_is_remembered_across_reads(tmp_path: Path) -> None:
     with path.open("a") as handle:
         handle.write("T-2,2026-06-01 08:00:01,2,b\n")
     second = list(source.pull(first[-1].position))
-    assert [(c.id, c.queue) for b in second for c in b.contacts] == [("T-2", "b")]
+    assert [(c.id, c.queue) for b in second for c in b.contacts] == [("T-2", "other")]
     assert second[0].rejections == []
 
 
@@ -232,7 +234,7 @@ def test_iso_times_by_default_and_byte_order_mark() -> None:
     data = "\ufeffTicket ID,Created at,Handle time (s),Group\nT-1,2026-01-15T12:00:00,5,a\n"
     result = parse_csv(data.encode(), 1, None, settings(time_format=None), OSLO)
     # 12:00 CET = 11:00Z; 2026-01-15T00:00Z = 1768435200.
-    assert result.contacts == [email("T-1", "a", 1768435200 + 11 * 3600, 5.0)]
+    assert result.contacts == [email("T-1", "other", 1768435200 + 11 * 3600, 5.0)]
 
 
 def test_rotation_keeps_each_files_header(tmp_path: Path) -> None:
@@ -244,7 +246,7 @@ def test_rotation_keeps_each_files_header(tmp_path: Path) -> None:
     path.write_text("Group,Handle time (s),Created at,Ticket ID\nz,9,2026-06-02 08:00:00,N-1\n")
     second = list(source.pull(first[-1].position))
     assert [(c.id, c.queue, c.handle_seconds) for b in second for c in b.contacts] == [
-        ("N-1", "z", 9.0)
+        ("N-1", "other", 9.0)  # the new header's column order is used; "z" is not mapped
     ]
 
 
