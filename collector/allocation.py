@@ -59,6 +59,7 @@ FIGURE_NAMES = (
     "contactcenter_cost_per_outcome",
     "contactcenter_handle_time_seconds",
     "contactcenter_average_handle_time_seconds",
+    "contactcenter_talk_time_seconds",
     "contactcenter_benchmark_low",
     "contactcenter_benchmark_high",
 )
@@ -80,9 +81,10 @@ class Totals(NamedTuple):
     handle_seconds: float
     billable_seconds: float
     price: float
+    talk_seconds: float
 
 
-_ZERO = Totals(0.0, 0.0, 0.0, 0.0, 0.0)
+_ZERO = Totals(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 class RunningTotals:
@@ -116,7 +118,7 @@ class RollupIndex:
             n,
             handled,
             handle,
-            _,
+            talk,
             billable,
             price,
         ) in rollups:
@@ -128,13 +130,14 @@ class RollupIndex:
                 days = by_key[(channel, direction, queue)] = {}
             cell = days.get(day)
             if cell is None:
-                days[day] = [n, handled, handle, billable, price]
+                days[day] = [n, handled, handle, billable, price, talk]
             else:
                 cell[0] += n
                 cell[1] += handled
                 cell[2] += handle
                 cell[3] += billable
                 cell[4] += price
+                cell[5] += talk
             if outcome and handled:
                 by_outcome[(queue, outcome)].setdefault(day, [0.0])[0] += handled
         self.channels = channels
@@ -232,6 +235,7 @@ def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime
                     labels,
                     t.handle_seconds / t.handled,
                 )
+            add("contactcenter_talk_time_seconds", labels, t.talk_seconds)
         for component in components:
             add(
                 "contactcenter_cost_unallocated",

@@ -52,6 +52,10 @@ METRICS: dict[str, tuple[str, list[str]]] = {
         "Handle time divided by handled contacts. Absent when there are none.",
         _SLICE,
     ),
+    "contactcenter_talk_time_seconds": (
+        "Sum of talk time of handled contacts (handle time less hold and after-call work).",
+        _SLICE,
+    ),
     "contactcenter_benchmark_low": (
         "Lower edge of the healthy cost-per-contact band for the channel.",
         ["channel"],

@@ -35,6 +35,7 @@ LABELS = {
         "direction",
         "queue",
     },
+    "contactcenter_talk_time_seconds": {"period", "window", "channel", "direction", "queue"},
     "contactcenter_benchmark_low": {"channel"},
     "contactcenter_benchmark_high": {"channel"},
 }

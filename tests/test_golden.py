@@ -70,6 +70,8 @@ def test_golden_figures_by_hand(exporter: Exporter) -> None:
     assert value("contactcenter_cost_per_contact", **month, queue="support") == pytest.approx(1147.55)
     assert value("contactcenter_cost_per_contact", **month, queue="sales") == pytest.approx(1997.60)
     assert value("contactcenter_contacts_abandoned", **month, queue="support") == 1
+    # Talk time is billsec of the handled calls: 300 s (26 Nov); the 40 s no-answer has none.
+    assert value("contactcenter_talk_time_seconds", **month, queue="support") == 300.0
     assert value("contactcenter_outcomes", period="month", window="current", queue="sales",
                  outcome="sale") == 1
     assert value("contactcenter_cost_per_outcome", period="month", window="current",
