@@ -417,3 +417,23 @@ def test_no_rollups_and_no_costs() -> None:
         ("contactcenter_benchmark_low", {"channel": "default"}),
         ("contactcenter_benchmark_high", {"channel": "default"}),
     ]
+
+
+def test_usage_cost_outside_its_dates_is_zero_not_negative() -> None:
+    # A per-contact fee in force from Wednesday. For Monday's window the fee's run of days is
+    # empty (from Wednesday to Monday); Tuesday's calls lie between the two, so a careless
+    # difference of running totals would give Monday -2 x 1.00.
+    settings = Settings(
+        timezone="Europe/Oslo",
+        costs=[cost(component="other", per_contact=1.0, **{"from": date(2026, 10, 14)})],
+    )
+    rollups = [
+        rollup(MONDAY, **VOICE, contacts=3, handled=3, handle=300),
+        rollup(date(2026, 10, 13), **VOICE, contacts=2, handled=2, handle=200),
+    ]
+    samples = compute_figures(settings, rollups, TUESDAY_NOON)
+    # from = Wednesday 14 Oct: neither Monday nor Tuesday-to-noon carries the fee.
+    assert value(samples, "contactcenter_cost", **day_prev(**VOICE), component="other") == 0
+    current = {"period": "day", "window": "current", **VOICE}
+    assert value(samples, "contactcenter_cost", **current, component="other") == 0
+    assert value(samples, "contactcenter_cost_per_contact", **day_prev(**VOICE)) == 0
