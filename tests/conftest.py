@@ -142,3 +142,17 @@ def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def empty_exporter(tmp_path: Path) -> Iterator[Any]:
+    """An in-process exporter with no sources and one recompute done: for HTTP-surface tests."""
+    from datetime import UTC, datetime
+
+    from collector.config import Settings
+    from collector.runtime import Exporter, LoadedConfig
+
+    exp = Exporter(LoadedConfig(Settings(store=tmp_path / "s.db"), (), "test"))
+    exp.recompute(datetime(2026, 11, 26, 12, tzinfo=UTC))
+    yield exp
+    exp.close()

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import bcrypt
@@ -22,8 +21,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from collector import server as server_module
-from collector.config import Settings
-from collector.runtime import Exporter, LoadedConfig
+from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer
 
 from .conftest import ExporterProcess, http_get, wait_for
@@ -173,19 +171,11 @@ def test_no_secret_in_metrics_pages_logs_or_config_output(
 
 # -- in-process server: traversal, limits, headers, slow clients ---------------------------------
 @pytest.fixture
-def exporter(tmp_path: Path) -> Iterator[Exporter]:
-    exp = Exporter(LoadedConfig(Settings(store=tmp_path / "s.db"), (), "test"))
-    exp.recompute(datetime(2026, 11, 26, 12, tzinfo=UTC))
-    yield exp
-    exp.close()
-
-
-@pytest.fixture
-def serve(exporter: Exporter) -> Iterator[Callable[..., ExporterHTTPServer]]:
+def serve(empty_exporter: Exporter) -> Iterator[Callable[..., ExporterHTTPServer]]:
     servers: list[ExporterHTTPServer] = []
 
     def start(**kwargs: float) -> ExporterHTTPServer:
-        srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, **kwargs)  # type: ignore[arg-type]
+        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, **kwargs)  # type: ignore[arg-type]
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
         servers.append(srv)

@@ -15,15 +15,13 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import bcrypt
 import pytest
 
 from collector import webconfig
-from collector.config import Settings
-from collector.runtime import Exporter, LoadedConfig
+from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer
 from collector.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -141,19 +139,11 @@ def test_example_web_config_passes_promtool_and_loads(tmp_path: Path, pki: Pki) 
 
 # -- the server in-process ------------------------------------------------------------------------
 @pytest.fixture
-def exporter(tmp_path: Path) -> Iterator[Exporter]:
-    exp = Exporter(LoadedConfig(Settings(store=tmp_path / "s.db"), (), "test"))
-    exp.recompute(datetime(2026, 11, 26, 12, tzinfo=UTC))
-    yield exp
-    exp.close()
-
-
-@pytest.fixture
-def serve(exporter: Exporter) -> Iterator[Callable[[WebConfig], ExporterHTTPServer]]:
+def serve(empty_exporter: Exporter) -> Iterator[Callable[[WebConfig], ExporterHTTPServer]]:
     servers: list[ExporterHTTPServer] = []
 
     def start(web: WebConfig, **kwargs: float) -> ExporterHTTPServer:
-        srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, web=web, webhooks=None,
+        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, web=web, webhooks=None,
                                  **kwargs)  # type: ignore[arg-type]
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()

@@ -12,7 +12,15 @@ from pytest_httpserver import HTTPServer
 
 from adapters.aircall import AircallAdapter, AircallSettings
 from adapters.base import SourceError
-from tests.vendor_support import CONTEXT, FAST, drain, fixture, new_store, stored_ids
+from tests.vendor_support import (
+    CONTEXT,
+    FAST,
+    crash_after,
+    drain,
+    fixture,
+    new_store,
+    stored_ids,
+)
 
 DAY0 = 1773100800  # 2026-03-10 00:00 UTC
 DAY1 = DAY0 + 86400
@@ -93,10 +101,7 @@ def test_crash_between_pages_resumes_with_no_gap_and_no_duplicate(
 ) -> None:
     serve_day(httpserver)
     store = new_store(tmp_path)
-    pulling = adapter(httpserver).pull(None)
-    first = next(pulling)
-    store.commit("aircall-eu", first.contacts, first.position)
-    del pulling
+    crash_after(adapter(httpserver), store, "aircall-eu")
     assert json.loads(store.position("aircall-eu") or "")["page"] == 2
     drain(adapter(httpserver), store)
     assert stored_ids(store, "aircall-eu") == DONE

@@ -11,7 +11,15 @@ from pytest_httpserver import HTTPServer
 
 from adapters.base import SourceError
 from adapters.freshdesk import FreshdeskAdapter, FreshdeskSettings
-from tests.vendor_support import CONTEXT, FAST, drain, fixture, new_store, stored_ids
+from tests.vendor_support import (
+    CONTEXT,
+    FAST,
+    crash_after,
+    drain,
+    fixture,
+    new_store,
+    stored_ids,
+)
 
 TICKETS = "/api/v2/tickets"
 SINCE = "2026-03-09T00:00:00Z"
@@ -67,10 +75,7 @@ def test_crash_between_pages_resumes_at_the_next_page(
 ) -> None:
     serve(httpserver)
     store = new_store(tmp_path)
-    pulling = adapter(httpserver).pull(None)
-    first = next(pulling)
-    store.commit("freshdesk", first.contacts, first.position)
-    del pulling
+    crash_after(adapter(httpserver), store, "freshdesk")
     drain(adapter(httpserver), store)
     assert stored_ids(store, "freshdesk") == ["1201", "1203"]
     assert httpserver.log[1][0].args["page"] == "2"

@@ -11,7 +11,15 @@ from pytest_httpserver import HTTPServer
 
 from adapters.base import SourceError
 from adapters.liveagent import LiveAgentAdapter, LiveAgentSettings
-from tests.vendor_support import CONTEXT, FAST, drain, fixture, new_store, stored_ids
+from tests.vendor_support import (
+    CONTEXT,
+    FAST,
+    crash_after,
+    drain,
+    fixture,
+    new_store,
+    stored_ids,
+)
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 START = "2026-03-01 00:00:00"
@@ -70,11 +78,8 @@ def test_crash_between_pages_resumes_with_no_gap_and_no_duplicate(
 ) -> None:
     serve(httpserver)
     store = new_store(tmp_path)
-    pulling = adapter(httpserver).pull(None)
-    for _ in range(4):  # three call pages and the first ticket page
-        batch = next(pulling)
-        store.commit("liveagent", batch.contacts, batch.position)
-    del pulling
+    # Three call pages and the first ticket page, then the process dies.
+    crash_after(adapter(httpserver), store, "liveagent", batches=4)
     # the calls stream had finished: the restart reads it again from its watermark
     httpserver.expect_request("/api/v3/calls", query_string=query(1, "2026-03-09 10:00:00")
                               ).respond_with_json(fixture("liveagent", "calls_page2.json")[1:])

@@ -11,7 +11,15 @@ from pytest_httpserver import HTTPServer
 
 from adapters.base import SourceError
 from adapters.twilio import TwilioAdapter, TwilioSettings, parse_status_callback
-from tests.vendor_support import CONTEXT, FAST, drain, fixture, new_store, stored_ids
+from tests.vendor_support import (
+    CONTEXT,
+    FAST,
+    crash_after,
+    drain,
+    fixture,
+    new_store,
+    stored_ids,
+)
 
 SID = "AC00000000000000000000000000000001"
 CALLS = f"/2010-04-01/Accounts/{SID}/Calls.json"
@@ -82,10 +90,8 @@ def test_crash_between_pages_resumes_with_no_gap_and_no_duplicate(
 ) -> None:
     serve_two_pages(httpserver)
     store = new_store(tmp_path)
-    pulling = adapter(httpserver).pull(store.position("twilio-main"))
-    first = next(pulling)
-    store.commit("twilio-main", first.contacts, first.position)
-    del pulling  # the process dies here, before page 2 is asked for
+    # The process dies after page 1 is committed, before page 2 is asked for.
+    crash_after(adapter(httpserver), store, "twilio-main", position=store.position("twilio-main"))
     assert len(httpserver.log) == 1
     restarted = adapter(httpserver)
     drain(restarted, store)

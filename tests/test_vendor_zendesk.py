@@ -11,7 +11,15 @@ from pytest_httpserver import HTTPServer
 
 from adapters.base import SourceError
 from adapters.zendesk import ZendeskAdapter, ZendeskSettings
-from tests.vendor_support import CONTEXT, FAST, drain, fixture, new_store, stored_ids
+from tests.vendor_support import (
+    CONTEXT,
+    FAST,
+    crash_after,
+    drain,
+    fixture,
+    new_store,
+    stored_ids,
+)
 
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
 CURSOR1 = "MTc3MzA1NDAwMC4wfHw0NTAzfA=="
@@ -60,10 +68,7 @@ def test_crash_between_pages_resumes_at_the_committed_cursor(
 ) -> None:
     serve(httpserver)
     store = new_store(tmp_path)
-    pulling = adapter(httpserver).pull(None)
-    first = next(pulling)
-    store.commit("zendesk", first.contacts, first.position)
-    del pulling
+    crash_after(adapter(httpserver), store, "zendesk")
     drain(adapter(httpserver), store)
     assert stored_ids(store, "zendesk") == SOLVED
     assert httpserver.log[1][0].args["cursor"] == CURSOR1

@@ -64,3 +64,13 @@ def stored_ids(store: SqliteStore, source: str) -> list[str]:
 
 def new_store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "state.db", ZoneInfo("UTC"))
+
+
+def crash_after(adapter: Adapter, store: SqliteStore, source: str, batches: int = 1,
+                position: str | None = None) -> None:
+    """Commit the first `batches` batches of a pull, then drop it: the process dies there."""
+    pulling = adapter.pull(position)
+    for _ in range(batches):
+        batch = next(pulling)
+        store.commit(source, batch.contacts, batch.position)
+    pulling.close()
