@@ -26,6 +26,7 @@ import argparse
 import cProfile
 import csv
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -43,16 +44,28 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapters.asterisk_cdr import AsteriskCdrAdapter, AsteriskCdrSettings
+from adapters.base import AdapterContext
+from collector.config import Settings, load_settings
+from collector.store import SqliteStore
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-import generate_samples  # noqa: E402
 
-from adapters.asterisk_cdr import AsteriskCdrAdapter, AsteriskCdrSettings  # noqa: E402
-from adapters.base import AdapterContext  # noqa: E402
-from collector.config import Settings, load_settings  # noqa: E402
-from collector.store import SqliteStore  # noqa: E402
+def _load_generator() -> Any:
+    """scripts/generate_samples.py is a script, not a package: load it from its file."""
+    spec = importlib.util.spec_from_file_location(
+        "generate_samples", ROOT / "scripts" / "generate_samples.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["generate_samples"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+generate_samples = _load_generator()
 
 CONFIG = ROOT / "config" / "example.toml"
 TAIL_ROWS = 50_000
@@ -342,15 +355,25 @@ def render_per_scrape(series: int, repeats: int = 20) -> tuple[float, float, int
     """generate_latest over the same families, per call: what rendering at scrape costs."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
 
-    from collector.snapshot import StaticCollector, build_snapshot
+    from collector.snapshot import build_snapshot
+
+    class Families:
+        """A collector handing out families built beforehand."""
+
+        def __init__(self, families: list[Any]) -> None:
+            self.families = families
+
+        def collect(self) -> Any:
+            return iter(self.families)
 
     info = {"currency": "USD", "timezone": "Europe/Oslo", "version": "bench"}
     started = time.perf_counter()
     snapshot = build_snapshot(synthetic_samples(series), info, time.time(), 0.0)
     build = time.perf_counter() - started
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StaticCollector(snapshot.families))
+    registry.register(Families(list(text_string_to_metric_families(snapshot.body.decode()))))
     times = []
     for _ in range(repeats):
         started = time.perf_counter()

@@ -29,9 +29,23 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from tests.test_e2e import cdr_line  # noqa: E402 - the same CDR rows as the e2e tests
+
+def cdr_line(uniqueid: str, start: datetime, billsec: int, disposition: str = "ANSWERED",
+             dcontext: str = "support-in", userfield: str = "") -> str:
+    """One Asterisk cdr_csv row in the 18-column layout (with uniqueid and userfield)."""
+    answered = disposition == "ANSWERED"
+    ring = 5
+    answer = (start + timedelta(seconds=ring)).strftime("%Y-%m-%d %H:%M:%S") if answered else ""
+    end = start + timedelta(seconds=ring + billsec)
+    fields = [
+        '""', '"5551234"', '"100"', f'"{dcontext}"', '"""Doe, John"" <5551234>"',
+        '"SIP/trunk-0001"', '"SIP/100-0002"', '"Dial"', '"SIP/100,30"',
+        f'"{start:%Y-%m-%d %H:%M:%S}"', f'"{answer}"', f'"{end:%Y-%m-%d %H:%M:%S}"',
+        str(ring + billsec), str(billsec), f'"{disposition}"', '"DOCUMENTATION"',
+        f'"{uniqueid}"', f'"{userfield}"',
+    ]
+    return ",".join(fields) + "\n"
 
 CONFIG = """
 currency = "USD"

@@ -43,34 +43,11 @@ from typing import NamedTuple
 
 from collector.accrual import AccrualSchedule
 from collector.config import COMPONENTS, Settings
+from collector.metrics import FIGURE_NAMES, Sample
 from collector.model import Rollup
 from collector.periods import ReportWindow, first_day_needed, report_windows
 
 Key = tuple[str, str, str]  # channel, direction, queue
-
-# The cost model's gauges, in exposition order; HELP texts live with the exporter.
-FIGURE_NAMES = (
-    "contactcenter_contacts",
-    "contactcenter_contacts_abandoned",
-    "contactcenter_cost",
-    "contactcenter_cost_unallocated",
-    "contactcenter_cost_per_contact",
-    "contactcenter_outcomes",
-    "contactcenter_cost_per_outcome",
-    "contactcenter_handle_time_seconds",
-    "contactcenter_average_handle_time_seconds",
-    "contactcenter_talk_time_seconds",
-    "contactcenter_benchmark_low",
-    "contactcenter_benchmark_high",
-)
-
-
-class Sample(NamedTuple):
-    """One gauge value: full metric name, labels, value."""
-
-    name: str
-    labels: dict[str, str]
-    value: float
 
 
 class Totals(NamedTuple):
@@ -205,7 +182,10 @@ def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime
     local_now = now.astimezone(tz)
     first, today = first_day_needed(local_now), local_now.date()
     index = RollupIndex(rollups, first, today)
-    schedules = [AccrualSchedule(i, first, today) for i in settings.costs if not i.is_usage]
+    hours = settings.open_hours
+    schedules = [
+        AccrualSchedule(i, first, today, hours) for i in settings.costs if not i.is_usage
+    ]
     used = {item.component for item in settings.costs} | (
         {"telephony"} if index.has_price else set()
     )

@@ -15,10 +15,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from collector import __version__
 from collector.config import Settings
-from collector.costing import compute_figures, first_day_needed
-from collector.snapshot import METRICS
+from collector.metrics import (
+    FIGURES,
+    INFO,
+    RECOMPUTED,
+    MetricFamily,
+    family_header,
+    render_labels,
+)
+from collector.pipeline import exporter_info, figures_at
 from collector.store import Store
 
 RECENT_LIMIT = timedelta(hours=3)
@@ -41,14 +47,9 @@ def hours_between(start: date, end: date, tz: ZoneInfo) -> Iterator[datetime]:
         moment += STEP
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
+def _backfill_help(family: MetricFamily) -> str:
+    """The family's HELP, saying the samples were backfilled hourly, not recomputed live."""
+    return family.help.removesuffix(RECOMPUTED) + " Backfilled hourly."
 
 
 def write_openmetrics(
@@ -66,22 +67,20 @@ def write_openmetrics(
     if end < start:
         raise BackfillError(f"--end {end} is before --start {start}")
     output.mkdir(parents=True, exist_ok=True)
-    names = [*METRICS, "contactcenter_info"]
+    families: tuple[MetricFamily, ...] = (*FIGURES, INFO)
     hours = samples = 0
     with tempfile.TemporaryDirectory(dir=output) as scratch:
-        parts = {name: (Path(scratch) / name).open("w") for name in names}
+        parts = {f.name: (Path(scratch) / f.name).open("w") for f in families}
         try:
-            info = {"currency": settings.currency, "timezone": settings.timezone,
-                    "version": __version__}
+            info = render_labels(exporter_info(settings))
             for moment in hours_between(start, end, tz):
                 stamp = f"{moment.timestamp():.0f}"
-                rollups = store.rollups_as_of(first_day_needed(moment), moment)
-                for sample in compute_figures(settings, rollups, moment):
+                for sample in figures_at(store, settings, moment).samples:
                     parts[sample.name].write(
-                        f"{sample.name}{_labels(sample.labels)} {sample.value!r} {stamp}\n"
+                        f"{sample.name}{render_labels(sample.labels)} {sample.value!r} {stamp}\n"
                     )
                     samples += 1
-                parts["contactcenter_info"].write(f"contactcenter_info{_labels(info)} 1 {stamp}\n")
+                parts[INFO.name].write(f"{INFO.name}{info} 1 {stamp}\n")
                 samples += 1
                 hours += 1
         finally:
@@ -89,10 +88,9 @@ def write_openmetrics(
                 handle.close()
         target = output / "backfill.om"
         with target.open("w") as out:
-            for name in names:
-                help_text = METRICS[name][0] if name in METRICS else "Exporter facts."
-                out.write(f"# HELP {name} {help_text} Backfilled hourly.\n# TYPE {name} gauge\n")
-                with (Path(scratch) / name).open() as part:
+            for family in families:
+                out.write(family_header(family, _backfill_help(family)))
+                with (Path(scratch) / family.name).open() as part:
                     shutil.copyfileobj(part, out)
             out.write("# EOF\n")
     return target, hours, samples

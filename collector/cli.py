@@ -209,7 +209,6 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 error = str(exc)
             exporter.health.set_gauge(
                 "contactcenter_config_last_reload_successful",
-                "1 if the last configuration reload succeeded.",
                 0 if error else 1,
             )
             if error:
@@ -224,7 +223,6 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 job.modify(next_run_time=datetime.now(UTC))
             exporter.health.set_gauge(
                 "contactcenter_config_last_reload_success_timestamp_seconds",
-                "Unix time of the last successful configuration reload.",
                 datetime.now(UTC).timestamp(),
             )
             log.info(
@@ -236,12 +234,10 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     exporter.health.set_gauge(
         "contactcenter_config_last_reload_successful",
-        "1 if the last configuration reload succeeded.",
         1,
     )
     exporter.health.set_gauge(
         "contactcenter_config_last_reload_success_timestamp_seconds",
-        "Unix time of the last successful configuration reload.",
         datetime.now(UTC).timestamp(),
     )
     webhooks = _webhook_receiver(exporter)
@@ -307,6 +303,7 @@ def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
 
 
 def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.pipeline import figures_at
     from collector.report import render_report
 
     config = _load_or_exit(parser, args.config_file)
@@ -314,8 +311,10 @@ def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         at = args.at or datetime.now(UTC)
         if at.tzinfo is None:
             at = at.replace(tzinfo=config.settings.tz)
-        snapshot = exporter.recompute(at)
-        sys.stdout.write(render_report(snapshot, config.settings, at, args.period, args.format))
+        figures = figures_at(exporter.store, config.settings, at, exporter.clock)
+        sys.stdout.write(
+            render_report(figures.samples, config.settings, at, args.period, args.format)
+        )
         down = [n for n, s in exporter.health.sources().items() if not s.up]
         for name in down:
             sys.stderr.write(f"warning: source {name} could not be read; figures may be short\n")

@@ -7,12 +7,21 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-
+from collector.metrics import (
+    BY_NAME,
+    SCHEDULER_JOB_RUNS,
+    SOURCE_DURATION,
+    SOURCE_INTERVAL,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_RECORDS,
+    SOURCE_REJECTED,
+    SOURCE_UP,
+    STORE_ERRORS,
+    WEBHOOK_REQUESTS,
+    render_family,
+)
 from collector.model import Rejection
-from collector.snapshot import StaticCollector, gzip_member
+from collector.snapshot import gzip_member
 
 
 @dataclass
@@ -41,7 +50,7 @@ class HealthState:
         self._sources: dict[str, SourceState] = {}
         self._jobs: Counter[tuple[str, str]] = Counter()
         self._webhooks: Counter[tuple[str, str]] = Counter()
-        self._extra: dict[str, tuple[str, float]] = {}
+        self._extra: dict[str, float] = {}
         self._store_errors: Counter[str] = Counter()
         self._rendered = (b"", gzip_member(b""))
         self._render()
@@ -104,10 +113,12 @@ class HealthState:
         except Exception:  # noqa: BLE001, S110 - called from error paths
             pass
 
-    def set_gauge(self, name: str, help_text: str, value: float) -> None:
-        """A process-level gauge, e.g. the last reload's outcome."""
+    def set_gauge(self, name: str, value: float) -> None:
+        """A process-level gauge declared in collector.metrics, e.g. the last reload's outcome."""
+        if BY_NAME.get(name) is None or BY_NAME[name].labels or BY_NAME[name].type != "gauge":
+            raise ValueError(f"{name!r} is not a declared gauge without labels")
         with self._lock:
-            self._extra[name] = (help_text, value)
+            self._extra[name] = value
             self._render()
 
     # -- reads -----------------------------------------------------------------------------
@@ -128,78 +139,51 @@ class HealthState:
         return self._rendered
 
     # -- rendering ---------------------------------------------------------------------------
-    def _families(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "contactcenter_source_up",
-            "1 if the source's last read succeeded, 0 if it failed (file missing, API error).",
-            labels=["source"],
+    def _blocks(self) -> Iterator[str]:
+        sources = sorted(self._sources.items())
+        yield render_family(SOURCE_UP, [({"source": n}, s.up) for n, s in sources])
+        yield render_family(
+            SOURCE_LAST_SUCCESS, [({"source": n}, s.last_success) for n, s in sources]
         )
-        last = GaugeMetricFamily(
-            "contactcenter_source_last_success_timestamp_seconds",
-            "Unix time of the source's last successful read; 0 if it never succeeded.",
-            labels=["source"],
+        yield render_family(SOURCE_DURATION, [({"source": n}, s.last_duration) for n, s in sources])
+        yield render_family(
+            SOURCE_INTERVAL, [({"source": n}, s.interval_seconds) for n, s in sources]
         )
-        duration = GaugeMetricFamily(
-            "contactcenter_source_duration_seconds",
-            "How long the source's last read took.",
-            labels=["source"],
+        yield render_family(SOURCE_RECORDS, [({"source": n}, s.records) for n, s in sources])
+        yield render_family(
+            SOURCE_REJECTED,
+            [
+                ({"source": n, "reason": reason}, count)
+                for n, s in sources
+                for reason, count in sorted(s.rejected.items())
+            ],
         )
-        interval = GaugeMetricFamily(
-            "contactcenter_source_interval_seconds",
-            "The source's configured read interval.",
-            labels=["source"],
+        yield render_family(
+            SCHEDULER_JOB_RUNS,
+            [
+                ({"job": job, "status": status}, n)
+                for (job, status), n in sorted(self._jobs.items())
+            ],
         )
-        records = CounterMetricFamily(
-            "contactcenter_source_records",
-            "New contacts stored from this source since the exporter started.",
-            labels=["source"],
-        )
-        rejected = CounterMetricFamily(
-            "contactcenter_source_rejected_records",
-            "Input records skipped because they could not be used, by reason.",
-            labels=["source", "reason"],
-        )
-        for name, s in sorted(self._sources.items()):
-            up.add_metric([name], s.up)
-            last.add_metric([name], s.last_success)
-            duration.add_metric([name], s.last_duration)
-            interval.add_metric([name], s.interval_seconds)
-            records.add_metric([name], s.records)
-            for reason, count in sorted(s.rejected.items()):
-                rejected.add_metric([name, reason], count)
-        yield from (up, last, duration, interval, records, rejected)
-        jobs = CounterMetricFamily(
-            "contactcenter_scheduler_job_runs",
-            "Scheduler job runs by job and status (success, error, missed).",
-            labels=["job", "status"],
-        )
-        for (job, status), count in sorted(self._jobs.items()):
-            jobs.add_metric([job, status], count)
-        yield jobs
         if self._store_errors:  # from the first failure on (keeps a healthy exposition short)
-            store_errors = CounterMetricFamily(
-                "contactcenter_store_errors",
-                "Failed store operations (disk full, read-only, locked) by operation.",
-                labels=["operation"],
+            yield render_family(
+                STORE_ERRORS,
+                [
+                    ({"operation": operation}, self._store_errors[operation])
+                    for operation in sorted({"commit", "read", *self._store_errors})
+                ],
             )
-            for operation in sorted({"commit", "read", *self._store_errors}):
-                store_errors.add_metric([operation], self._store_errors[operation])
-            yield store_errors
         if self._webhooks:
-            hooks = CounterMetricFamily(
-                "contactcenter_webhook_requests",
-                "Webhook requests by source and status (accepted, duplicate, unauthorized, ...).",
-                labels=["source", "status"],
+            yield render_family(
+                WEBHOOK_REQUESTS,
+                [
+                    ({"source": source, "status": status}, n)
+                    for (source, status), n in sorted(self._webhooks.items())
+                ],
             )
-            for (source, status), count in sorted(self._webhooks.items()):
-                hooks.add_metric([source, status], count)
-            yield hooks
-        for name, (help_text, value) in sorted(self._extra.items()):
-            yield GaugeMetricFamily(name, help_text, value=value)
+        for name, value in sorted(self._extra.items()):
+            yield render_family(BY_NAME[name], [({}, value)])
 
     def _render(self) -> None:
-        families = list(self._families())
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(StaticCollector(families))
-        body = generate_latest(registry)
+        body = "".join(self._blocks()).encode("utf-8")
         self._rendered = (body, gzip_member(body))

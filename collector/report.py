@@ -1,32 +1,34 @@
-"""The `report` subcommand's output: one period's KPIs from a snapshot, as a table or JSON."""
+"""The `report` subcommand's output: one period's KPIs from the figures, as a table or JSON."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from collector.config import Settings
-from collector.snapshot import Snapshot
+from collector.metrics import Sample
 
 WINDOWS = ("current", "previous")
 
 
-def _samples(snapshot: Snapshot, period: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+def _samples(
+    figures: Iterable[Sample], period: str
+) -> dict[str, list[tuple[dict[str, str], float]]]:
     found: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-    for family in snapshot.families:
-        for sample in family.samples:
-            if sample.labels.get("period", period) == period:
-                found[sample.name].append((sample.labels, sample.value))
+    for sample in figures:
+        if sample.labels.get("period", period) == period:
+            found[sample.name].append((sample.labels, sample.value))
     return found
 
 
 def report_data(
-    snapshot: Snapshot, settings: Settings, at: datetime, period: str
+    figures: Iterable[Sample], settings: Settings, at: datetime, period: str
 ) -> dict[str, Any]:
     """Plain data for one period, both windows: per slice, per component, outcomes, totals."""
-    samples = _samples(snapshot, period)
+    samples = _samples(figures, period)
     out: dict[str, Any] = {
         "at": at.astimezone(settings.tz).isoformat(),
         "period": period,
@@ -154,9 +156,10 @@ def _table(data: dict[str, Any]) -> str:
 
 
 def render_report(
-    snapshot: Snapshot, settings: Settings, at: datetime, period: str, fmt: str
+    figures: Iterable[Sample], settings: Settings, at: datetime, period: str, fmt: str
 ) -> str:
-    data = report_data(snapshot, settings, at, period)
+    """The report of one period from the pipeline's figures, as a table or JSON."""
+    data = report_data(figures, settings, at, period)
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
     return _table(data)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter
-from collector import __version__
 from collector.config import ConfigError, Settings, load_settings
-from collector.costing import compute_figures, first_day_needed
 from collector.health import HealthState
 from collector.model import Rejection
-from collector.snapshot import Snapshot, SnapshotHolder, build_snapshot
+from collector.pipeline import figures_at
+from collector.snapshot import Snapshot, SnapshotHolder
 from collector.sources import build_adapters
 from collector.store import SqliteStore, Store
 from collector.worker import RecomputeWorker
@@ -205,26 +204,19 @@ class Exporter:
 
     def recompute(self, now: datetime | None = None) -> Snapshot:
         """Build and publish a new snapshot of all figures as of `now`."""
-        started = time.monotonic()
         settings = self.settings
-        moment = (now or datetime.fromtimestamp(self.clock(), UTC)).astimezone(settings.tz)
-        info = {
-            "currency": settings.currency,
-            "timezone": settings.timezone,
-            "version": __version__,
-        }
+        moment = now or datetime.fromtimestamp(self.clock(), UTC)
         if self.worker is not None:
             rendered = self._store_call(
-                "read", self.worker.render, settings, info, moment, self.clock()
+                "read", self.worker.render, settings, moment, self.clock()
             )
             snapshot = Snapshot(rendered.body, self.clock(), rendered.duration, rendered.series,
                                 gzipped=rendered.gzipped)
         else:
-            rollups = self._store_call(
-                "read", self.store.rollups_as_of, first_day_needed(moment), moment
+            figures = self._store_call(
+                "read", figures_at, self.store, settings, moment, self.clock
             )
-            samples = compute_figures(settings, rollups, moment)
-            snapshot = build_snapshot(samples, info, self.clock(), time.monotonic() - started)
+            snapshot = figures.snapshot
         self.snapshots.current = snapshot
         return snapshot
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -18,8 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector.config import Settings
-from collector.costing import compute_figures, first_day_needed
-from collector.snapshot import build_snapshot
+from collector.pipeline import figures_at
 from collector.store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -38,19 +36,15 @@ class Rendered:
     duration: float
 
 
-def figures_body(settings: Settings, info: dict[str, str], moment: datetime,
-                 computed_at: float) -> Rendered:
-    """Runs in the worker: rollups -> figures -> exposition bytes."""
-    started = time.monotonic()
+def figures_body(settings: Settings, moment: datetime, computed_at: float) -> Rendered:
+    """Runs in the worker: the pipeline over a read-only store, sent back as bytes."""
     key = (Path(settings.store).resolve(), settings.timezone)
     store = _stores.get(key)
     if store is None:
         store = _stores[key] = SqliteStore(key[0], settings.tz, readonly=True)
-    rollups = store.rollups_as_of(first_day_needed(moment), moment)
-    samples = compute_figures(settings, rollups, moment)
-    duration = time.monotonic() - started
-    snapshot = build_snapshot(samples, info, computed_at, duration)
-    return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, duration)
+    figures = figures_at(store, settings, moment, lambda: computed_at)
+    snapshot = figures.snapshot
+    return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, figures.duration)
 
 
 class RecomputeWorker:
@@ -67,18 +61,13 @@ class RecomputeWorker:
             )
         return self._pool
 
-    def render(self, settings: Settings, info: dict[str, str], moment: datetime,
-               computed_at: float) -> Rendered:
+    def render(self, settings: Settings, moment: datetime, computed_at: float) -> Rendered:
         try:
-            return self._executor().submit(
-                figures_body, settings, info, moment, computed_at
-            ).result()
+            return self._executor().submit(figures_body, settings, moment, computed_at).result()
         except BrokenProcessPool:
             log.warning("recompute worker died; starting a new one")
             self.close()
-            return self._executor().submit(
-                figures_body, settings, info, moment, computed_at
-            ).result()
+            return self._executor().submit(figures_body, settings, moment, computed_at).result()
 
     def close(self) -> None:
         if self._pool is not None:

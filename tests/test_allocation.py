@@ -13,32 +13,15 @@ import pytest
 
 from collector.config import CostItem, Settings, load_settings
 from collector.costing import Sample, compute_figures
+from collector.metrics import FIGURES
 from collector.model import Rollup
 
 OSLO = ZoneInfo("Europe/Oslo")
 MONDAY = date(2026, 10, 12)
 TUESDAY_NOON = datetime(2026, 10, 13, 12, tzinfo=OSLO)
 
-LABELS = {
-    "contactcenter_contacts": {"period", "window", "channel", "direction", "queue"},
-    "contactcenter_contacts_abandoned": {"period", "window", "channel", "direction", "queue"},
-    "contactcenter_cost": {"period", "window", "channel", "direction", "queue", "component"},
-    "contactcenter_cost_unallocated": {"period", "window", "component"},
-    "contactcenter_cost_per_contact": {"period", "window", "channel", "direction", "queue"},
-    "contactcenter_outcomes": {"period", "window", "queue", "outcome"},
-    "contactcenter_cost_per_outcome": {"period", "window", "queue", "outcome"},
-    "contactcenter_handle_time_seconds": {"period", "window", "channel", "direction", "queue"},
-    "contactcenter_average_handle_time_seconds": {
-        "period",
-        "window",
-        "channel",
-        "direction",
-        "queue",
-    },
-    "contactcenter_talk_time_seconds": {"period", "window", "channel", "direction", "queue"},
-    "contactcenter_benchmark_low": {"channel"},
-    "contactcenter_benchmark_high": {"channel"},
-}
+# The declared families (collector.metrics) are the one list; the order is the exposition's.
+LABELS = {f.name: set(f.labels) for f in FIGURES}
 
 
 @pytest.fixture(autouse=True)

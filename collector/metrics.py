@@ -1,0 +1,259 @@
+"""The one list of metric families the exporter writes, and the one way to render them.
+
+Every family has its name, type, HELP text and label names here and nowhere else: the
+snapshot, the cost model's figure names, the health block, backfill's OpenMetrics file and
+the tests all read this list. The order of each tuple is the order in the exposition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from prometheus_client.utils import floatToGoString as _untyped_go_float
+
+RECOMPUTED = " Recomputed every interval from the store, not at scrape time."
+
+
+class Sample(NamedTuple):
+    """One value of a declared family: metric name, labels, value."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One metric family: what a scraper sees in HELP and TYPE, and its label names."""
+
+    name: str
+    type: Literal["gauge", "counter"]
+    help: str
+    labels: tuple[str, ...] = ()
+
+    @property
+    def exposed_name(self) -> str:
+        """The name in the text format: counters carry `_total` on HELP, TYPE and samples."""
+        return self.name + "_total" if self.type == "counter" else self.name
+
+
+_PERIOD = ("period", "window")
+_SLICE = ("period", "window", "channel", "direction", "queue")
+_OUTCOME = ("period", "window", "queue", "outcome")
+
+
+def _figure(name: str, help_text: str, labels: tuple[str, ...]) -> MetricFamily:
+    return MetricFamily(name, "gauge", help_text + RECOMPUTED, labels)
+
+
+# The cost model's figures (collector.allocation emits exactly these, in this order).
+FIGURES: tuple[MetricFamily, ...] = (
+    _figure("contactcenter_contacts", "Handled contacts in the period window.", _SLICE),
+    _figure(
+        "contactcenter_contacts_abandoned",
+        "Contacts not handled (abandoned, unanswered, busy, failed) in the period window.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_cost",
+        "Cost allocated to the period window's contacts, by cost component, in the "
+        "configured currency.",
+        (*_SLICE, "component"),
+    ),
+    _figure(
+        "contactcenter_cost_unallocated",
+        "Cost accrued in the period window that found no handled contact in its scope.",
+        (*_PERIOD, "component"),
+    ),
+    _figure(
+        "contactcenter_cost_per_contact",
+        "Allocated cost divided by handled contacts. Absent when there are none.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_outcomes",
+        "Handled contacts with an outcome (sale, lead, ...) in the period window.",
+        _OUTCOME,
+    ),
+    _figure(
+        "contactcenter_cost_per_outcome",
+        "Cost of the queue's contacts divided by its outcomes. Absent when there are none.",
+        _OUTCOME,
+    ),
+    _figure(
+        "contactcenter_handle_time_seconds",
+        "Sum of handle time (talk + hold + after-call work) of handled contacts.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_average_handle_time_seconds",
+        "Handle time divided by handled contacts. Absent when there are none.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_talk_time_seconds",
+        "Sum of talk time of handled contacts (handle time less hold and after-call work).",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_benchmark_low",
+        "Lower edge of the healthy cost-per-contact band for the channel.",
+        ("channel",),
+    ),
+    _figure(
+        "contactcenter_benchmark_high",
+        "Upper edge of the healthy cost-per-contact band for the channel.",
+        ("channel",),
+    ),
+)
+FIGURE_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES)
+
+# Written with every snapshot, after the figures.
+INFO = MetricFamily(
+    "contactcenter_info",
+    "gauge",
+    "Exporter facts: currency of all money gauges, time zone of period boundaries.",
+    ("currency", "timezone", "version"),
+)
+RECOMPUTE_DURATION = MetricFamily(
+    "contactcenter_recompute_duration_seconds",
+    "gauge",
+    "How long the last recompute of all figures took.",
+)
+LAST_RECOMPUTE = MetricFamily(
+    "contactcenter_last_recompute_timestamp_seconds",
+    "gauge",
+    "Unix time the figures were last recomputed.",
+)
+SNAPSHOT_OWN: tuple[MetricFamily, ...] = (INFO, RECOMPUTE_DURATION, LAST_RECOMPUTE)
+
+# The health block (collector.health), rendered on change, in this order.
+SOURCE_UP = MetricFamily(
+    "contactcenter_source_up",
+    "gauge",
+    "1 if the source's last read succeeded, 0 if it failed (file missing, API error).",
+    ("source",),
+)
+SOURCE_LAST_SUCCESS = MetricFamily(
+    "contactcenter_source_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the source's last successful read; 0 if it never succeeded.",
+    ("source",),
+)
+SOURCE_DURATION = MetricFamily(
+    "contactcenter_source_duration_seconds",
+    "gauge",
+    "How long the source's last read took.",
+    ("source",),
+)
+SOURCE_INTERVAL = MetricFamily(
+    "contactcenter_source_interval_seconds",
+    "gauge",
+    "The source's configured read interval.",
+    ("source",),
+)
+SOURCE_RECORDS = MetricFamily(
+    "contactcenter_source_records",
+    "counter",
+    "New contacts stored from this source since the exporter started.",
+    ("source",),
+)
+SOURCE_REJECTED = MetricFamily(
+    "contactcenter_source_rejected_records",
+    "counter",
+    "Input records skipped because they could not be used, by reason.",
+    ("source", "reason"),
+)
+SCHEDULER_JOB_RUNS = MetricFamily(
+    "contactcenter_scheduler_job_runs",
+    "counter",
+    "Scheduler job runs by job and status (success, error, missed).",
+    ("job", "status"),
+)
+STORE_ERRORS = MetricFamily(
+    "contactcenter_store_errors",
+    "counter",
+    "Failed store operations (disk full, read-only, locked) by operation.",
+    ("operation",),
+)
+WEBHOOK_REQUESTS = MetricFamily(
+    "contactcenter_webhook_requests",
+    "counter",
+    "Webhook requests by source and status (accepted, duplicate, unauthorized, ...).",
+    ("source", "status"),
+)
+# Process-level gauges set with HealthState.set_gauge; rendered last, sorted by name.
+RELOAD_SUCCESSFUL = MetricFamily(
+    "contactcenter_config_last_reload_successful",
+    "gauge",
+    "1 if the last configuration reload succeeded.",
+)
+RELOAD_SUCCESS_TIMESTAMP = MetricFamily(
+    "contactcenter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful configuration reload.",
+)
+HEALTH: tuple[MetricFamily, ...] = (
+    SOURCE_UP,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_DURATION,
+    SOURCE_INTERVAL,
+    SOURCE_RECORDS,
+    SOURCE_REJECTED,
+    SCHEDULER_JOB_RUNS,
+    STORE_ERRORS,
+    WEBHOOK_REQUESTS,
+    RELOAD_SUCCESSFUL,
+    RELOAD_SUCCESS_TIMESTAMP,
+)
+
+ALL: tuple[MetricFamily, ...] = (*FIGURES, *SNAPSHOT_OWN, *HEALTH)
+BY_NAME: Mapping[str, MetricFamily] = {f.name: f for f in ALL}
+
+
+def escape_label_value(value: str) -> str:
+    """A label value inside double quotes, as the text format (and OpenMetrics) escape it."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def render_labels(labels: Mapping[str, str]) -> str:
+    """`{a="x",b="y"}` with names sorted, or "" when there are none."""
+    if not labels:
+        return ""
+    return "{" + ",".join(
+        f'{key}="{escape_label_value(value)}"' for key, value in sorted(labels.items())
+    ) + "}"
+
+
+def go_float(value: float) -> str:
+    """A value as Go's strconv writes it, which is what Prometheus parsers expect."""
+    return str(_untyped_go_float(value))  # type: ignore[no-untyped-call]
+
+
+def family_header(family: MetricFamily, help_text: str | None = None) -> str:
+    name = family.exposed_name
+    text = escape_help(family.help if help_text is None else help_text)
+    return f"# HELP {name} {text}\n# TYPE {name} {family.type}\n"
+
+
+def render_family(
+    family: MetricFamily, samples: Iterable[tuple[Mapping[str, str], float]]
+) -> str:
+    """One family in the text exposition, byte for byte as prometheus_client writes it.
+
+    generate_latest re-validates every label name of every sample; at 10k series that is
+    about 100 ms of GIL-held work per recompute, during which scrapes wait. Label names
+    here come from this list, so only values need escaping.
+    """
+    name = family.exposed_name
+    out = [family_header(family)]
+    out.extend(f"{name}{render_labels(labels)} {go_float(value)}\n" for labels, value in samples)
+    return "".join(out)
