@@ -21,6 +21,20 @@ Rules:
   day rates follow each month's own length. ``until`` can end it early.
 - Within a day, the day's share accrues evenly over the day's real length (23 h or 25 h on
   daylight-saving days), so the current window carries the share up to ``now`` exactly.
+
+With service hours (``[hours]``, :mod:`collector.hours`) the same amounts are spread over
+open seconds instead of calendar days:
+
+- a period's amount (``per`` week, month, quarter, year; an amortized purchase's month) is
+  spread over the open seconds of the whole period, so a day carries
+  amount x open seconds of the day / open seconds of the period, within the effective dates
+  as above. A complete month still carries exactly its amount; a closed day carries none.
+- ``per = "day"`` is the amount for each open day, spread over that day's open seconds; a
+  closed day carries none.
+- within a day, the share accrues over its open seconds only: none before opening, all of
+  it by closing time.
+- a period with no open second at all (a closed month) falls back to the calendar rules
+  above, so no cost is ever lost.
 """
 
 from __future__ import annotations
@@ -29,7 +43,14 @@ from datetime import date, timedelta
 from math import fsum
 
 from collector.config import CostItem
-from collector.periods import add_months, days_in_month, days_in_period
+from collector.hours import OpenHours
+from collector.periods import (
+    add_months,
+    days_in_month,
+    days_in_period,
+    next_period_start,
+    period_start,
+)
 
 
 def accrual_span(item: CostItem) -> tuple[date | None, date | None]:
@@ -66,31 +87,77 @@ def daily_rate(item: CostItem, day: date) -> float:
     return _rate_within_span(item, day)
 
 
+def _period_amount(item: CostItem) -> float:
+    """What one whole ``per`` period (an amortized purchase: one month) costs."""
+    assert item.amount is not None  # config guarantees it for shared items
+    if item.amortize_months is not None:
+        return item.amount / item.amortize_months
+    return item.amount * (item.seats or 1)
+
+
 class AccrualSchedule:
     """One shared item's accrual over local days ``first``..``last``, precomputed once.
 
     Summing a run of days is one ``math.fsum`` over a slice: exact to the last bit, so a
-    complete month carries its monthly amount without drift from long running sums.
+    complete month carries its monthly amount without drift from long running sums. With
+    ``hours``, days carry their share of the period's open seconds (see the module rules).
     """
 
-    def __init__(self, item: CostItem, first: date, last: date) -> None:
+    def __init__(
+        self, item: CostItem, first: date, last: date, hours: OpenHours | None = None
+    ) -> None:
         self.item = item
         self.first = first
+        self.hours = hours
         count = max((last - first).days + 1, 0)
         self._daily = [0.0] * count
+        # Days whose share accrues over open seconds (else evenly over the real day).
+        self._by_open_time = [False] * count
         if not item.is_usage:
             span_first, span_last = accrual_span(item)
             lo = 0 if span_first is None else max((span_first - first).days, 0)
             hi = count if span_last is None else min((span_last - first).days + 1, count)
+            period_open: dict[date, float] = {}
             for i in range(lo, hi):
-                self._daily[i] = _rate_within_span(item, first + timedelta(days=i))
+                day = first + timedelta(days=i)
+                self._daily[i] = _rate_within_span(item, day)
+                if hours is not None:
+                    self._spread_over_open_time(i, day, hours, period_open)
+
+    def _spread_over_open_time(
+        self, i: int, day: date, hours: OpenHours, period_open: dict[date, float]
+    ) -> None:
+        open_today = hours.open_seconds(day)
+        if self.item.per == "day" and self.item.amortize_months is None:
+            self._daily[i] = self._daily[i] if open_today > 0 else 0.0  # per open day
+            self._by_open_time[i] = True
+            return
+        kind = "month" if self.item.amortize_months is not None else self.item.per
+        assert kind is not None  # config guarantees one way of costing
+        start = period_start(kind, day)
+        whole = period_open.get(start)
+        if whole is None:
+            whole = period_open[start] = fsum(
+                hours.open_seconds(start + timedelta(days=n))
+                for n in range((next_period_start(kind, start) - start).days)
+            )
+        if whole > 0:  # else: a period with no open second keeps the calendar rate
+            self._daily[i] = _period_amount(self.item) * open_today / whole
+            self._by_open_time[i] = True
 
     def accrued(self, first: date, last: date, last_day_fraction: float = 1.0) -> float:
-        """Cost accrued from the start of ``first`` to ``last_day_fraction`` of ``last``."""
+        """Cost accrued from the start of ``first`` to ``last_day_fraction`` of ``last``.
+
+        ``last_day_fraction`` is the real-time share of day ``last`` (see
+        :func:`collector.periods.elapsed_day_fraction`); with service hours it becomes the
+        share of that day's open seconds elapsed by then.
+        """
         start = max((first - self.first).days, 0)
         end = min((last - self.first).days, len(self._daily) - 1)
         if end < start:
             return 0.0
         if end != (last - self.first).days:
             last_day_fraction = 1.0  # ``last`` lies past the schedule; ``end`` is a whole day
+        if self.hours is not None and self._by_open_time[end] and last_day_fraction < 1.0:
+            last_day_fraction = self.hours.open_share(last, last_day_fraction)
         return fsum(self._daily[start:end]) + self._daily[end] * last_day_fraction

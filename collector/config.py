@@ -31,6 +31,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from collector.hours import (
+    WEEKDAYS,
+    OpenHours,
+    format_intervals,
+    load_holidays,
+    open_hours_for,
+    parse_days,
+    parse_intervals,
+)
+
 ENV_PREFIX = "CONTACT_COST_"
 Component = Literal[
     "salaries",
@@ -222,6 +232,76 @@ class CostItem(BaseModel):
         )
 
 
+class HoursSettings(BaseModel):
+    """`[hours]`: service hours per weekday, closed dates, public holidays (collector.hours).
+
+    The table is written as ``mon-fri = "08:00-18:00"``, ``sat = "09:00-13:00"``,
+    ``closed = ["2026-12-24"]``, ``holidays = "NO"``; it is parsed into ``week`` here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    week: tuple[tuple[tuple[int, int], ...], ...]  # Monday first; (start, end) seconds
+    closed: tuple[date, ...] = ()
+    holidays: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_table(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError('must be a table such as [hours] mon-fri = "08:00-18:00"')
+        week: list[tuple[tuple[int, int], ...]] = [()] * 7
+        named: dict[int, str] = {}
+        parsed: dict[str, Any] = {"week": week}
+        for key, spec in value.items():
+            if key in ("closed", "holidays"):
+                parsed[key] = spec
+                continue
+            days = parse_days(str(key))
+            if not isinstance(spec, str):
+                raise ValueError(f"{key}: give the hours as a string such as '08:00-18:00'")
+            try:
+                spans = parse_intervals(spec)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            for day in days:
+                if day in named:
+                    raise ValueError(f"{WEEKDAYS[day]} is given twice ({named[day]} and {key})")
+                named[day] = str(key)
+                week[day] = spans
+        if not any(week):
+            raise ValueError(
+                "names no open hours; leave [hours] out for a center open around the clock"
+            )
+        parsed["week"] = tuple(week)
+        return parsed
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_holidays(value)  # imports the package only when a country is configured
+        return value
+
+    def describe(self) -> str:
+        """'mon-fri 08:00-18:00, sat 09:00-13:00; 2 closed dates; holidays NO'."""
+        runs: list[str] = []
+        day = 0
+        while day < 7:
+            last = day
+            while last + 1 < 7 and self.week[last + 1] == self.week[day]:
+                last += 1
+            if self.week[day]:
+                days = WEEKDAYS[day] + (f"-{WEEKDAYS[last]}" if last > day else "")
+                runs.append(f"{days} {format_intervals(self.week[day])}")
+            day = last + 1
+        text = ", ".join(runs)
+        if self.closed:
+            text += f"; {len(self.closed)} closed date(s)"
+        if self.holidays:
+            text += f"; public holidays of {self.holidays}"
+        return text
+
+
 class Settings(BaseSettings):
     """The whole configuration. Defaults, types and docs live here and only here."""
 
@@ -238,6 +318,7 @@ class Settings(BaseSettings):
     benchmark: Benchmark = Field(default_factory=Benchmark)
     sources: list[SourceSettings] = Field(default_factory=list)
     costs: list[CostItem] = Field(default_factory=list)
+    hours: HoursSettings | None = None  # None: open around the clock
 
     @field_validator("currency")
     @classmethod
@@ -268,6 +349,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def open_hours(self) -> OpenHours | None:
+        """The service hours, or None when the center is open around the clock."""
+        return None if self.hours is None else open_hours_for(self.hours, self.timezone)
 
     def source_interval(self, source: SourceSettings) -> timedelta:
         return source.interval or self.interval

@@ -198,3 +198,87 @@ def test_complete_periods_carry_whole_amounts() -> None:
     # Current ISO week 2026-12-28 .. 2027-01-02 12:00: 4 December days (28..31) at 1000,
     # 1 January whole at 1000 (31000/31) and half of the 2nd at 500: 5500.
     assert unallocated(samples, "week", "current") == pytest.approx(5500)
+
+
+# -- service hours --------------------------------------------------------------------------
+# November 2026: Sundays 1, 8, 15, 22, 29; Saturdays 7, 14, 21, 28; 21 weekdays. With
+# mon-fri 08:00-18:00 and sat 09:00-13:00 the month is open 21 x 10 h + 4 x 4 h = 226 h.
+WEEK_HOURS = {"mon-fri": "08:00-18:00", "sat": "09:00-13:00"}
+
+
+def hours_settings(*costs: CostItem, **table: object) -> Settings:
+    return Settings(timezone="Europe/Oslo", costs=list(costs), hours=table or WEEK_HOURS)
+
+
+def open_accrued(cost: CostItem, first: date, last: date, fraction: float = 1.0,
+                 **table: object) -> float:
+    open_hours = hours_settings(**table).open_hours
+    schedule = AccrualSchedule(cost, date(2025, 1, 1), date(2027, 12, 31), open_hours)
+    return schedule.accrued(first, last, fraction)
+
+
+def test_a_month_is_spread_over_its_open_seconds() -> None:
+    # 22600 over 226 open hours = 100 an open hour: a weekday 1000, a Saturday 400, Sunday 0.
+    rent = item(amount=22600, per="month", component="facilities")
+    assert open_accrued(rent, date(2026, 11, 25), date(2026, 11, 25)) == pytest.approx(1000)
+    assert open_accrued(rent, date(2026, 11, 21), date(2026, 11, 21)) == pytest.approx(400)
+    assert open_accrued(rent, date(2026, 11, 22), date(2026, 11, 22)) == 0
+    # The complete month carries exactly its amount.
+    assert open_accrued(rent, date(2026, 11, 1), date(2026, 11, 30)) == pytest.approx(
+        22600, abs=1e-9
+    )
+    # Within a day only open seconds count: at 10:00 (a calendar fraction of 10/24) two of
+    # ten open hours have passed = 200; at 06:00 nothing; at 20:00 the whole 1000.
+    wed = date(2026, 11, 25)
+    assert open_accrued(rent, wed, wed, 10 / 24) == pytest.approx(200)
+    assert open_accrued(rent, wed, wed, 6 / 24) == 0
+    assert open_accrued(rent, wed, wed, 20 / 24) == pytest.approx(1000)
+    # Month to 25 Nov 10:00: 17 weekdays (2-6, 9-13, 16-20, 23-24) x 1000 + 3 Saturdays
+    # x 400 + 200 = 18400.
+    assert open_accrued(rent, date(2026, 11, 1), wed, 10 / 24) == pytest.approx(18400)
+
+
+def test_open_time_within_effective_dates_and_for_other_kinds() -> None:
+    # From Monday 16 November: weekdays 16-20, 23-27, 30 (11 x 1000) + Saturdays 21, 28
+    # (2 x 400) = 11800 of the month's 22600.
+    rise = item(amount=22600, per="month", **{"from": "2026-11-16"})
+    assert open_accrued(rise, date(2026, 11, 1), date(2026, 11, 30)) == pytest.approx(11800)
+    # per week: the week of 23-29 Nov is open 5 x 10 + 4 = 54 h; 5400 = 100 an hour.
+    cleaning = item(amount=5400, per="week")
+    assert open_accrued(cleaning, date(2026, 11, 28), date(2026, 11, 28)) == pytest.approx(400)
+    assert open_accrued(cleaning, date(2026, 11, 23), date(2026, 11, 29)) == pytest.approx(5400)
+    # per day is per open day: 150 on a weekday or a Saturday, half of it by 13:00 on a
+    # weekday (5 of 10 h) and by 11:00 on a Saturday (2 of 4 h); nothing on a Sunday.
+    temps = item(amount=150, per="day")
+    assert open_accrued(temps, date(2026, 11, 25), date(2026, 11, 25), 13 / 24) == 75
+    assert open_accrued(temps, date(2026, 11, 21), date(2026, 11, 21), 11 / 24) == 75
+    assert open_accrued(temps, date(2026, 11, 22), date(2026, 11, 22)) == 0
+    # Amortized: 1500 of November over its 226 h; a weekday 1500 x 10/226 = 66.37.
+    hardware = item(amount=54000, amortize_months=36, **{"from": "2026-01-01"})
+    assert open_accrued(hardware, date(2026, 11, 2), date(2026, 11, 2)) == pytest.approx(
+        66.371681
+    )
+    assert open_accrued(hardware, date(2026, 11, 1), date(2026, 11, 30)) == pytest.approx(1500)
+
+
+def test_a_period_without_open_seconds_falls_back_to_calendar_time() -> None:
+    # Every day of February 2026 closed: the month keeps its calendar rate, 28000/28 =
+    # 1000 a day, half of it at noon; March is open again and spread over open hours.
+    february = [f"2026-02-{d:02d}" for d in range(1, 29)]
+    rent = item(amount=28000, per="month", component="facilities")
+    table = {**WEEK_HOURS, "closed": february}
+    assert open_accrued(rent, date(2026, 2, 1), date(2026, 2, 28), **table) == pytest.approx(28000)
+    assert open_accrued(rent, date(2026, 2, 8), date(2026, 2, 8), 0.5, **table) == pytest.approx(500)
+    assert open_accrued(rent, date(2026, 3, 1), date(2026, 3, 1), **table) == 0  # a Sunday
+
+
+def test_open_seconds_on_the_23_hour_day() -> None:
+    # Open around the clock by [hours]: a month is spread over its real seconds. March 2026
+    # has 31 x 24 - 1 = 743 h; 74300 = 100 an hour, so 29 March (23 h) carries 2300 and at
+    # 12:00 CEST (11 h after midnight, 11/23 of the day) 1100.
+    rent = item(amount=74300, per="month", component="facilities")
+    table = {"mon-sun": "00:00-24:00"}
+    day = date(2026, 3, 29)
+    assert open_accrued(rent, day, day, **table) == pytest.approx(2300)
+    assert open_accrued(rent, day, day, 11 / 23, **table) == pytest.approx(1100)
+    assert open_accrued(rent, date(2026, 3, 1), date(2026, 3, 31), **table) == pytest.approx(74300)
