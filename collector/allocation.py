@@ -234,4 +234,6 @@ def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime
         band = bench.band_for(channel)
         add("contactcenter_benchmark_low", {"channel": channel}, band.low)
         add("contactcenter_benchmark_high", {"channel": channel}, band.high)
+    if hours is not None:
+        add("contactcenter_open", {}, 1.0 if hours.is_open(local_now) else 0.0)
     return [sample for samples in out.values() for sample in samples]

@@ -32,6 +32,9 @@ class MetricFamily:
     type: Literal["gauge", "counter"]
     help: str
     labels: tuple[str, ...] = ()
+    # Left out entirely, HELP and TYPE too, while it has no sample (contactcenter_open
+    # without [hours]), so a configuration without the feature exposes what it always did.
+    optional: bool = False
 
     @property
     def exposed_name(self) -> str:
@@ -106,6 +109,14 @@ FIGURES: tuple[MetricFamily, ...] = (
         "contactcenter_benchmark_high",
         "Upper edge of the healthy cost-per-contact band for the channel.",
         ("channel",),
+    ),
+    MetricFamily(
+        "contactcenter_open",
+        "gauge",
+        "1 inside the configured service hours ([hours]), 0 outside (closed days, "
+        "holidays). Absent without [hours], when the center is open around the clock."
+        + RECOMPUTED,
+        optional=True,
     ),
 )
 FIGURE_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES)

@@ -56,7 +56,11 @@ def build_snapshot(
         if bucket is None:
             raise ValueError(f"cost model produced an undeclared metric {name!r}")
         bucket.append((labels, value))
-    parts = [render_family(family, grouped[family.name]) for family in FIGURES]
+    parts = [
+        render_family(family, grouped[family.name])
+        for family in FIGURES
+        if grouped[family.name] or not family.optional
+    ]
     parts.append(render_family(INFO, [(info, 1.0)]))
     parts.append(render_family(RECOMPUTE_DURATION, [({}, duration)]))
     parts.append(render_family(LAST_RECOMPUTE, [({}, computed_at)]))

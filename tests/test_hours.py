@@ -13,6 +13,7 @@ from collector.config import ConfigError, CostItem, HoursSettings, Settings, loa
 from collector.costing import Sample, compute_figures
 from collector.hours import OpenHours, open_hours_for
 from collector.model import Rollup
+from collector.snapshot import build_snapshot
 
 OSLO = ZoneInfo("Europe/Oslo")
 H = 3600
@@ -227,3 +228,25 @@ def test_a_closed_sunday_carries_no_shared_and_no_unallocated_cost() -> None:
     month = {"period": "month", "window": "previous", **SLICE}
     assert figure(samples, "contactcenter_cost", **month, component="salaries") == pytest.approx(96000)
     assert figure(samples, "contactcenter_cost", **month, component="facilities") == pytest.approx(14000)
+
+
+def test_contactcenter_open_is_exported_only_with_hours() -> None:
+    settings = Settings(timezone="Europe/Oslo", costs=_costs(), hours=WEEK_HOURS)
+    wed = datetime(2026, 11, 25, tzinfo=OSLO)
+    for moment, expected in (
+        (wed.replace(hour=10), 1.0),
+        (wed.replace(hour=7, minute=59), 0.0),
+        (wed.replace(hour=18), 0.0),  # closing time is outside
+        (datetime(2026, 11, 28, 12, 59, tzinfo=OSLO), 1.0),  # Saturday 09:00-13:00
+        (datetime(2026, 11, 22, 12, tzinfo=OSLO), 0.0),  # Sunday
+    ):
+        samples = compute_figures(settings, [], moment)
+        assert figure(samples, "contactcenter_open") == expected, moment
+    body = build_snapshot(compute_figures(settings, [], wed.replace(hour=10)), {}, 0, 0).body
+    assert b"# TYPE contactcenter_open gauge\ncontactcenter_open 1.0\n" in body
+    assert b"# HELP contactcenter_open 1 inside the configured service hours" in body
+    # Open around the clock: no sample and no HELP or TYPE line either.
+    around = Settings(timezone="Europe/Oslo", costs=_costs())
+    samples = compute_figures(around, [], wed.replace(hour=10))
+    assert figure(samples, "contactcenter_open") is None
+    assert b"contactcenter_open" not in build_snapshot(samples, {}, 0, 0).body
