@@ -52,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config.check",
         dest="config_check",
         action="store_true",
-        help="validate the configuration, print a summary and exit",
+        help="validate the configuration, list every problem or print a summary, and exit",
+    )
+    parser.add_argument(
+        "--config.check.strict",
+        dest="config_check_strict",
+        action="store_true",
+        help="with --config.check: exit 1 on warnings too (missing file, unmapped scope, ...)",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -352,11 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         return backfill(args, parser)
     if args.config_check:
-        config = _load_or_exit(parser, args.config_file)
-        print(config_summary(config))
-        if args.web_config_file is not None:
+        from collector.configcheck import check_config, report_check
+
+        status = report_check(check_config(args.config_file), args.config_check_strict)
+        if status == 0 and args.web_config_file is not None:
             print(web_config_summary(_web_config_or_exit(parser, args.web_config_file)))
-        return 0
+        return status
     return serve(args, parser)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -10,7 +11,8 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -62,7 +64,14 @@ _LABEL_VALUE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
 
 
 class ConfigError(Exception):
-    """An invalid configuration: one readable line naming the file, the field and the problem."""
+    """An invalid configuration: one readable line per problem, naming the file and the field.
+
+    `problems` holds every problem, one line each; the message is those lines joined.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems else [message]
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -458,20 +467,89 @@ def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _unwrap(annotation: Any) -> Any:
+    """Annotated[X, ...] -> X and X | None -> X, so a field's model can be found."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model that validated the object at `loc` (a field path), if known."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            if get_origin(current) not in (list, tuple):
+                return None
+            current = get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {f.alias or n: f for n, f in current.model_fields.items()}
+            field = fields.get(part) or current.model_fields.get(part)
+            if field is None:
+                if part.startswith(("function-", "literal[", "union[")):
+                    continue
+                return None
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def unknown_field_hint(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
+    """'unknown field; did you mean `component`?' for a misspelt field name."""
+    parent = _model_at(model, loc[:-1]) if model is not None else None
+    if parent is None or not isinstance(loc[-1], str):
+        return "unknown field"
+    valid = sorted(f.alias or n for n, f in parent.model_fields.items())
+    close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field; did you mean `{close[0]}`?"
+    return "unknown field; valid fields: " + ", ".join(valid)
+
+
+def validation_problems(
+    exc: ValidationError, raw: dict[str, Any], model: type[BaseModel] | None = None
+) -> list[str]:
+    """Every problem as 'field: message', one per line, in pydantic's order.
+
+    `model` (the model that was validated) lets an unknown field name its nearest valid
+    name. Input values are never included, so a bad secret does not end up in the text.
+    """
+    lines: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = tuple(error["loc"])
+        field = _field_path(loc, raw)
+        if error["type"] == "extra_forbidden" and loc:
+            message = unknown_field_hint(model, loc)
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {message}")
+    return list(dict.fromkeys(lines))
+
+
 def first_problem(exc: ValidationError, raw: dict[str, Any]) -> str:
     """The first problem as 'field: message', plus how many more there are."""
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    field = _field_path(tuple(first["loc"]), raw)
-    message = first["msg"].removeprefix("Value error, ")
-    extra = len(errors) - 1
+    problems = validation_problems(exc, raw)
+    extra = len(problems) - 1
     more = f" (and {extra} more problem{'s' * (extra > 1)})" if extra else ""
-    return f"{field}: {message}{more}"
+    return f"{problems[0]}{more}"
 
 
 def describe_validation_error(exc: ValidationError, raw: dict[str, Any], origin: str) -> str:
-    """One line: origin: field: message."""
-    return f"{origin}: {first_problem(exc, raw)}"
+    """One line per problem: origin: field: message."""
+    return "\n".join(f"{origin}: {line}" for line in validation_problems(exc, raw, Settings))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -507,7 +585,8 @@ def load_settings(path: Path | str | None) -> Settings:
         settings: Settings = bound()
     except ValidationError as exc:
         prefix = "environment or " if any(k.startswith(ENV_PREFIX) for k in os.environ) else ""
-        raise ConfigError(describe_validation_error(exc, raw, f"{prefix}{origin}")) from None
+        message = describe_validation_error(exc, raw, f"{prefix}{origin}")
+        raise ConfigError(message, message.splitlines()) from None
     # A plain Settings (the bound subclass only carried the file's data), so it pickles:
     # the recompute worker process receives it.
     return Settings.model_construct(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import ConfigError, load_settings, parse_duration
+from collector.configcheck import CheckResult, check_config, summary
 from collector.runtime import load_config
 
 from .conftest import REPO
@@ -105,7 +106,7 @@ BASE = 'currency = "USD"\ntimezone = "Europe/Oslo"\n'
         ),
         ('interval = "soon"\n', "c.toml: interval: 'soon' is not a duration"),
         ("[benchmark]\nlow = 6\nhigh = 5\n", "c.toml: benchmark: low (6.0) must be below high"),
-        ('colour = "blue"\n', "c.toml: colour: Extra inputs are not permitted"),
+        ('colour = "blue"\n', "c.toml: colour: unknown field; valid fields: benchmark, costs"),
     ],
 )
 def test_invalid_config_names_file_and_field(tmp_path: Path, body: str, expected: str) -> None:
@@ -209,3 +210,137 @@ def test_total_is_not_a_label_value(tmp_path: Path) -> None:
                  'queues = ["total"]\n')
     with pytest.raises(ConfigError, match=r"costs\[0\] \(X\)\.queues: scope value 'total' is reserved"):
         load_settings(path)
+
+
+# -- --config.check tells the whole truth ---------------------------------------------------------
+def check(tmp_path: Path, text: str) -> CheckResult:
+    return check_config(write(tmp_path, text), environ={})
+
+
+THREE_PROBLEMS = (
+    BASE
+    + 'intervl = "1m"\n'  # misspelt top-level field
+    + '[[sources]]\nname = "tickets"\nadapter = "csv"\npth = "t.csv"\nchannel = "email"\n'
+    + 'columns = { started_at = "Created", handle_seconds = "AHT" }\n'  # misspelt `path`
+    + '[[costs]]\nname = "Rent"\ncompnent = "facilities"\namount = 1\nper = "month"\n'
+)
+
+
+def test_check_lists_every_problem_one_line_each(tmp_path: Path) -> None:
+    result = check(tmp_path, THREE_PROBLEMS)
+    lines = [p.replace(str(tmp_path) + "/", "") for p in result.problems]
+    # The Settings model reports the cost item's missing and unknown field and the unknown
+    # top-level field; the csv adapter's model reports the source's missing and unknown field.
+    assert lines == [
+        "c.toml: costs[0] (Rent).component: Field required",
+        "c.toml: costs[0] (Rent).compnent: unknown field; did you mean `component`?",
+        "c.toml: intervl: unknown field; did you mean `interval`?",
+        "c.toml: sources[0] (tickets).path: Field required",
+        "c.toml: sources[0] (tickets).pth: unknown field; did you mean `path`?",
+    ]
+    assert all("\n" not in line for line in lines)
+    assert result.config is None and result.warnings == []
+
+
+def test_unknown_field_without_a_close_name_lists_the_valid_ones(tmp_path: Path) -> None:
+    result = check(tmp_path, BASE + "[benchmark]\nwidth = 3\n")
+    (line,) = result.problems
+    assert line.endswith("benchmark.width: unknown field; valid fields: channels, high, low")
+
+
+def test_cli_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
+    path = write(tmp_path, THREE_PROBLEMS)
+    result = run_cli("--config.file", str(path), "--config.check")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 5, result.stderr
+    assert all(line.startswith(f"contact-cost-exporter: invalid configuration: {path}: ")
+               for line in lines)
+    assert "more problem" not in result.stderr
+    assert result.stdout == ""
+
+
+WARNED = (
+    BASE
+    + '[[sources]]\nname = "pbx"\nadapter = "asterisk_cdr"\npath = "missing/Master.csv"\n'
+    + 'queues = { "from-queue" = "support" }\n'
+    + '[[sources]]\nname = "tickets"\nadapter = "csv"\npath = "tickets.csv"\nchannel = "email"\n'
+    + 'columns = { started_at = "Created", handle_seconds = "AHT", queue = "Group" }\n'
+)
+SCOPED_COSTS = (
+    '[[costs]]\nname = "Sales team"\ncomponent = "salaries"\namount = 5000\nper = "month"\n'
+    'queues = ["sales"]\nchannels = ["chat"]\ndirections = ["inbound"]\nfrom = "2026-01-01"\n'
+    'until = "2026-06-30"\nallocate = "contacts"\n'
+    '[[costs]]\nname = "Support"\ncomponent = "salaries"\namount = 9000\nper = "month"\n'
+    'queues = ["support"]\nchannels = ["voice", "email"]\n'
+    '[[costs]]\nname = "Minutes"\ncomponent = "telephony"\nper_minute = 0.01\n'
+    'until = "2026-12-31"\n'
+)
+
+
+def test_check_warns_about_what_would_make_figures_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tickets.csv").write_text("Created,AHT,Group\n")
+    result = check(tmp_path, WARNED + SCOPED_COSTS)
+    assert result.problems == []
+    lines = [w.replace(str(tmp_path) + "/", "") for w in result.warnings]
+    assert lines == [
+        # the PBX file does not exist (the csv one does)
+        f"c.toml: sources[0] (pbx).path: missing/Master.csv does not exist (relative to "
+        f"{tmp_path}); the source reports down until it appears",
+        # a queue column but no mapping: everything in `other`
+        "c.toml: sources[1] (tickets).columns.queue: set, but the source has no `queues` "
+        "mapping, so every contact lands in queue `other`; map the column's values to queues",
+        # queues produced: support (pbx mapping), other; channels: voice (pbx), email (csv)
+        "c.toml: costs[0] (Sales team).queues: no source maps a contact to queue `sales`, so "
+        "this cost finds no contacts there",
+        "c.toml: costs[0] (Sales team).channels: no source gives a contact channel `chat`, so "
+        "this cost finds no contacts there",
+    ]
+
+
+def test_check_warns_about_no_costs_and_strict_fails(tmp_path: Path) -> None:
+    result = check(tmp_path, BASE)
+    assert [w.replace(str(tmp_path) + "/", "") for w in result.warnings] == [
+        "c.toml: costs: no cost items, so every cost figure is 0"
+    ]
+    path = write(tmp_path, BASE)
+    lenient = run_cli("--config.file", str(path), "--config.check")
+    assert lenient.returncode == 0, lenient.stderr
+    assert lenient.stderr.strip() == (
+        f"contact-cost-exporter: warning: {path}: costs: no cost items, so every cost figure is 0"
+    )
+    strict = run_cli("--config.file", str(path), "--config.check", "--config.check.strict")
+    assert strict.returncode == 1
+    assert "costs: no cost items" in strict.stderr
+    assert "valid" in strict.stdout  # the summary is still printed
+
+
+def test_summary_shows_each_cost_items_scope_dates_and_allocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tickets.csv").write_text("Created,AHT,Group\n")
+    result = check(tmp_path, WARNED + SCOPED_COSTS)
+    assert result.config is not None
+    text = summary(result.config)
+    assert (
+        "  Sales team [salaries]: 5000 per month; scope channels chat and directions inbound "
+        "and queues sales; from 2026-01-01 until 2026-06-30; allocated over handled contacts "
+        "in scope, equally"
+    ) in text.splitlines()
+    assert (
+        "  Support [salaries]: 9000 per month; scope channels voice, email and queues support; "
+        "no start or end date; allocated over handled contacts in scope by handle time"
+    ) in text.splitlines()
+    assert (
+        "  Minutes [telephony]: 0.01 per billable minute; scope all contacts; until 2026-12-31; "
+        "charged to each contact in scope by its billable minutes"
+    ) in text.splitlines()
+
+
+def test_example_config_checks_without_warnings() -> None:
+    result = check_config(EXAMPLE, environ={})
+    assert result.problems == [] and result.warnings == []
