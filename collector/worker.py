@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ def figures_body(settings: Settings, moment: datetime, computed_at: float) -> Re
     return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, figures.duration)
 
 
+def ignore_interrupts() -> None:
+    """Runs first in the worker: Ctrl-C reaches the whole foreground process group, but
+    only the serving process acts on it; the worker exits when that process shuts the pool
+    down (no KeyboardInterrupt traceback from the worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class RecomputeWorker:
     """A single spawned worker process; rebuilt once if it dies."""
 
@@ -57,7 +65,9 @@ class RecomputeWorker:
         if self._pool is None:
             # spawn, not fork: the serving process has threads and an open SQLite handle.
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=ignore_interrupts,
             )
         return self._pool
 
