@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -10,25 +11,30 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from adapters.http import (
-    ITEM_ERRORS,
-    ApiAdapter,
-    ApiSourceSettings,
-    Credentials,
+from adapters.base import (
+    Batch,
+    Contact,
+    Duration,
     FieldError,
+    Rejection,
     ShapeError,
-    endpoint_of,
+    WebhookRefused,
+    WebhookRequest,
+    hash_customer,
+)
+from adapters.fields import (
+    ITEM_ERRORS,
+    as_field_error,
+    decode_json,
     item_rejection,
     label,
     load_state,
     record_id,
     require_list,
     require_object,
-    shape_rejection,
     unix_seconds,
 )
-from collector.config import Duration
-from collector.model import Batch, Contact, Rejection, hash_customer
+from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +180,29 @@ def parse_webhook(payload: Any, settings: AircallSettings) -> Contact | None:
     return parse_call(data, settings)
 
 
+def verified_payload(body: bytes, token: str) -> dict[str, Any]:
+    """The webhook's JSON object when its `token` field is `token`; else WebhookRefused(401).
+
+    Aircall puts the token inside the body, so the body is decoded before the sender is
+    known: within bounded size and depth, and anything undecodable or unreadable is an
+    unauthorized request, never a rejected record.
+    """
+    try:
+        payload = decode_json(body)
+    except ShapeError:
+        raise WebhookRefused(401, "unauthorized", "invalid token") from None
+    given = payload.get("token") if isinstance(payload, dict) else None
+    try:
+        matches = isinstance(given, str) and hmac.compare_digest(
+            given.encode("utf-8"), token.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate such as "\udc80" is no token
+        matches = False
+    if not matches:
+        raise WebhookRefused(401, "unauthorized", "invalid token")
+    assert isinstance(payload, dict)
+    return payload
+
+
 # -- I/O shell ---------------------------------------------------------------------------------
 class AircallAdapter(ApiAdapter):
     """Pulls /v1/calls window by window, oldest first, `per_page` 50.
@@ -185,6 +214,22 @@ class AircallAdapter(ApiAdapter):
 
     settings_model = AircallSettings
     settings: AircallSettings
+    webhook_kind = "aircall"
+
+    @property
+    def webhook_enabled(self) -> bool:
+        return self.settings.webhook and self.settings.webhook_token is not None
+
+    def receive(self, request: WebhookRequest, now: float) -> Contact | None:
+        """A call.ended event; other events are ignored. The token is checked first."""
+        token = self.settings.webhook_token
+        if token is None:
+            raise WebhookRefused(404, "not_found", "no such webhook")
+        payload = verified_payload(request.body, token.get_secret_value())
+        try:
+            return parse_webhook(payload, self.settings)
+        except ITEM_ERRORS as exc:
+            raise as_field_error(exc) from None
 
     def credentials(self) -> Credentials:
         return (self.settings.api_id, self.settings.api_token.get_secret_value()), None

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import csv
-import logging
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
-from adapters.base import Adapter, SourceError
+from adapters.base import (
+    Adapter,
+    Batch,
+    Contact,
+    Encoding,
+    LabelMap,
+    Rejection,
+    SourceError,
+    SourceSettings,
+    hash_customer,
+    row_id,
+)
+from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS
 from adapters.filetail import FilePosition, read_new_lines
-from collector.config import Encoding, SourceSettings, check_label_value
-from collector.model import Batch, Contact, Rejection, hash_customer, row_id
-
-log = logging.getLogger(__name__)
 
 OTHER_QUEUE = "other"
 # disposition -> (handled, reason)
@@ -34,9 +40,7 @@ DISPOSITIONS: dict[str, tuple[bool, str]] = {
 # sequence. Indices used below: src 1, dst 2, dcontext 3, start 9, duration 12,
 # billsec 13, disposition 14, uniqueid 16, userfield 17.
 LAYOUTS = (16, 18, 21)
-FIRST_YEAR, LAST_YEAR = 1970, 2999  # dates outside are rejected as "date"
 SECONDS = {f"{second:02d}": second for second in range(60)}
-MAX_SECONDS = 366 * 86400  # a longer duration is a broken row (and 10**400 is no float)
 
 
 class AsteriskCdrSettings(SourceSettings):
@@ -46,27 +50,13 @@ class AsteriskCdrSettings(SourceSettings):
     path: Path
     usegmtime: bool = False  # true when Asterisk writes UTC; else local in `timezone`
     # dcontext -> queue label; an unmapped dcontext counts in queue "other"
-    queues: dict[str, str] = Field(default_factory=dict)
+    queues: LabelMap = Field(default_factory=dict)
     # dcontext -> direction; unmapped: inbound
     directions: dict[str, Literal["inbound", "outbound"]] = Field(default_factory=dict)
     # userfield -> outcome label; unmapped: "" (no outcome)
-    outcomes: dict[str, str] = Field(default_factory=dict)
+    outcomes: LabelMap = Field(default_factory=dict)
     channel: Literal["voice"] = "voice"
     encoding: Encoding = "utf-8"
-
-    @field_validator("queues")
-    @classmethod
-    def _queue_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for label in value.values():
-            check_label_value(label, "queue")
-        return value
-
-    @field_validator("outcomes")
-    @classmethod
-    def _outcome_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for label in value.values():
-            check_label_value(label, "outcome")
-        return value
 
 
 class LocalClock:
@@ -300,14 +290,6 @@ def _parse_rows(
         )
 
 
-def summarise_rejections(rejections: list[Rejection]) -> str:
-    """'first bad line 17; columns=2, date=1' for one log line per chunk."""
-    counts = Counter(r.reason for r in rejections)
-    first = min(r.line for r in rejections)
-    reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(counts.items()))
-    return f"first at line {first}; {reasons}"
-
-
 class AsteriskCdrAdapter(Adapter):
     """Reads new lines of an Asterisk Master.csv, surviving rotation and truncation."""
 
@@ -322,15 +304,6 @@ class AsteriskCdrAdapter(Adapter):
             chunks = read_new_lines(settings.path, FilePosition.loads(position))
             for chunk in chunks:
                 contacts, rejections = parse_cdr(chunk.data, chunk.first_line, settings, tz, clock)
-                if rejections:
-                    log.warning(
-                        "source %s: %s: skipped %d of %d rows (%s)",
-                        self.name,
-                        chunk.path,
-                        len(rejections),
-                        len(rejections) + len(contacts),
-                        summarise_rejections(rejections),
-                    )
                 yield Batch(contacts, rejections, chunk.position.dumps(), str(chunk.path))
         except FileNotFoundError:
             raise SourceError(f"{settings.path}: file not found", "missing") from None

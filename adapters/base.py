@@ -1,66 +1,111 @@
-"""The adapter contract: settings model, pull() generator of batches, and plug-in loading."""
+"""The plug-in contract: everything an adapter needs, and nothing from collector/.
+
+An adapter package (built in or third party) imports this module, `adapters.fields`,
+`adapters.http` and `adapters.filetail` only. It registers its Adapter subclass in the
+entry-point group `contact_cost.adapters`; the exporter loads exactly the adapters the
+configuration names.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
-from dataclasses import dataclass
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import SecretStr
-
-from collector.config import SourceSettings
-from collector.model import Batch
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    SecretStr,
+    field_validator,
+)
 
 ENTRY_POINT_GROUP = "contact_cost.adapters"
+CHANNELS_KNOWN = ("voice", "email", "chat", "sms", "social", "portal", "video", "other")
+DIRECTIONS = ("inbound", "outbound")
+
+# Label values must come from bounded vocabularies: a short slug, not free text.
+_LABEL_VALUE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
+# Rejection and refusal reasons are label values of counters: short lower-case words.
+_REASON = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@dataclass(frozen=True)
-class AdapterContext:
-    """What an adapter may know about the exporter's configuration."""
+# -- records -----------------------------------------------------------------------------------
+class Contact(NamedTuple):
+    """One normalised customer contact (a call, a ticket, a chat).
 
-    timezone: ZoneInfo
-    currency: str
-
-
-class Adapter(abc.ABC):
-    """A source of contacts. Subclasses set `settings_model` and implement `pull`.
-
-    `pull(position)` yields Batches in order. Each Batch carries the position after its
-    contacts; the caller commits both in one transaction before asking for the next one.
-    An adapter raises `SourceError` (or any OSError / requests error) when the source as a
-    whole cannot be read; bad records are Rejections, never exceptions.
+    Field order is the store's column order, so a Contact binds straight into SQL.
+    Times are UTC epoch seconds; durations are seconds. A field added later always has a
+    default, so an adapter written against today's fields keeps working.
     """
 
-    settings_model: ClassVar[type[SourceSettings]] = SourceSettings
+    id: str
+    channel: str
+    direction: str
+    queue: str
+    start: float
+    handled: bool
+    handle_seconds: float  # talk + hold + after-call work, the parts the export has
+    talk_seconds: float
+    billable_seconds: float  # what the carrier bills (per_minute costs use this)
+    outcome: str = ""  # "" when none, else a configured outcome such as "sale"
+    customer: str | None = None  # hashed, never the raw number or address
+    price: float | None = None  # telephony price carried by the export itself
+    reason: str = ""  # why an unhandled contact was not handled (no_answer, busy, ...)
 
-    def __init__(self, settings: SourceSettings, context: AdapterContext) -> None:
-        self.settings = settings
-        self.context = context
 
-    @property
-    def name(self) -> str:
-        return self.settings.name
+class Rejection(NamedTuple):
+    """An input record that was skipped, with a bounded reason and where it was."""
 
-    @abc.abstractmethod
-    def pull(self, position: str | None) -> Iterator[Batch]:
-        """Yield batches of new contacts after `position` (None: from the beginning)."""
+    reason: str  # bounded vocabulary: columns, date, duration, encoding, id, shape, ...
+    line: int  # 1-based line (file) or item index (API page); 0 when unknown
+    detail: str = ""  # short human text for the log; never contains secrets
 
-    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
-        """Release sessions, files and the like. Called on shutdown and reload."""
 
-    def describe(self) -> str:
-        """One line for --config.check and the landing page. Never includes secrets."""
-        fields = self.settings.model_dump(exclude={"name", "adapter", "interval", "jitter"})
-        shown = []
-        for key, value in fields.items():
-            if isinstance(getattr(self.settings, key, None), SecretStr):
-                continue
-            if key in {"path", "base_url", "url", "subdomain", "domain"} and value:
-                shown.append(f"{key}={value}")
-        return ", ".join(shown)
+class Batch(NamedTuple):
+    """What one adapter step yields: contacts and rejections plus the position after them.
+
+    The store commits contacts and position in one transaction, so a crash between two
+    batches resumes exactly after the last committed one.
+    """
+
+    contacts: list[Contact]
+    rejections: list[Rejection]
+    position: str | None  # opaque to everything but the adapter; None keeps the old one
+    location: str = ""  # file or URL the batch came from, for log lines
+
+
+def hash_customer(raw: str | None) -> str | None:
+    """A stable, non-reversible key for a customer (phone number, e-mail address)."""
+    if raw is None:
+        return None
+    cleaned = raw.strip().lower()
+    if not cleaned:
+        return None
+    return hashlib.blake2b(cleaned.encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
+def row_id(parts: tuple[str, ...] | list[str]) -> str:
+    """A stable id for a record that has none of its own: a hash of its fields."""
+    joined = "\x1f".join(parts).encode("utf-8", "surrogateescape")
+    return "h:" + hashlib.blake2b(joined, digest_size=12).hexdigest()
+
+
+# -- errors ------------------------------------------------------------------------------------
+def bounded_reason(reason: str, default: str) -> str:
+    """`reason` when it is a short lower-case word, else `default` (it becomes a label)."""
+    return reason if isinstance(reason, str) and _REASON.match(reason) else default
 
 
 class SourceError(Exception):
@@ -73,6 +118,232 @@ class SourceError(Exception):
     def __init__(self, message: str, reason: str = "error") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class FieldError(ValueError):
+    """One record's field could not be used; `reason` is a bounded rejection reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = bounded_reason(reason, "other")
+
+
+class ShapeError(FieldError):
+    """The vendor sent JSON (or a page) of an unexpected shape: rejection reason `shape`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("shape", detail)
+
+
+# -- settings field types ----------------------------------------------------------------------
+def parse_duration(value: Any) -> timedelta:
+    """'30s', '5m', '1h' (also 'ms' and 'd') or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration; use forms like '30s', '5m' or '1h'")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def check_encoding(value: str) -> str:
+    try:
+        "".encode(value)
+    except LookupError:
+        raise ValueError(f"{value!r} is not a known text encoding") from None
+    return value
+
+
+def check_label_value(value: str, what: str) -> str:
+    if value == "total":
+        raise ValueError(f"{what} 'total' is reserved: sum series in PromQL instead")
+    if not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid label value: use lower-case letters, digits, "
+            "'_', '-' or '.', at most 63 characters"
+        )
+    return value
+
+
+def _check_label_map(value: dict[str, str]) -> dict[str, str]:
+    for target in value.values():
+        check_label_value(target, "mapped label value")
+    return value
+
+
+# A text encoding Python knows, such as utf-8 or latin-1.
+Encoding = Annotated[str, AfterValidator(check_encoding)]
+# '30s', '5m', '1h' or seconds; written back as the short form.
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+# One label value (a configured fixed queue or channel).
+LabelValue = Annotated[str, AfterValidator(lambda value: check_label_value(value, "label"))]
+# raw vendor value -> bounded label value; what a source does with an unmapped value is
+# the adapter's documented default ("other" for queues and channels, "" for outcomes).
+LabelMap = Annotated[dict[str, str], AfterValidator(_check_label_map)]
+
+
+class SourceSettings(BaseModel):
+    """Fields every source has. Each adapter extends this with its own model.
+
+    An adapter that receives webhooks adds `webhook: bool`; the route exists only when
+    the source sets `webhook = true`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    adapter: str
+    interval: Duration | None = None  # default: the global interval
+    jitter: Duration | None = None  # default: a tenth of the interval
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_label_value(value, "source name")
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What an adapter may know about the exporter's configuration."""
+
+    timezone: ZoneInfo
+    currency: str
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+class Headers(Mapping[str, str]):
+    """Request headers, looked up without regard to case; the first of a repeated name wins."""
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._values: dict[str, str] = {}
+        for name, value in pairs:
+            self._values.setdefault(str(name).lower(), str(value))
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Headers({sorted(self._values)})"  # names only: values may hold secrets
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One pushed request, as the adapter's `receive` sees it."""
+
+    method: str
+    path: str  # /webhooks/<kind>/<source>
+    url: str  # the URL as the sender saw it (scheme, Host header, path and query)
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+
+class WebhookRefused(Exception):
+    """The request is refused before its content is looked at (bad signature, stale, ...).
+
+    `status` is the HTTP answer (4xx); `reason` a bounded word counted in
+    contactcenter_webhook_requests_total{status=...}: unauthorized, stale, ...
+    """
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        self.status = status if 400 <= status <= 499 else 400
+        self.reason = bounded_reason(reason, "refused")
+        super().__init__(message or self.reason.replace("_", " "))
+
+
+# -- the adapter -------------------------------------------------------------------------------
+def redact_url(value: str) -> str:
+    """A URL with any user:password replaced by ***, for everything shown or logged."""
+    if "@" not in value or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parts.netloc:
+        return value
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc="***@" + host))
+
+
+_DESCRIBED = {"path", "base_url", "url", "subdomain", "domain"}
+
+
+class Adapter(abc.ABC):
+    """A source of contacts. Subclasses set `settings_model` and implement `pull`.
+
+    `pull(position)` yields Batches in order. Each Batch carries the position after its
+    contacts; the caller commits both in one transaction before asking for the next one.
+    An adapter raises `SourceError` (or any OSError / requests error) when the source as a
+    whole cannot be read; bad records are Rejections, never exceptions.
+
+    An adapter that accepts pushes sets `webhook_kind` (its route is
+    POST /webhooks/<webhook_kind>/<source name>) and implements `receive`.
+    """
+
+    settings_model: ClassVar[type[SourceSettings]] = SourceSettings
+    webhook_kind: ClassVar[str | None] = None
+
+    def __init__(self, settings: SourceSettings, context: AdapterContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def webhook_enabled(self) -> bool:
+        """Whether this source answers on its webhook route (`webhook = true`)."""
+        return self.webhook_kind is not None and getattr(self.settings, "webhook", False) is True
+
+    @abc.abstractmethod
+    def pull(self, position: str | None) -> Iterator[Batch]:
+        """Yield batches of new contacts after `position` (None: from the beginning)."""
+
+    def receive(self, request: WebhookRequest, now: float) -> Contact | None:
+        """Verify a pushed request and decode it; None for an event this source ignores.
+
+        Raises WebhookRefused when the sender cannot be verified (nothing of the content
+        is counted then), and FieldError when a verified sender's content is unusable
+        (answered 400 and counted as a rejected record). `now` is epoch seconds.
+        """
+        raise WebhookRefused(404, "not_found", "no such webhook")
+
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release sessions, files and the like. Called on shutdown and reload."""
+
+    def describe(self) -> str:
+        """One line for --config.check and the landing page. Never includes secrets."""
+        shown = []
+        for key, value in self.settings.model_dump(include=_DESCRIBED).items():
+            if value and not isinstance(getattr(self.settings, key, None), SecretStr):
+                shown.append(f"{key}={redact_url(str(value))}")
+        return ", ".join(shown)
 
 
 class AdapterNotInstalled(LookupError):

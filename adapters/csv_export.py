@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import re
 from collections.abc import Iterator
@@ -21,15 +20,24 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adapters.asterisk_cdr import FIRST_YEAR, LAST_YEAR, summarise_rejections
-from adapters.base import Adapter, SourceError
+from adapters.base import (
+    CHANNELS_KNOWN,
+    Adapter,
+    Batch,
+    Contact,
+    Encoding,
+    LabelMap,
+    LabelValue,
+    Rejection,
+    SourceError,
+    SourceSettings,
+    hash_customer,
+    row_id,
+)
+from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS
 from adapters.filetail import Chunk, FilePosition, read_new_lines, rewind
-from collector.config import Encoding, SourceSettings, check_label_value
-from collector.model import CHANNELS_KNOWN, Batch, Contact, Rejection, hash_customer, row_id
-
-log = logging.getLogger(__name__)
 
 OTHER = "other"
 MAX_RECORD_LINES = 100  # a quoted field may span lines, but not more than this...
@@ -37,7 +45,6 @@ MAX_RECORD_BYTES = 1024 * 1024  # ...nor more than this; beyond, the first line 
 DEFAULT_HANDLED = {"1": True, "true": True, "yes": True, "y": True}
 DEFAULT_HANDLED |= {"0": False, "false": False, "no": False, "n": False, "": False}
 _SURROGATE = re.compile("[\udc80-\udcff]")
-MAX_SECONDS = 366 * 86400  # a longer duration is a broken row
 
 
 class CsvColumns(BaseModel):
@@ -60,49 +67,23 @@ class CsvColumns(BaseModel):
     price: str | None = None
 
 
-def _labels(value: dict[str, str], what: str) -> dict[str, str]:
-    for label in value.values():
-        check_label_value(label, what)
-    return value
-
-
 class CsvSettings(SourceSettings):
     """Settings of an `adapter = "csv"` source."""
 
     model_config = ConfigDict(extra="forbid")
     path: Path
     columns: CsvColumns
-    channel: str | None = None  # fixed channel, unless columns.channel is set
+    channel: LabelValue | None = None  # fixed channel, unless columns.channel is set
     direction: Literal["inbound", "outbound"] = "inbound"  # fixed, unless columns.direction
-    queue: str = OTHER  # fixed queue, unless columns.queue
-    queues: dict[str, str] = Field(default_factory=dict)  # raw value -> queue label
-    channels: dict[str, str] = Field(default_factory=dict)  # raw value -> channel label
+    queue: LabelValue = OTHER  # fixed queue, unless columns.queue
+    queues: LabelMap = Field(default_factory=dict)  # raw value -> queue label
+    channels: LabelMap = Field(default_factory=dict)  # raw value -> channel label
     directions: dict[str, Literal["inbound", "outbound"]] = Field(default_factory=dict)
-    outcomes: dict[str, str] = Field(default_factory=dict)  # raw value -> outcome label
+    outcomes: LabelMap = Field(default_factory=dict)  # raw value -> outcome label
     handled_values: dict[str, bool] = Field(default_factory=dict)  # raw value -> handled
     time_format: str | None = None  # strptime format; default ISO 8601
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: Encoding = "utf-8"
-
-    @field_validator("queues")
-    @classmethod
-    def _queue_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return _labels(value, "queue")
-
-    @field_validator("channels")
-    @classmethod
-    def _channel_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return _labels(value, "channel")
-
-    @field_validator("outcomes")
-    @classmethod
-    def _outcome_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        return _labels(value, "outcome")
-
-    @field_validator("channel", "queue")
-    @classmethod
-    def _fixed_label(cls, value: str | None) -> str | None:
-        return None if value is None else check_label_value(value, "label")
 
     @model_validator(mode="after")
     def _complete(self) -> CsvSettings:
@@ -407,7 +388,6 @@ class CsvAdapter(Adapter):
                 if previous is not None and pending and chunk.path != previous.path:
                     # The rotated file ended inside an open record: it never closes now.
                     result = parse_csv(pending, pending_first, header, settings, tz, at_eof=True)
-                    self._log(previous, result.rejections, len(result.contacts))
                     yield Batch(
                         result.contacts,
                         result.rejections,
@@ -427,7 +407,6 @@ class CsvAdapter(Adapter):
                 dumped = _dump_position(after, header)
                 if not (result.contacts or result.rejections) and dumped == position:
                     continue  # only the same open record again: nothing to commit
-                self._log(chunk, result.rejections, len(result.contacts))
                 yield Batch(result.contacts, result.rejections, dumped, str(chunk.path))
         except HeaderError as exc:
             raise SourceError(f"{settings.path}: {exc}", "header") from None
@@ -435,14 +414,3 @@ class CsvAdapter(Adapter):
             raise SourceError(f"{settings.path}: file not found", "missing") from None
         except OSError as exc:
             raise SourceError(f"{settings.path}: {exc.strerror or exc}", "unreadable") from None
-
-    def _log(self, chunk: Chunk, rejections: list[Rejection], accepted: int) -> None:
-        if rejections:
-            log.warning(
-                "source %s: %s: skipped %d of %d records (%s)",
-                self.name,
-                chunk.path,
-                len(rejections),
-                len(rejections) + accepted,
-                summarise_rejections(rejections),
-            )

@@ -9,24 +9,17 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from adapters.http import (
+from adapters.base import Batch, Contact, Duration, LabelMap, Rejection, ShapeError, hash_customer
+from adapters.fields import (
     ITEM_ERRORS,
-    ApiAdapter,
-    ApiSourceSettings,
-    Credentials,
-    LabelMap,
-    ShapeError,
-    endpoint_of,
     iso8601,
     item_rejection,
     label,
     load_state,
     record_id,
     seconds,
-    shape_rejection,
 )
-from collector.config import Duration
-from collector.model import Batch, Contact, Rejection, hash_customer
+from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
 
 TICKETS = "api/v2/tickets"
 MAX_PAGE = 300  # Freshdesk will not list past this page; restart from the watermark instead

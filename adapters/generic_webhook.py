@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -9,10 +11,23 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from adapters.base import Adapter
-from adapters.http import (
+from adapters.base import (
+    CHANNELS_KNOWN,
+    Adapter,
+    Batch,
+    Contact,
+    Duration,
     FieldError,
     LabelMap,
+    SourceSettings,
+    WebhookRefused,
+    WebhookRequest,
+    hash_customer,
+)
+from adapters.fields import (
+    ITEM_ERRORS,
+    as_field_error,
+    decode_json,
     iso8601,
     label,
     record_id,
@@ -20,8 +35,9 @@ from adapters.http import (
     seconds,
     unix_seconds,
 )
-from collector.config import Duration, SourceSettings
-from collector.model import CHANNELS_KNOWN, Batch, Contact, hash_customer
+
+SIGNATURE_HEADER = "X-Contact-Cost-Signature"
+TIMESTAMP_HEADER = "X-Contact-Cost-Timestamp"
 
 _REASON = re.compile(r"^[a-z0-9_]{1,40}$")
 
@@ -88,14 +104,41 @@ def parse_event(payload: Any, settings: GenericWebhookSettings) -> Contact:
     )
 
 
+def generic_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<body>", hex, as sent in X-Contact-Cost-Signature."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(headers: Mapping[str, str], body: bytes, secret: str, tolerance: float,
+           now: float) -> None:
+    """Raise WebhookRefused unless the body is signed with `secret` at a time near `now`."""
+    stamp = headers.get(TIMESTAMP_HEADER) or ""
+    given = headers.get(SIGNATURE_HEADER) or ""
+    if not (stamp.isascii() and stamp.isdigit() and given.isascii()):
+        raise WebhookRefused(401, "unauthorized", "invalid signature")
+    expected = generic_signature(secret, stamp, body)
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        raise WebhookRefused(401, "unauthorized", "invalid signature")
+    if abs(now - int(stamp)) > tolerance:
+        raise WebhookRefused(401, "stale", "timestamp outside the allowed window")
+
+
 class GenericWebhookAdapter(Adapter):
     """Contacts arrive only by webhook; pull has nothing to read."""
 
     settings_model = GenericWebhookSettings
     settings: GenericWebhookSettings
+    webhook_kind = "generic"
 
     def pull(self, position: str | None) -> Iterator[Batch]:
         return iter(())
 
-    def parse(self, payload: Mapping[str, Any]) -> Contact:
-        return parse_event(payload, self.settings)
+    def receive(self, request: WebhookRequest, now: float) -> Contact | None:
+        """One signed JSON contact event."""
+        verify(request.headers, request.body, self.settings.webhook_secret.get_secret_value(),
+               self.settings.tolerance.total_seconds(), now)
+        try:  # from here on the sender is known: bad content is a rejected record
+            return parse_event(decode_json(request.body), self.settings)
+        except ITEM_ERRORS as exc:
+            raise as_field_error(exc) from None

@@ -4,38 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from adapters.base import Adapter, AdapterContext, SourceError
-from collector.config import SourceSettings, check_label_value
-from collector.model import Rejection
+from adapters.base import (
+    Adapter,
+    AdapterContext,
+    LabelMap,
+    Rejection,
+    SourceError,
+    SourceSettings,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 USER_AGENT = "contact-cost-exporter"
-
-
-def _check_label_map(value: dict[str, str]) -> dict[str, str]:
-    for target in value.values():
-        check_label_value(target, "mapped label value")
-    return value
-
-
-# raw vendor value -> bounded label value; anything unmapped becomes "other"
-LabelMap = Annotated[dict[str, str], AfterValidator(_check_label_map)]
 
 
 class ApiSourceSettings(SourceSettings):
@@ -53,13 +45,6 @@ class ApiSourceSettings(SourceSettings):
     requests_per_minute: float = Field(default=60.0, gt=0)
     queues: LabelMap = Field(default_factory=dict)
     outcomes: LabelMap = Field(default_factory=dict)
-
-
-def label(mapping: Mapping[str, str], raw: object, default: str = "other") -> str:
-    """A bounded label value: the configured mapping of `raw`, else `default`."""
-    if raw is None:
-        return default
-    return mapping.get(str(raw), default)
 
 
 class RateLimiter:
@@ -225,118 +210,9 @@ class ApiClient:
         self.session.close()
 
 
-# -- shape checks: a wrong shape becomes a counted rejection, never an exception -----------
-class ShapeError(ValueError):
-    """The vendor answered JSON of an unexpected shape."""
-
-
-def require_object(data: Any, what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ShapeError(f"{what}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def require_list(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise ShapeError(f"{what}: expected a list at {key!r}")
-    return value
-
-
 def shape_rejection(page: Page, detail: str) -> Rejection:
+    """A page of an unexpected shape, as one rejection naming its endpoint."""
     return Rejection("shape", 0, f"{endpoint_of(page.url)}: {detail}"[:200])
-
-
-# -- field parsing shared by the vendors ----------------------------------------------------
-class FieldError(ValueError):
-    """One record's field could not be used; `reason` is a bounded rejection reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
-# Times the store can place on a calendar day: 1970 up to the year 3000.
-LATEST_EPOCH = 32_503_680_000.0
-
-
-def _in_range(epoch: float, field: str) -> float:
-    if not (math.isfinite(epoch) and 0 <= epoch < LATEST_EPOCH):
-        raise FieldError("date", f"{field} {epoch!r} is out of range (1970 to 3000)")
-    return epoch
-
-
-def rfc2822(value: Any, field: str) -> float:
-    if not isinstance(value, str) or not value:
-        raise FieldError("date", f"{field} missing")
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        raise FieldError("date", f"{field} {value!r} is not an RFC 2822 date") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return _in_range(moment.timestamp(), field)
-
-
-def iso8601(value: Any, field: str) -> float:
-    if not isinstance(value, str) or not value:
-        raise FieldError("date", f"{field} missing")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise FieldError("date", f"{field} {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return _in_range(moment.timestamp(), field)
-
-
-def unix_seconds(value: Any, field: str) -> float:
-    """UNIX seconds as a finite float between 1970 and 3000 (JSON may carry NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FieldError("date", f"{field} {value!r} is not UNIX seconds")
-    return _in_range(float(value), field)
-
-
-# What a single record's parser may raise: a known field problem, or a value of the wrong
-# JSON type used as a key or compared (a list where a string was expected).
-ITEM_ERRORS = (FieldError, TypeError, ValueError)
-
-
-def item_rejection(exc: Exception, index: int) -> Rejection:
-    """One bad record as one counted rejection: its field's reason, else `shape`."""
-    reason = exc.reason if isinstance(exc, FieldError) else "shape"
-    return Rejection(reason, index, str(exc)[:200])
-
-
-def seconds(value: Any, field: str, default: float | None = None) -> float:
-    """A non-negative duration given as a number or a string of digits."""
-    if value is None or value == "":
-        if default is not None:
-            return default
-        raise FieldError("duration", f"{field} missing")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise FieldError("duration", f"{field} {value!r} is not a number of seconds") from None
-    if not math.isfinite(number) or number < 0:
-        raise FieldError("duration", f"{field} {value!r} is negative or not finite")
-    return number
-
-
-def record_id(record: Mapping[str, Any], key: str) -> str:
-    value = record.get(key)
-    if value is None or value == "" or isinstance(value, (dict, list, bool)):
-        raise FieldError("id", f"{key} missing")
-    return str(value)
-
-
-def load_state(position: str | None) -> dict[str, Any]:
-    """A position written as a JSON object; {} when there is none or it cannot be read."""
-    try:
-        state = json.loads(position) if position else {}
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 Credentials = tuple[tuple[str, str] | None, Mapping[str, str] | None]

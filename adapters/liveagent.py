@@ -10,24 +10,18 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from adapters.http import (
-    ITEM_ERRORS,
-    ApiAdapter,
-    ApiSourceSettings,
-    Credentials,
+from adapters.base import (
+    Batch,
+    Contact,
+    Duration,
     FieldError,
     LabelMap,
+    Rejection,
     ShapeError,
-    endpoint_of,
-    item_rejection,
-    label,
-    load_state,
-    record_id,
-    seconds,
-    shape_rejection,
+    hash_customer,
 )
-from collector.config import Duration
-from collector.model import Batch, Contact, Rejection, hash_customer
+from adapters.fields import ITEM_ERRORS, item_rejection, label, load_state, record_id, seconds
+from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DIRECTIONS = {"in": "inbound", "I": "inbound", "out": "outbound", "O": "outbound"}

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 
-from adapters.base import SourceError
-from adapters.http import (
-    ITEM_ERRORS,
-    ApiAdapter,
-    ApiSourceSettings,
-    Credentials,
+from adapters.base import (
+    Batch,
+    Contact,
+    Duration,
     FieldError,
+    Rejection,
     ShapeError,
-    endpoint_of,
+    SourceError,
+    WebhookRefused,
+    WebhookRequest,
+    hash_customer,
+)
+from adapters.fields import (
+    ITEM_ERRORS,
+    as_field_error,
     item_rejection,
     label,
     load_state,
@@ -28,10 +38,8 @@ from adapters.http import (
     require_object,
     rfc2822,
     seconds,
-    shape_rejection,
 )
-from collector.config import Duration
-from collector.model import Batch, Contact, Rejection, hash_customer
+from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +198,49 @@ def parse_status_callback(params: Mapping[str, str], settings: TwilioSettings) -
                          params.get("To"), params.get("From"))
 
 
+# -- webhook signature (pure) -----------------------------------------------------------------
+SIGNATURE_HEADER = "X-Twilio-Signature"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def twilio_signature(auth_token: str, url: str, params: Sequence[tuple[str, str]]) -> str:
+    """Twilio's X-Twilio-Signature: base64 HMAC-SHA1 of the URL + sorted name/value pairs."""
+    data = url + "".join(name + value for name, value in sorted(params))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given, and with the default port added or dropped (proxies differ)."""
+    parts = urlsplit(url)
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    host = parts.hostname or ""
+    variants = [url]
+    if default is None:
+        return variants
+    if parts.port is None:
+        variants.append(urlunsplit(parts._replace(netloc=f"{host}:{default}")))
+    elif parts.port == default:
+        variants.append(urlunsplit(parts._replace(netloc=host)))
+    return variants
+
+
+def twilio_signature_valid(
+    auth_token: str, url: str, params: Sequence[tuple[str, str]], signature: str | None
+) -> bool:
+    if not signature:
+        return False
+    try:
+        given = signature.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    ok = False
+    for candidate in _url_variants(url):
+        expected = twilio_signature(auth_token, candidate, params).encode()
+        ok |= hmac.compare_digest(expected, given)
+    return ok
+
+
 # -- I/O shell ---------------------------------------------------------------------------------
 def _day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).date().isoformat()
@@ -206,6 +257,24 @@ class TwilioAdapter(ApiAdapter):
 
     settings_model = TwilioSettings
     settings: TwilioSettings
+    webhook_kind = "twilio"
+
+    def receive(self, request: WebhookRequest, now: float) -> Contact | None:
+        """A status callback: form parameters signed with the auth token over the URL."""
+        try:
+            params = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
+            url = self.settings.public_url or request.url
+            token = self.settings.auth_token.get_secret_value()
+            valid = twilio_signature_valid(token, url, params,
+                                           request.headers.get(SIGNATURE_HEADER))
+        except (UnicodeError, ValueError):  # an undecodable body or URL is not Twilio's
+            valid = False
+        if not valid:
+            raise WebhookRefused(401, "unauthorized", "invalid signature")
+        try:
+            return parse_status_callback(dict(params), self.settings)
+        except ITEM_ERRORS as exc:
+            raise as_field_error(exc) from None
 
     def credentials(self) -> Credentials:
         user = self.settings.api_key_sid or self.settings.account_sid

@@ -9,14 +9,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from adapters.http import (
+from adapters.base import Batch, Contact, Duration, LabelMap, Rejection, ShapeError, hash_customer
+from adapters.fields import (
     ITEM_ERRORS,
-    ApiAdapter,
-    ApiSourceSettings,
-    Credentials,
-    LabelMap,
-    ShapeError,
-    endpoint_of,
     iso8601,
     item_rejection,
     label,
@@ -25,10 +20,8 @@ from adapters.http import (
     require_list,
     require_object,
     seconds,
-    shape_rejection,
 )
-from collector.config import Duration
-from collector.model import Batch, Contact, Rejection, hash_customer
+from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
 
 EXPORT = "api/v2/incremental/tickets/cursor.json"
 VIA_CHANNELS = {

@@ -16,12 +16,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,6 +30,16 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# The source settings base and its field types are the adapters' contract; re-exported
+# here because the rest of the configuration uses them too.
+from adapters.base import Duration as Duration
+from adapters.base import Encoding as Encoding
+from adapters.base import LabelMap as LabelMap
+from adapters.base import SourceSettings as SourceSettings
+from adapters.base import check_encoding as check_encoding
+from adapters.base import check_label_value as check_label_value
+from adapters.base import format_duration as format_duration
+from adapters.base import parse_duration as parse_duration
 from collector.hours import (
     WEEKDAYS,
     OpenHours,
@@ -57,10 +64,6 @@ Component = Literal[
 ]
 COMPONENTS: tuple[str, ...] = get_args(Component)
 PeriodName = Literal["day", "week", "month", "quarter", "year"]
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-# Label values must come from bounded vocabularies: a short slug, not free text.
-_LABEL_VALUE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
 
 
 class ConfigError(Exception):
@@ -72,57 +75,6 @@ class ConfigError(Exception):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems if problems else [message]
-
-
-def parse_duration(value: Any) -> timedelta:
-    """'30s', '5m', '1h' (also 'ms' and 'd') or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError(f"{value!r} is not a duration; use forms like '30s', '5m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    for unit in ("h", "m"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-def check_encoding(value: str) -> str:
-    try:
-        "".encode(value)
-    except LookupError:
-        raise ValueError(f"{value!r} is not a known text encoding") from None
-    return value
-
-
-# A text encoding Python knows, such as utf-8 or latin-1.
-Encoding = Annotated[str, AfterValidator(check_encoding)]
-
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
-
-
-def check_label_value(value: str, what: str) -> str:
-    if value == "total":
-        raise ValueError(f"{what} 'total' is reserved: sum series in PromQL instead")
-    if not _LABEL_VALUE.match(value):
-        raise ValueError(
-            f"{what} {value!r} is not a valid label value: use lower-case letters, digits, "
-            "'_', '-' or '.', at most 63 characters"
-        )
-    return value
 
 
 class Band(BaseModel):
@@ -157,21 +109,6 @@ class Benchmark(Band):
 
     def band_for(self, channel: str) -> Band:
         return self.channels.get(channel) or Band(low=self.low, high=self.high)
-
-
-class SourceSettings(BaseModel):
-    """Fields every source has. Each adapter extends this with its own model."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-    adapter: str
-    interval: Duration | None = None  # default: the global interval
-    jitter: Duration | None = None  # default: a tenth of the interval
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_label_value(value, "source name")
 
 
 class CostItem(BaseModel):

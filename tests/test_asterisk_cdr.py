@@ -201,16 +201,23 @@ def test_missing_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
         list(adapter(tmp_path / "nope.csv").pull(None))
 
 
-def test_one_warning_per_chunk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_rejections_carry_what_the_log_line_needs_and_the_adapter_logs_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The runtime is the one layer that logs a rejected record (issue 8, deliverable 6);
+    # the adapter hands it the file (Batch.location) and each record's reason and line.
     path = tmp_path / "Master.csv"
     shutil.copy(FIXTURES / "mixed.csv", path)
-    with caplog.at_level(logging.WARNING, logger="adapters.asterisk_cdr"):
+    with caplog.at_level(logging.DEBUG, logger="adapters"):
         batches = list(adapter(path).pull(None))
-    assert sum(len(b.rejections) for b in batches) == 6
-    assert len(caplog.records) == 1
-    message = caplog.records[0].getMessage()
-    assert "pbx" in message and "Master.csv" in message and "line 5" in message
-    assert "columns=2" in message and "duration=2" in message
+    rejections = [r for b in batches for r in b.rejections]
+    assert len(rejections) == 6
+    assert caplog.records == []
+    assert all(b.location.endswith("Master.csv") for b in batches)
+    assert min(r.line for r in rejections) == 5
+    reasons = [r.reason for r in rejections]
+    assert reasons.count("columns") == 2 and reasons.count("duration") == 2
+    assert all(r.detail for r in rejections)
 
 
 def test_every_row_is_a_contact_or_a_rejection_over_chunks(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from adapters.base import SourceError
-from adapters.http import ApiClient, ApiSourceSettings, RateLimiter, label
+from adapters.fields import label
+from adapters.http import ApiClient, ApiSourceSettings, RateLimiter
 from tests.vendor_support import FAST, FakeClock, fast_limiter
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from collector.webhooks import generic_signature
+from adapters.generic_webhook import generic_signature
 
 from .conftest import ExporterProcess, parse_exposition, wait_for
 from .test_e2e import cdr_line

@@ -17,16 +17,20 @@ import pytest
 
 from adapters.aircall import AircallAdapter, AircallSettings
 from adapters.base import Adapter
-from adapters.generic_webhook import GenericWebhookAdapter, GenericWebhookSettings
-from adapters.twilio import TwilioAdapter, TwilioSettings
-from collector.config import Settings
-from collector.health import HealthState
-from collector.webhooks import (
-    WebhookReceiver,
+from adapters.generic_webhook import (
+    GenericWebhookAdapter,
+    GenericWebhookSettings,
     generic_signature,
+)
+from adapters.twilio import (
+    TwilioAdapter,
+    TwilioSettings,
     twilio_signature,
     twilio_signature_valid,
 )
+from collector.config import Settings
+from collector.health import HealthState
+from collector.webhooks import WebhookReceiver
 from tests.conftest import parse_exposition, wait_for
 from tests.vendor_support import CONTEXT, fixture_text, new_store, stored_ids
 

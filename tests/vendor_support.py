@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from adapters.base import Adapter, AdapterContext
+from adapters.base import Adapter, AdapterContext, Batch
 from adapters.http import RateLimiter
-from collector.model import Batch
 from collector.store import SqliteStore
 
 VENDORS = Path(__file__).resolve().parent / "fixtures" / "vendors"

@@ -1,0 +1,177 @@
+"""Pure field parsers and checks shared by several adapters: times, durations, ids, labels, JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from adapters.base import FieldError, Rejection, ShapeError
+
+# Years a start time may have: outside, it is a clock reset or garbage, not a contact.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+# Times the store can place on a calendar day: 1970 up to the year 3000.
+LATEST_EPOCH = 32_503_680_000.0
+MAX_SECONDS = 366 * 86400  # a longer duration is a broken record (and 10**400 is no float)
+# Bounds of a JSON body decoded before (or while) its sender is verified.
+MAX_JSON_BYTES = 1_048_576
+MAX_JSON_DEPTH = 32
+
+# What a single record's parser may raise: a known field problem, or a value of the wrong
+# JSON type used as a key or compared (a list where a string was expected).
+ITEM_ERRORS = (FieldError, TypeError, ValueError)
+
+
+def label(mapping: Mapping[str, str], raw: object, default: str = "other") -> str:
+    """A bounded label value: the configured mapping of `raw`, else `default`."""
+    if raw is None:
+        return default
+    return mapping.get(str(raw), default)
+
+
+def outcome_of_tags(tags: Any, outcomes: Mapping[str, str]) -> str:
+    """The outcome of the first tag that `outcomes` maps, else "" (no outcome).
+
+    A tag is a string, a number (an id) or an object with a "name".
+    """
+    if not isinstance(tags, list):
+        return ""
+    for tag in tags:
+        name = tag.get("name") if isinstance(tag, dict) else tag
+        if isinstance(name, (str, int)) and not isinstance(name, bool):
+            found = outcomes.get(str(name))
+            if found is not None:
+                return found
+    return ""
+
+
+def as_field_error(exc: Exception) -> FieldError:
+    """A record parser's error as a FieldError: its own reason, else `shape`."""
+    return exc if isinstance(exc, FieldError) else FieldError("shape", str(exc)[:200])
+
+
+def item_rejection(exc: Exception, index: int) -> Rejection:
+    """One bad record as one counted rejection: its field's reason, else `shape`."""
+    error = as_field_error(exc)
+    return Rejection(error.reason, index, str(error)[:200])
+
+
+def require_object(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ShapeError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def require_list(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise ShapeError(f"{what}: expected a list at {key!r}")
+    return value
+
+
+def record_id(record: Mapping[str, Any], key: str) -> str:
+    value = record.get(key)
+    if value is None or value == "" or isinstance(value, (dict, list, bool)):
+        raise FieldError("id", f"{key} missing")
+    return str(value)
+
+
+def seconds(value: Any, field: str, default: float | None = None) -> float:
+    """A non-negative, finite duration given as a number or a string of digits."""
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise FieldError("duration", f"{field} missing")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FieldError("duration", f"{field} {value!r} is not a number of seconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise FieldError("duration", f"{field} {value!r} is negative or not finite")
+    return number
+
+
+def in_range(epoch: float, field: str) -> float:
+    if not (math.isfinite(epoch) and 0 <= epoch < LATEST_EPOCH):
+        raise FieldError("date", f"{field} {epoch!r} is out of range (1970 to 3000)")
+    return epoch
+
+
+def rfc2822(value: Any, field: str) -> float:
+    if not isinstance(value, str) or not value:
+        raise FieldError("date", f"{field} missing")
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        raise FieldError("date", f"{field} {value!r} is not an RFC 2822 date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return in_range(moment.timestamp(), field)
+
+
+def iso8601(value: Any, field: str) -> float:
+    if not isinstance(value, str) or not value:
+        raise FieldError("date", f"{field} missing")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise FieldError("date", f"{field} {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return in_range(moment.timestamp(), field)
+
+
+def unix_seconds(value: Any, field: str) -> float:
+    """UNIX seconds as a finite float between 1970 and 3000 (JSON may carry NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FieldError("date", f"{field} {value!r} is not UNIX seconds")
+    return in_range(float(value), field)
+
+
+def load_state(position: str | None) -> dict[str, Any]:
+    """A position written as a JSON object; {} when there is none or it cannot be read."""
+    try:
+        state = json.loads(position) if position else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+# Strings (with their escapes) are skipped when counting brackets: possessive, so linear.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth_within(body: bytes, limit: int) -> bool:
+    """Whether no array or object in `body` nests deeper than `limit` (a cheap pre-scan)."""
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def decode_json(
+    body: bytes, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
+    """JSON from an untrusted body, bounded in size and nesting; raises ShapeError.
+
+    `"[" * 200000` is refused by the depth pre-scan before json.loads could recurse into it.
+    """
+    if len(body) > max_bytes:
+        raise ShapeError(f"JSON body over {max_bytes} bytes")
+    if not json_depth_within(body, max_depth):
+        raise ShapeError(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ShapeError("not valid JSON") from None
+
