@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 import re
+import secrets
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -40,9 +42,20 @@ ALLOWED_HEADERS = (
     "Content-Security-Policy",
 )
 _BCRYPT_HASH = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
-# Checked against when the user name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = b"$2b$10$l1CHniwIGt/dlXpGFN6lDehgp7R9vTvA/59lw2L02JQUyJa/SCkj."
 _CACHE_LIMIT = 256
+
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost (log2 of the rounds) of a `$2b$12$...` hash."""
+    return int(hashed.split(b"$")[2])
+
+
+@functools.lru_cache(maxsize=4)
+def dummy_hash(cost: int) -> bytes:
+    """A hash of a random password at `cost`, checked against when the user name is unknown,
+    so that a wrong name costs as long as a wrong password (made once per cost: at cost 12
+    that is a quarter of a second, paid when the web config is loaded)."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(min(max(cost, 4), 31)))
 
 
 class WebConfigError(ConfigError):
@@ -172,6 +185,15 @@ class BasicAuth:
         self.users = {user: hashed.encode() for user, hashed in users.items()}
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
+        # The unknown-user path pays the configured cost. With mixed costs no single dummy
+        # matches every user, so take the highest: no real user answers slower than a stranger.
+        costs = sorted({bcrypt_cost(hashed) for hashed in self.users.values()})
+        self.dummy_hash = dummy_hash(costs[-1]) if costs else b""
+        if len(costs) > 1:
+            log.warning("basic_auth_users have different bcrypt costs (%s): a wrong password "
+                        "for a user of lower cost answers faster than an unknown user name; "
+                        "hash every password with the same cost",
+                        ", ".join(map(str, costs)))
 
     def __bool__(self) -> bool:
         return bool(self.users)
@@ -193,7 +215,7 @@ class BasicAuth:
                 if key in self._verified:
                     return True
         try:
-            ok = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH)
+            ok = bcrypt.checkpw(password.encode(), hashed or self.dummy_hash)
         except ValueError:  # longer than 72 bytes, or a hash bcrypt cannot read
             ok = False
         ok = ok and hashed is not None
