@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         "reload (default: plain HTTP, no auth)",
     )
     parser.add_argument(
+        "--web.max-connections-per-client",
+        dest="max_connections_per_client",
+        type=int,
+        default=8,
+        help="connections one client address (IPv6: its /64) may hold at once, of 64; more "
+        "are refused with 503 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--web.enable-lifecycle",
         dest="enable_lifecycle",
         action="store_true",
@@ -255,6 +263,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             webhooks=webhooks,
             reload=reload if args.enable_lifecycle else None,
             web=web,
+            max_connections_per_client=args.max_connections_per_client,
         )
     except OSError as exc:
         parser.exit(1, f"contact-cost-exporter: cannot listen on {args.listen_address}: {exc}\n")

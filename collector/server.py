@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import html
+import http.client
 import io
+import ipaddress
 import logging
+import re
 import select
 import socket
 import ssl
@@ -25,6 +28,12 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY_BYTES = 1_048_576
+# The whole header section (every header line and the blank line that ends it), checked as it is
+# read: http.client alone allows 100 lines of 64 KiB each, 6.4 MB per request before any auth.
+MAX_HEADER_BYTES = 65_536
+# RFC 9110 section 8.6: Content-Length = 1*DIGIT, and DIGIT is ASCII 0-9 only (str.isdigit()
+# also accepts "²" and "٣", which int() then refuses or reads as a number).
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -81,11 +90,49 @@ class _DeadlineReader(io.RawIOBase):
         return self.sock.recv_into(buffer)
 
 
+class _RequestReader(io.BufferedReader):
+    """The request stream; while `header_budget` is set, readline() spends it (the headers)."""
+
+    header_budget: int | None = None
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        budget = self.header_budget
+        if budget is None:
+            return super().readline(size)
+        limit = budget + 1 if size is None or size < 0 else min(size, budget + 1)
+        line = super().readline(limit)
+        self.header_budget = budget - len(line)
+        if self.header_budget < 0:
+            # parse_request answers 431 to this, as to one header line that is too long.
+            raise http.client.LineTooLong(f"header section over {MAX_HEADER_BYTES} bytes")
+        return line
+
+
+def client_key(host: str) -> str:
+    """What the per-client limit counts by: the address, or its /64 for IPv6 (one host)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
-    """A threading server with a cap on concurrent connections and a per-request deadline.
+    """A threading server with caps on concurrent connections and a per-request deadline.
+
+    At most `max_connections` connections at once, and at most `max_connections_per_client`
+    from one client address (an IPv6 client: its /64), so one client cannot take every slot.
+    The last slots (an eighth, at least one) go only to an address holding no connection yet,
+    so a scraper still gets in while a few addresses hold the rest. A connection over a limit
+    gets 503 at once (on a TLS port: closed), never a queue.
 
     With TLS configured the accept loop only accepts: the handshake runs in the connection's
-    own thread, under the same deadline, so a slow client cannot hold up anyone else.
+    own thread, under the same deadline and inside the same limits, so a slow client cannot
+    hold up anyone else.
     """
 
     daemon_threads = True
@@ -101,6 +148,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         max_connections: int = 64,
         request_timeout: float = 10.0,
         web: WebConfig | None = None,
+        max_connections_per_client: int = 8,
     ) -> None:
         host = address[0]
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -110,29 +158,80 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.webhooks = webhooks
         self.reload = reload
         self.request_timeout = request_timeout
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client
+        self.reserved_slots = max(1, max_connections // 8)
+        self._slots_lock = threading.Lock()
+        self._in_use = 0
+        self._per_client: dict[str, int] = {}  # only clients holding a connection: bounded
+        self._last_refusal_log = 0.0
         super().__init__(address, ExporterRequestHandler)
 
+    def connections_of(self, host: str) -> int:
+        """Connections the client at `host` holds now."""
+        with self._slots_lock:
+            return self._per_client.get(client_key(host), 0)
+
+    def _admit(self, key: str) -> str | None:
+        """Take a slot for the client `key`; None if taken, else why not."""
+        with self._slots_lock:
+            held = self._per_client.get(key, 0)
+            if held >= self.max_connections_per_client:
+                return f"it holds {held} connections (--web.max-connections-per-client)"
+            if self._in_use >= self.max_connections:
+                return f"all {self.max_connections} connections are in use"
+            if held and self._in_use >= self.max_connections - self.reserved_slots:
+                return (f"it holds {held} and the last {self.reserved_slots} connection(s) "
+                        "are kept for other clients")
+            self._in_use += 1
+            self._per_client[key] = held + 1
+            return None
+
+    def _release(self, key: str) -> None:
+        with self._slots_lock:
+            self._in_use -= 1
+            left = self._per_client.get(key, 1) - 1
+            if left > 0:
+                self._per_client[key] = left
+            else:
+                self._per_client.pop(key, None)
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Connection: close\r\n\r\n"
-                )
+        key = client_key(client_address[0])
+        refused = self._admit(key)
+        if refused is not None:
+            self._log_refusal(client_address[0], refused)
+            if not self.tls:  # on a TLS port a plain-text answer would only be garbage
+                with contextlib.suppress(OSError):
+                    request.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                        b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+                    )
             self.shutdown_request(request)
             return
         try:
-            super().process_request(request, client_address)
+            super().process_request(request, (*client_address[:2], key))
         except BaseException:
-            self._slots.release()
+            self._release(key)
             raise
+
+    def _log_refusal(self, host: str, why: str) -> None:
+        """At most one warning a minute (a flood must not flood the log too), else debug."""
+        now = time.monotonic()
+        if now - self._last_refusal_log >= 60:
+            self._last_refusal_log = now
+            log.warning("connection from %s refused: %s; further refusals this minute are "
+                        "logged at debug level", host, why)
+        else:
+            log.debug("connection from %s refused: %s", host, why)
 
     @property
     def tls(self) -> bool:
         return self.web.tls
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        key = client_address[2]  # added by process_request: the slot to give back
+        client_address = client_address[:2]
         try:
             context = self.web.ssl_context
             if context is not None:
@@ -142,7 +241,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                 request = secured
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._release(key)
 
     def _handshake(
         self, context: ssl.SSLContext, sock: socket.socket, client_address: Any
@@ -196,17 +295,71 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     # 40 ms on the client's delayed ACK.
     disable_nagle_algorithm = True
 
+    rfile: _RequestReader
+
     def setup(self) -> None:
         self.timeout = self.server.request_timeout  # type: ignore[misc]  # per connection
         super().setup()
         self.rfile.close()
         self._reader = _DeadlineReader(self.connection, self.server.request_timeout)
-        self.rfile = io.BufferedReader(self._reader)
+        self.rfile = _RequestReader(self._reader)
+        self._body_left = 0
 
     def handle_one_request(self) -> None:
         # The deadline covers the wait for the request line, the headers and the body.
         self._reader.restart()
+        self._body_left = 0
         super().handle_one_request()
+        if self._body_left and not self.close_connection:
+            # A route answered without reading the body: the stream is out of step, so the
+            # rest of it is never parsed as another request.
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        """The stock parser, with the header section capped and the body's framing checked."""
+        self._framing_checked = False
+        self.rfile.header_budget = MAX_HEADER_BYTES
+        try:
+            ok = super().parse_request()
+        finally:
+            self.rfile.header_budget = None
+        if ok and not self._framing_checked:
+            ok = self._check_framing()
+        return ok
+
+    def handle_expect_100(self) -> bool:
+        # Refuse a body we would not take before the client is told to send it.
+        return self._check_framing() and super().handle_expect_100()
+
+    def _check_framing(self) -> bool:
+        """Content-Length is one run of ASCII digits within the cap, and no Transfer-Encoding:
+        else a 400, 411 or 413 that closes the connection. Sets the body length to read."""
+        self._framing_checked = True
+        if "Transfer-Encoding" in self.headers:
+            self.send_error(HTTPStatus.LENGTH_REQUIRED, "Content-Length required; "
+                            "Transfer-Encoding is not accepted")
+            return False
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return True
+        value = values[0].strip(" \t")
+        if len(values) > 1 or not _CONTENT_LENGTH.fullmatch(value):
+            self.send_error(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
+            return False
+        if len(value) > 18 or int(value) > MAX_BODY_BYTES:
+            self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+            return False
+        self._body_left = int(value)
+        return True
+
+    def _discard_body(self) -> None:
+        """Read and drop a body the route has no use for (within the cap and the deadline)."""
+        while self._body_left > 0:
+            chunk = self.rfile.read(min(self._body_left, 65_536))
+            if not chunk:  # the client went away mid-body
+                self.close_connection = True
+                return
+            self._body_left -= len(chunk)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -262,6 +415,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        self._discard_body()
         if not self._authorized():
             return
         path = self._path()
@@ -287,16 +441,17 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
 
     def _read_body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        """The body, its length already checked by _check_framing; None if answered."""
+        if "Content-Length" not in self.headers:
             self.close_connection = True
             self._send(HTTPStatus.LENGTH_REQUIRED, b"Content-Length required\n")
             return None
-        if int(length) > MAX_BODY_BYTES:
+        expected, self._body_left = self._body_left, 0
+        body = self.rfile.read(expected)
+        if len(body) < expected:  # the client closed the connection mid-body
             self.close_connection = True
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"request body too large\n")
             return None
-        return self.rfile.read(int(length))
+        return body
 
     def do_POST(self) -> None:
         path = self._path()
@@ -315,7 +470,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
             )
             self._send(status, answer, content_type)
             return
-        self.close_connection = True  # bodies other than a webhook's are never read
+        self._discard_body()
         if path == "/-/reload" and self.server.reload is not None:
             error = self.server.reload()
             if error is None:
