@@ -317,3 +317,74 @@ def test_signed_event_posted_to_the_running_exporter_shows_in_the_gauges(
         key = ("contactcenter_webhook_requests_total",
                frozenset({"source": "crm", "status": status}.items()))
         assert values[key] == count
+
+
+# -- hostile bodies and headers (issue 10, items 4 and 5) ------------------------------------
+def test_aircall_body_nested_too_deep_is_401_not_a_recursion_error(
+    receiver: WebhookReceiver,
+) -> None:
+    # 200,000 "[" made json.loads raise RecursionError before the token was checked. The
+    # depth pre-scan refuses it; the sender is unknown, so it is unauthorized, not rejected.
+    receiver.max_body_bytes = 1_048_576  # the default cap: the body gets to the adapter
+    assert aircall_post(receiver, b"[" * 200_000)[0] == 401
+    token_first = b'{"token": "45XXYYZZa08aircall", "data": ' + b"[" * 200_000
+    assert aircall_post(receiver, token_first)[0] == 401  # right token, undecodable body
+    assert webhook_counts(receiver)[("aircall-eu", "unauthorized")] == 2
+    assert receiver.health.sources()["aircall-eu"].rejected == {}
+
+
+def test_aircall_token_that_cannot_be_read_is_401_never_a_rejected_record(
+    receiver: WebhookReceiver,
+) -> None:
+    # A lone surrogate decodes from JSON ("\udc80") but is no UTF-8 text: it was counted
+    # as a rejected record without any authentication. Now: 401, unauthorized.
+    event = json.loads(fixture_text("aircall", "webhook_call_ended.json"))
+    for token in ('"\\udc80"', "12345", "null", '["45XXYYZZa08aircall"]'):
+        body = json.dumps({**event, "token": "@"}).replace('"@"', token).encode()
+        assert aircall_post(receiver, body)[0] == 401, token
+    assert aircall_post(receiver, b"\xff\xfe{}")[0] == 401  # not UTF-8 at all
+    assert webhook_counts(receiver)[("aircall-eu", "unauthorized")] == 5
+    assert receiver.health.sources()["aircall-eu"].rejected == {}
+    assert stored_ids(receiver.store, "aircall-eu") == []
+
+
+def test_aircall_verified_but_unusable_call_is_one_rejected_record(
+    receiver: WebhookReceiver,
+) -> None:
+    # Only content from a verified sender can be a rejected record.
+    event = json.loads(fixture_text("aircall", "webhook_call_ended.json"))
+    bad = {**event, "data": {**event["data"], "direction": "sideways"}}
+    assert aircall_post(receiver, json.dumps(bad).encode())[:3:2] == (400,
+                                                                     b"rejected: direction\n")
+    assert receiver.health.sources()["aircall-eu"].rejected == {"direction": 1}
+
+
+def test_generic_signed_body_nested_too_deep_is_a_shape_rejection(
+    receiver: WebhookReceiver,
+) -> None:
+    # Signed by the shared secret, so the sender is known: a rejected record, reason shape.
+    receiver.max_body_bytes = 1_048_576
+    assert generic_post(receiver, b"[" * 200_000)[:3:2] == (400, b"rejected: shape\n")
+    assert receiver.health.sources()["crm"].rejected == {"shape": 1}
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u0663", "1_0", "-1", "0x10", "", "+5"])
+def test_content_length_must_be_ascii_digits(receiver: WebhookReceiver, length: str) -> None:
+    # "²".isdigit() is True and int("٣") is 3: both used to pass the size check.
+    body = json.dumps(EVENT).encode()
+    stamp = str(int(NOW))
+    headers = {"Content-Length": length, "X-Contact-Cost-Timestamp": stamp,
+               "X-Contact-Cost-Signature": generic_signature(SECRET, stamp, body)}
+    status, _, _ = receiver.handle("POST", "/webhooks/generic/crm", headers, body, "http://x/")
+    assert status == 400
+    assert webhook_counts(receiver)[("crm", "bad_request")] == 1
+    assert stored_ids(receiver.store, "crm") == []
+
+
+def test_header_names_are_matched_without_regard_to_case(receiver: WebhookReceiver) -> None:
+    body = json.dumps(EVENT).encode()
+    stamp = str(int(NOW))
+    headers = {"x-contact-cost-timestamp": stamp,
+               "X-CONTACT-COST-SIGNATURE": generic_signature(SECRET, stamp, body),
+               "content-length": str(len(body))}
+    assert receiver.handle("POST", "/webhooks/generic/crm", headers, body, "http://x/")[0] == 200
