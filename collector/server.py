@@ -248,6 +248,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     ) -> ssl.SSLSocket | None:
         """TLS handshake within the request timeout; None (socket closed) if it fails."""
         deadline = time.monotonic() + self.request_timeout
+        secured: ssl.SSLSocket | None = None
         try:
             sock.settimeout(self.request_timeout)
             first = sock.recv(1, socket.MSG_PEEK)
@@ -273,7 +274,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         except (OSError, ValueError) as exc:
             log.debug("%s: TLS handshake failed: %s", client_address[0], exc)
             self.shutdown_request(sock)
-            if "secured" in locals():
+            if secured is not None:
                 self.shutdown_request(secured)
             return None
 
