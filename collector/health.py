@@ -12,6 +12,7 @@ from collector.metrics import (
     SCHEDULER_JOB_RUNS,
     SOURCE_DURATION,
     SOURCE_INTERVAL,
+    SOURCE_LAST_RECORD,
     SOURCE_LAST_SUCCESS,
     SOURCE_RECORDS,
     SOURCE_REJECTED,
@@ -36,6 +37,7 @@ class SourceState:
     rejected: Counter[str] = field(default_factory=Counter)
     last_error: str = ""
     last_run: float = 0.0
+    last_record: float = 0.0  # start of the newest stored contact; 0 when none
 
 
 class HealthState:
@@ -67,12 +69,21 @@ class HealthState:
                 state.interval_seconds = interval
             self._render()
 
-    def record_batch(self, source: str, accepted: int, rejections: Iterable[Rejection]) -> None:
+    def record_batch(
+        self,
+        source: str,
+        accepted: int,
+        rejections: Iterable[Rejection],
+        newest: float | None = None,
+    ) -> None:
+        """A committed batch; `newest`: the start of the newest contact it stored, if known."""
         with self._lock:
             state = self._sources.get(source)
             if state is None:
                 return
             state.records += accepted
+            if newest is not None:
+                state.last_record = max(state.last_record, newest)
             state.rejected.update(r.reason for r in rejections)
             self._render()
 
@@ -88,6 +99,15 @@ class HealthState:
             state.last_error = "" if ok else error
             if ok:
                 state.last_success = finished
+            self._render()
+
+    def set_last_record(self, source: str, newest: float | None) -> None:
+        """The start of the source's newest stored contact, as read from the store."""
+        with self._lock:
+            state = self._sources.get(source)
+            if state is None:
+                return
+            state.last_record = newest or 0.0
             self._render()
 
     def record_job(self, job: str, status: str) -> None:
@@ -144,6 +164,9 @@ class HealthState:
         yield render_family(SOURCE_UP, [({"source": n}, s.up) for n, s in sources])
         yield render_family(
             SOURCE_LAST_SUCCESS, [({"source": n}, s.last_success) for n, s in sources]
+        )
+        yield render_family(
+            SOURCE_LAST_RECORD, [({"source": n}, s.last_record) for n, s in sources]
         )
         yield render_family(SOURCE_DURATION, [({"source": n}, s.last_duration) for n, s in sources])
         yield render_family(

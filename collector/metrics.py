@@ -153,6 +153,13 @@ SOURCE_LAST_SUCCESS = MetricFamily(
     "Unix time of the source's last successful read; 0 if it never succeeded.",
     ("source",),
 )
+SOURCE_LAST_RECORD = MetricFamily(
+    "contactcenter_source_last_record_timestamp_seconds",
+    "gauge",
+    "Unix time the newest contact stored from the source started (read from the store, so it "
+    "survives restarts); 0 if the source has stored none.",
+    ("source",),
+)
 SOURCE_DURATION = MetricFamily(
     "contactcenter_source_duration_seconds",
     "gauge",
@@ -209,6 +216,7 @@ RELOAD_SUCCESS_TIMESTAMP = MetricFamily(
 HEALTH: tuple[MetricFamily, ...] = (
     SOURCE_UP,
     SOURCE_LAST_SUCCESS,
+    SOURCE_LAST_RECORD,
     SOURCE_DURATION,
     SOURCE_INTERVAL,
     SOURCE_RECORDS,

@@ -88,6 +88,13 @@ class Exporter:
                 for a in self.config.adapters
             }
         )
+        # The newest stored contact per source comes from the store: it survives restarts.
+        for adapter in self.config.adapters:
+            try:
+                newest = self._store_call("read", self.store.newest_start, adapter.name)
+            except sqlite3.Error:
+                continue  # counted; the next committed batch sets it
+            self.health.set_last_record(adapter.name, newest)
 
     def replace_config(self, config: LoadedConfig) -> None:
         """Swap in a new validated config (live reload). Stored contacts are kept."""
@@ -171,7 +178,8 @@ class Exporter:
         position: str | None,
     ) -> int:
         stored: int = self._store_call("commit", self.store.commit, source, contacts, position)
-        self.health.record_batch(source, stored, rejections)
+        newest = self._store_call("read", self.store.newest_start, source) if stored else None
+        self.health.record_batch(source, stored, rejections, newest)
         return stored
 
     def _store_call(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:

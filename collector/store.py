@@ -107,6 +107,8 @@ class Store(Protocol):
 
     def rollups_as_of(self, first_day: date, now: datetime) -> list[Rollup]: ...
 
+    def newest_start(self, source: str) -> float | None: ...
+
     def close(self) -> None: ...
 
 
@@ -303,6 +305,14 @@ class SqliteStore:
             Rollup(date.fromordinal(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], *r[7:11])
             for r in rows
         ]
+
+    def newest_start(self, source: str) -> float | None:
+        """Start of the newest contact stored from `source`; None when it has none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(start) FROM contacts WHERE source = ?", (source,)
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def counts(self) -> dict[str, int]:
         """Stored contacts per source (for tests, the landing page and reports)."""

@@ -541,7 +541,7 @@ def sources() -> dict[str, Any]:
             "1 when the source's last read succeeded. A source that is down keeps its last good "
             "figures on the overview, which go stale (alert ContactCostSourceDown).",
             [target("A", f"contactcenter_source_up{{{src}}}", "{{source}}", True)],
-            (0, 0, 8, 5),
+            (0, 0, 6, 5),
             "none",
             stat_options(color_mode="background"),
             defaults={
@@ -573,7 +573,26 @@ def sources() -> dict[str, Any]:
                     True,
                 )
             ],
-            (8, 0, 8, 5),
+            (6, 0, 6, 5),
+            "s",
+            stat_options(),
+        ),
+        panel(
+            "stat",
+            "Newest contact age",
+            "Time since the start of the newest contact each source has stored (from the store, "
+            "so it survives restarts). A source that reads fine but delivers nothing grows "
+            "here; ContactCostSourceQuiet fires when it passes the quiet threshold while the "
+            "center is open.",
+            [
+                target(
+                    "A",
+                    f"time() - contactcenter_source_last_record_timestamp_seconds{{{src}}}",
+                    "{{source}}",
+                    True,
+                )
+            ],
+            (12, 0, 6, 5),
             "s",
             stat_options(),
         ),
@@ -591,7 +610,7 @@ def sources() -> dict[str, Any]:
                 ),
                 target("B", "contactcenter_recompute_duration_seconds", "took {{instance}}", True),
             ],
-            (16, 0, 8, 5),
+            (18, 0, 6, 5),
             "s",
             stat_options(),
         ),

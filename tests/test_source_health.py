@@ -1,0 +1,84 @@
+"""Source health the alerts rely on: the newest stored contact per source, from the store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from collector.runtime import Exporter, load_config
+
+from .conftest import parse_exposition
+
+CONFIG = """
+currency = "EUR"
+timezone = "Europe/Oslo"
+store = "state.db"
+
+[[sources]]
+name = "tickets"
+adapter = "csv"
+path = "tickets.csv"
+channel = "email"
+columns = { id = "id", started_at = "created", handle_seconds = "aht" }
+time_format = "%Y-%m-%d %H:%M:%S"
+
+[[sources]]
+name = "chat"
+adapter = "csv"
+path = "chat.csv"
+channel = "chat"
+columns = { id = "id", started_at = "created", handle_seconds = "aht" }
+time_format = "%Y-%m-%d %H:%M:%S"
+
+[[costs]]
+name = "Salaries"
+component = "salaries"
+amount = 3000
+per = "month"
+"""
+# Oslo is UTC+1 in November: 2026-11-26 09:30:00 local is 08:30:00 UTC = 1795681800.
+TICKETS = "id,created,aht\nT1,2026-11-26 08:00:00,60\nT3,2026-11-26 09:30:00,60\nT2,2026-11-26 09:00:00,60\n"
+NEWEST = 1795681800.0
+LATER = "T4,2026-11-26 10:15:00,60\n"  # 09:15 UTC = 1795684500
+NEWEST_LATER = 1795684500.0
+METRIC = "contactcenter_source_last_record_timestamp_seconds"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(key)
+    (tmp_path / "c.toml").write_text(CONFIG)
+    (tmp_path / "tickets.csv").write_text(TICKETS)
+    (tmp_path / "chat.csv").write_text("id,created,aht\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def last_record(exporter: Exporter) -> dict[str, float]:
+    values = parse_exposition(exporter.health.body.decode())
+    return {dict(labels)["source"]: v for (name, labels), v in values.items() if name == METRIC}
+
+
+def test_newest_stored_contact_per_source_survives_a_restart(workdir: Path) -> None:
+    exporter = Exporter(load_config("c.toml"))
+    assert last_record(exporter) == {"tickets": 0.0, "chat": 0.0}  # nothing stored yet
+    assert exporter.ingest("tickets") == 3
+    exporter.ingest("chat")
+    # the newest start, not the last row of the file (T2 at 09:00 comes after T3 at 09:30)
+    assert last_record(exporter) == {"tickets": NEWEST, "chat": 0.0}
+    exporter.close()
+
+    restarted = Exporter(load_config("c.toml"))  # same store, nothing read yet
+    assert last_record(restarted) == {"tickets": NEWEST, "chat": 0.0}
+    with (workdir / "tickets.csv").open("a") as handle:
+        handle.write(LATER)
+    assert restarted.ingest("tickets") == 1
+    assert last_record(restarted) == {"tickets": NEWEST_LATER, "chat": 0.0}
+    # re-reading nothing new keeps it: a read without new contacts is not a new contact
+    assert restarted.ingest("tickets") == 0
+    assert last_record(restarted)["tickets"] == NEWEST_LATER
+    restarted.close()
