@@ -1,10 +1,14 @@
-"""Command line: run the exporter, check a config, or print a KPI report."""
+"""Command line: parse the arguments and wire the exporter; check a config; report; backfill.
+
+Only the standard library is imported at the top, and `main` installs the signal handlers
+first: the exporter's own modules (pydantic, prometheus_client, APScheduler) load after,
+so a SIGHUP during start-up is a reload when ready, never the end of the process.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import logging
 import signal
 import sys
@@ -12,13 +16,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from collector import __version__
-from collector.config import ConfigError, format_duration
-from collector.runtime import Exporter, LoadedConfig, load_config, load_reload
-from collector.webconfig import WebConfig, load_web_config
-from collector.worker import RecomputeWorker
+from collector.lifecycle import ProcessSignals
+
+if TYPE_CHECKING:
+    from collector.runtime import Exporter, LoadedConfig
+    from collector.webconfig import WebConfig
 
 log = logging.getLogger("collector")
 DEFAULT_LISTEN = "127.0.0.1:9878"
@@ -42,6 +46,8 @@ def _config_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from collector import __version__
+
     parser = argparse.ArgumentParser(
         prog="contact-cost-exporter",
         description="Prometheus exporter for contact-center cost per contact.",
@@ -141,6 +147,8 @@ def setup_logging(level: str) -> None:
 
 def config_summary(config: LoadedConfig) -> str:
     """What --config.check prints: sources and cost items, never a secret."""
+    from collector.config import format_duration
+
     s = config.settings
     lines = [
         f"{config.origin}: valid",
@@ -173,6 +181,9 @@ def config_summary(config: LoadedConfig) -> str:
 
 
 def _load_or_exit(parser: argparse.ArgumentParser, path: Path) -> LoadedConfig:
+    from collector.config import ConfigError
+    from collector.runtime import load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -180,6 +191,9 @@ def _load_or_exit(parser: argparse.ArgumentParser, path: Path) -> LoadedConfig:
 
 
 def _web_config_or_exit(parser: argparse.ArgumentParser, path: Path | None) -> WebConfig:
+    from collector.config import ConfigError
+    from collector.webconfig import load_web_config
+
     try:
         return load_web_config(path)
     except ConfigError as exc:
@@ -197,9 +211,13 @@ def web_config_summary(web: WebConfig) -> str:
     )
 
 
-def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from collector.scheduler import RECOMPUTE_JOB, build_scheduler, schedule_jobs
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
+          signals: ProcessSignals) -> int:
+    from collector import __version__
+    from collector.runtime import Exporter
+    from collector.scheduler import build_scheduler
     from collector.server import ExporterHTTPServer, parse_listen_address
+    from collector.worker import RecomputeWorker
 
     config = _load_or_exit(parser, args.config_file)
     web = _web_config_or_exit(parser, args.web_config_file)
@@ -207,77 +225,43 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
         parser.error(f"--web.listen-address: {exc}")
-    exporter = Exporter(config)
+    exporter = Exporter(config, web=web)
     exporter.worker = RecomputeWorker()
-    scheduler = build_scheduler(exporter)
-    reload_lock = threading.Lock()
+    scheduler = build_scheduler(exporter)  # reschedules itself after each reload
 
-    def reload() -> str | None:
-        """Re-read the config and the web config; swap in both, or neither."""
-        with reload_lock:
-            error: str | None = None
-            try:
-                new_web = load_web_config(args.web_config_file)
-                new_config = load_reload(exporter, args.config_file)
-            except ConfigError as exc:
-                error = str(exc)
-            exporter.health.set_gauge(
-                "contactcenter_config_last_reload_successful",
-                0 if error else 1,
-            )
-            if error:
-                log.error("reload refused, keeping the last good config: %s", error)
-                return error
-            exporter.replace_config(new_config)
-            server.web = new_web
-            server.webhooks = _webhook_receiver(exporter)
-            schedule_jobs(scheduler, exporter)
-            job = scheduler.get_job(RECOMPUTE_JOB)
-            if job is not None and exporter.ready:  # the new costs show at once
-                job.modify(next_run_time=datetime.now(UTC))
-            exporter.health.set_gauge(
-                "contactcenter_config_last_reload_success_timestamp_seconds",
-                datetime.now(UTC).timestamp(),
-            )
-            log.info(
-                "configuration reloaded from %s, %d source(s)",
-                args.config_file,
-                len(new_config.adapters),
-            )
-            return None
+    def reload_answer() -> str | None:
+        """POST /-/reload: the reason a reload was refused, or None."""
+        return exporter.reload(args.config_file, args.web_config_file).error
 
-    exporter.health.set_gauge(
-        "contactcenter_config_last_reload_successful",
-        1,
-    )
-    exporter.health.set_gauge(
-        "contactcenter_config_last_reload_success_timestamp_seconds",
-        datetime.now(UTC).timestamp(),
-    )
-    webhooks = _webhook_receiver(exporter)
     try:
         server = ExporterHTTPServer(
             address,
             exporter,
             telemetry_path=args.telemetry_path,
-            webhooks=webhooks,
-            reload=reload if args.enable_lifecycle else None,
-            web=web,
+            webhooks=exporter.webhooks,
+            reload=reload_answer if args.enable_lifecycle else None,
+            web=exporter.web,
             max_connections_per_client=args.max_connections_per_client,
         )
     except OSError as exc:
+        exporter.close()
         parser.exit(1, f"contact-cost-exporter: cannot listen on {args.listen_address}: {exc}\n")
-    stopping = threading.Event()
 
-    def on_term(signum: int, _frame: Any) -> None:
+    def follow_reload() -> None:
+        server.web = exporter.web
+        server.webhooks = exporter.webhooks
+
+    def on_stop(signum: int) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
-        stopping.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
+    exporter.reload_listeners.append(follow_reload)
+    exporter.started()
     scheduler.start()
+    signals.ready(
+        on_reload=lambda: threading.Thread(target=reload_answer, daemon=True).start(),
+        on_stop=on_stop,
+    )
     log.info(
         "listening on %s://%s%s, %d source(s), version %s",
         "https" if web.tls else "http",
@@ -295,19 +279,11 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _webhook_receiver(exporter: Exporter) -> Any:
-    if importlib.util.find_spec("collector.webhooks") is None:
-        return None
-    from collector.webhooks import WebhookReceiver
-
-    return WebhookReceiver(
-        exporter.settings, list(exporter.config.adapters), exporter.store, exporter.health
-    )
-
-
 @contextlib.contextmanager
 def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
     """An exporter that has read what is new from every source, closed afterwards."""
+    from collector.runtime import Exporter
+
     exporter = Exporter(config)
     try:
         for name in exporter.adapters:
@@ -359,9 +335,12 @@ def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals = ProcessSignals().install()  # first: nothing before it may take time
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.command is not None or args.config_check:
+        signals.restore_defaults()  # one-shot commands keep the default signal behaviour
     if args.command == "report":
         return report(args, parser)
     if args.command == "backfill":
@@ -373,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if status == 0 and args.web_config_file is not None:
             print(web_config_summary(_web_config_or_exit(parser, args.web_config_file)))
         return status
-    return serve(args, parser)
+    return serve(args, parser, signals)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The running exporter: sources, store, health and the latest snapshot, and the two jobs."""
+"""The running exporter: sources, store, health, the latest snapshot, the jobs and reload."""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ from typing import Any
 from adapters.base import Adapter
 from collector.config import ConfigError, Settings, load_settings
 from collector.health import HealthState
-from collector.model import Rejection
+from collector.logsafe import printable
+from collector.metrics import RELOAD_SUCCESS_TIMESTAMP, RELOAD_SUCCESSFUL
+from collector.model import Contact, Rejection
 from collector.pipeline import figures_at
 from collector.snapshot import Snapshot, SnapshotHolder
 from collector.sources import build_adapters
 from collector.store import SqliteStore, Store
+from collector.webconfig import WebConfig, load_web_config
+from collector.webhooks import WebhookReceiver
 from collector.worker import RecomputeWorker
 
 log = logging.getLogger(__name__)
@@ -35,16 +39,43 @@ class LoadedConfig:
     origin: str
 
 
+# A batch logs at most this many rejected records per reason, then one line with the rest.
+REJECTIONS_LOGGED_PER_REASON = 3
+
+
 def load_config(path: Path | str | None) -> LoadedConfig:
-    """Validate the file, env overrides and every source's adapter settings; ConfigError if not."""
-    settings = load_settings(path)
+    """Validate the file, env overrides and every source's adapter settings; ConfigError if not.
+
+    Whatever raises while validating (pydantic, or an adapter's own constructor, e.g. an
+    unknown time zone), the caller gets one ConfigError line naming the file.
+    """
     origin = str(path) if path is not None else "environment"
-    return LoadedConfig(settings, tuple(build_adapters(settings, origin)), origin)
+    try:
+        settings = load_settings(path)
+        return LoadedConfig(settings, tuple(build_adapters(settings, origin)), origin)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every validation error is one config error line
+        raise ConfigError(f"{origin}: {describe_error(exc)}") from None
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+def describe_error(exc: BaseException) -> str:
+    """One bounded, printable line for an exception."""
+    # KeyError's str() is the repr of its key (ZoneInfoNotFoundError is a KeyError).
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return printable(text or type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload did: applied (error None) or refused, keeping the last good config."""
+
+    error: str | None
+    sources: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 class Exporter:
@@ -55,12 +86,19 @@ class Exporter:
         config: LoadedConfig,
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
+        web: WebConfig | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.store: Store = store or SqliteStore(config.settings.store, config.settings.tz)
         self.health = HealthState()
         self.snapshots = SnapshotHolder()
+        self.web = web or WebConfig()  # TLS, basic auth, headers: replaced whole on reload
+        self.webhooks = self._webhook_receiver()
+        # Called after a reload is applied (the server follows web/webhooks, the scheduler
+        # reschedules); a listener that raises makes the reload count as failed.
+        self.reload_listeners: list[Callable[[], None]] = []
+        self._reload_lock = threading.Lock()
         self._ran_once: set[str] = set()
         self._source_locks: dict[str, threading.Lock] = {}
         self._last_logged: dict[str, str] = {}
@@ -116,6 +154,55 @@ class Exporter:
         for adapter in retired:
             adapter.close()
 
+    def _webhook_receiver(self) -> WebhookReceiver:
+        return WebhookReceiver(self.settings, list(self.config.adapters), self.store, self.health)
+
+    def started(self) -> None:
+        """Serving with the configuration loaded at start-up: the reload gauges begin at 1."""
+        self.health.set_gauge(RELOAD_SUCCESSFUL.name, 1)
+        self.health.set_gauge(RELOAD_SUCCESS_TIMESTAMP.name, self.clock())
+
+    def reload(
+        self, path: Path | str | None, web_path: Path | str | None = None
+    ) -> ReloadOutcome:
+        """Re-read the config and the web config; apply both or neither. Never raises.
+
+        Used by SIGHUP and POST /-/reload alike. A refused reload keeps the last good
+        configuration, logs one line with the reason and sets the reload gauge to 0.
+        """
+        with self._reload_lock:
+            try:
+                outcome = self._reload(path, web_path)
+            except Exception as exc:  # noqa: BLE001 - a reload never takes the service down
+                outcome = ReloadOutcome(describe_error(exc))
+                log.error("reload failed, keeping the last good config: %s", outcome.error)
+            self.health.set_gauge(RELOAD_SUCCESSFUL.name, 1 if outcome.ok else 0)
+            if outcome.ok:
+                self.health.set_gauge(RELOAD_SUCCESS_TIMESTAMP.name, self.clock())
+            return outcome
+
+    def _reload(self, path: Path | str | None, web_path: Path | str | None) -> ReloadOutcome:
+        try:
+            new_web = load_web_config(web_path)
+            new_config = load_config(path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the last good config: %s", exc)
+            return ReloadOutcome(str(exc))
+        problem = reload_check(self.settings, new_config.settings, new_config.origin)
+        if problem:
+            for adapter in new_config.adapters:
+                adapter.close()
+            log.error("reload refused, keeping the last good config: %s", problem)
+            return ReloadOutcome(problem)
+        self.replace_config(new_config)
+        self.web = new_web
+        self.webhooks = self._webhook_receiver()
+        for listener in self.reload_listeners:
+            listener()
+        log.info("configuration reloaded from %s, %d source(s)", new_config.origin,
+                 len(new_config.adapters))
+        return ReloadOutcome(None, len(new_config.adapters))
+
     def request_stop(self) -> None:
         """Shutdown: a running ingest stops after the batch it is committing."""
         self._stopping.set()
@@ -146,7 +233,7 @@ class Exporter:
                 if batch.rejections:
                     self._log_rejections(source, batch.location, batch.rejections)
         except Exception as exc:  # noqa: BLE001 - a source never takes the exporter down
-            message = _short(exc)
+            message = describe_error(exc)
             self.health.record_run(
                 source, False, self.clock(), time.monotonic() - started, message
             )
@@ -173,7 +260,7 @@ class Exporter:
     def _commit(
         self,
         source: str,
-        contacts: list,  # type: ignore[type-arg]
+        contacts: list[Contact],
         rejections: list[Rejection],
         position: str | None,
     ) -> int:
@@ -191,18 +278,35 @@ class Exporter:
             raise
 
     def _log_rejections(self, source: str, location: str, rejections: list[Rejection]) -> None:
-        reasons = Counter(r.reason for r in rejections)
-        first = rejections[0]
-        summary = ", ".join(f"{reason}={count}" for reason, count in sorted(reasons.items()))
-        where = f"{location}:{first.line}" if location else f"line {first.line}"
-        log.warning(
-            "source %s: skipped %d bad records (%s); first at %s: %s",
-            source,
-            len(rejections),
-            summary,
-            where,
-            first.detail or first.reason,
-        )
+        """The one log of rejected records: one line each, at most a few per reason a batch.
+
+        Each line names the source, the file or URL and the line or item number, and the
+        reason; the rest of a reason's records in the batch are one summary line. The
+        counts are all in contactcenter_source_rejected_records_total.
+        """
+        by_reason: dict[str, list[Rejection]] = {}
+        for rejection in rejections:
+            by_reason.setdefault(rejection.reason, []).append(rejection)
+        where = printable(location) if location else "input"
+        for reason, found in sorted(by_reason.items()):
+            for rejection in found[:REJECTIONS_LOGGED_PER_REASON]:
+                at = f"{where}:{rejection.line}" if rejection.line else where
+                log.warning(
+                    "source %s: rejected record at %s, reason %s: %s",
+                    source,
+                    at,
+                    printable(reason, 40),
+                    printable(rejection.detail or reason),
+                )
+            rest = len(found) - REJECTIONS_LOGGED_PER_REASON
+            if rest > 0:
+                log.warning(
+                    "source %s: %d more records in %s rejected with reason %s",
+                    source,
+                    rest,
+                    where,
+                    printable(reason, 40),
+                )
 
     def _note_first_run(self, source: str) -> None:
         self._ran_once.add(source)
@@ -255,25 +359,4 @@ def reload_check(old: Settings, new: Settings, origin: str) -> str | None:
     if new.timezone != old.timezone:
         return (f"{origin}: timezone: changed from {old.timezone} to {new.timezone}; "
                 "the store keeps local days in the old zone, so this needs a restart")
-    return None
-
-
-def load_reload(exporter: Exporter, path: Path | str | None) -> LoadedConfig:
-    """The new config for a live reload, validated; ConfigError if it is refused."""
-    config = load_config(path)
-    problem = reload_check(exporter.settings, config.settings, config.origin)
-    if problem:
-        for adapter in config.adapters:
-            adapter.close()
-        raise ConfigError(problem)
-    return config
-
-
-def reload_config(exporter: Exporter, path: Path | str | None) -> str | None:
-    """Re-read the config; on success swap it in, else keep the old one. Returns the error."""
-    try:
-        config = load_reload(exporter, path)
-    except ConfigError as exc:
-        return str(exc)
-    exporter.replace_config(config)
     return None

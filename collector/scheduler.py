@@ -77,7 +77,14 @@ def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
         if scheduler.state == STATE_RUNNING:
             threading.Thread(target=bring_recompute_forward, daemon=True).start()
 
+    def after_reload() -> None:
+        schedule_jobs(scheduler, exporter)
+        job = scheduler.get_job(RECOMPUTE_JOB)
+        if job is not None and exporter.ready:  # the new costs show at once
+            job.modify(next_run_time=datetime.now(UTC))
+
     exporter.on_initial_ingest_done = run_first_recompute
+    exporter.reload_listeners.append(after_reload)
     return scheduler
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from adapters.base import Adapter, AdapterContext, SourceError
 from collector.config import Settings, SourceSettings
 from collector.model import Batch, Contact, Rejection
-from collector.runtime import Exporter, LoadedConfig
+from collector.runtime import REJECTIONS_LOGGED_PER_REASON, Exporter, LoadedConfig
 from collector.scheduler import RECOMPUTE_JOB, build_scheduler, ingest_job_id
 
 from .conftest import FIXTURES, parse_exposition
@@ -163,3 +164,75 @@ def test_report_subcommand_json(tmp_path: Path) -> None:
     assert table.returncode == 0
     assert "voice    inbound   sales" in table.stdout
     assert "cost per sale 1,997.60" in table.stdout
+
+
+def test_rejected_records_are_logged_once_bounded_and_escaped(
+    exporter: tuple[Exporter, ScriptedAdapter], caplog: pytest.LogCaptureFixture
+) -> None:
+    exp, adapter = exporter
+    hostile = "disposition '\x1b[2J\r\x00FORGED'"  # ESC clear-screen, CR, NUL from an export
+    adapter.batches = [
+        Batch([contact("a")], [Rejection("date", n, f"bad date on line {n}") for n in (2, 3, 4, 5, 6)]
+              + [Rejection("disposition", 9, hostile)], "p1", "/exports/Master.csv"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="collector.runtime"):
+        assert exp.ingest("pbx") == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert REJECTIONS_LOGGED_PER_REASON == 3
+    # Three of the five date rejections one line each, then one line for the other two.
+    assert messages == [
+        "source pbx: rejected record at /exports/Master.csv:2, reason date: bad date on line 2",
+        "source pbx: rejected record at /exports/Master.csv:3, reason date: bad date on line 3",
+        "source pbx: rejected record at /exports/Master.csv:4, reason date: bad date on line 4",
+        "source pbx: 2 more records in /exports/Master.csv rejected with reason date",
+        "source pbx: rejected record at /exports/Master.csv:9, reason disposition: "
+        "disposition '\\x1b[2J\\r\\x00FORGED'",
+    ]
+    assert not any(c in m for m in messages for c in "\x1b\r\x00")
+    # Every rejection is counted, logged or not.
+    assert exp.health.sources()["pbx"].rejected == {"date": 5, "disposition": 1}
+
+
+def test_reload_applies_or_refuses_and_sets_the_gauge(tmp_path: Path) -> None:
+    store = tmp_path / "s.db"
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "{store}"\ncurrency = "EUR"\n')
+    exp = Exporter(LoadedConfig(Settings(store=store), (), "test"), clock=lambda: 1234.0)
+    calls: list[str] = []
+    exp.reload_listeners.append(lambda: calls.append(exp.settings.currency))
+    try:
+        exp.started()
+
+        def gauge(name: str) -> float | None:
+            return parse_exposition(exp.health.body.decode()).get((name, frozenset()))
+
+        assert gauge("contactcenter_config_last_reload_successful") == 1
+        outcome = exp.reload(config)
+        assert outcome.ok and outcome.sources == 0
+        assert exp.settings.currency == "EUR" and calls == ["EUR"]
+        assert gauge("contactcenter_config_last_reload_success_timestamp_seconds") == 1234.0
+
+        # An error raised outside pydantic (here zoneinfo, from a source's settings) is a
+        # refusal with the reason, like any other invalid configuration.
+        config.write_text(
+            f'store = "{store}"\ncurrency = "USD"\n[[sources]]\nname = "la"\n'
+            'adapter = "liveagent"\nbase_url = "https://x.invalid/"\napi_key = "k"\n'
+            'api_timezone = "Mars/Olympus"\n'
+        )
+        outcome = exp.reload(config)
+        assert not outcome.ok and outcome.error is not None
+        assert outcome.error.startswith(f"{config}: ") and "Mars/Olympus" in outcome.error
+        assert exp.settings.currency == "EUR" and calls == ["EUR"]  # the last good one stays
+        assert gauge("contactcenter_config_last_reload_successful") == 0
+
+        # A listener that fails makes the reload fail; the next one still runs.
+        config.write_text(f'store = "{store}"\ncurrency = "NOK"\n')
+        exp.reload_listeners.append(lambda: (_ for _ in ()).throw(RuntimeError("boom\rX")))
+        outcome = exp.reload(config)
+        assert outcome.error == "boom\\rX"
+        assert gauge("contactcenter_config_last_reload_successful") == 0
+        exp.reload_listeners.pop()
+        assert exp.reload(config).ok
+        assert gauge("contactcenter_config_last_reload_successful") == 1
+    finally:
+        exp.close()
