@@ -145,41 +145,6 @@ def setup_logging(level: str) -> None:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def config_summary(config: LoadedConfig) -> str:
-    """What --config.check prints: sources and cost items, never a secret."""
-    from collector.config import format_duration
-
-    s = config.settings
-    lines = [
-        f"{config.origin}: valid",
-        f"currency {s.currency}, timezone {s.timezone}, recompute every "
-        f"{format_duration(s.interval)}, store {s.store}",
-        f"benchmark {s.benchmark.low:g}-{s.benchmark.high:g}"
-        + "".join(f", {c} {b.low:g}-{b.high:g}" for c, b in s.benchmark.channels.items()),
-        f"{len(config.adapters)} source(s):",
-    ]
-    for adapter in config.adapters:
-        interval = format_duration(s.source_interval(adapter.settings))
-        detail = adapter.describe()
-        lines.append(
-            f"  {adapter.name}: adapter {adapter.settings.adapter}, every {interval}"
-            + (f", {detail}" if detail else "")
-        )
-    lines.append(f"{len(s.costs)} cost item(s):")
-    for item in s.costs:
-        if item.per is not None:
-            seats = f" x {item.seats} seats" if item.seats else ""
-            how = f"{item.amount:g} per {item.per}{seats}"
-        elif item.amortize_months is not None:
-            how = f"{item.amount:g} amortized over {item.amortize_months} months"
-        elif item.per_minute is not None:
-            how = f"{item.per_minute:g} per billable minute"
-        else:
-            how = f"{item.per_contact:g} per handled contact"
-        lines.append(f"  {item.name} [{item.component}]: {how}")
-    return "\n".join(lines)
-
-
 def _load_or_exit(parser: argparse.ArgumentParser, path: Path) -> LoadedConfig:
     from collector.config import ConfigError
     from collector.runtime import load_config

@@ -8,7 +8,7 @@ docstrings of :mod:`collector.periods`, :mod:`collector.accrual` and
 from __future__ import annotations
 
 from collector.allocation import compute_figures
-from collector.metrics import FIGURE_NAMES, Sample
+from collector.metrics import Sample
 from collector.periods import first_day_needed
 
-__all__ = ["FIGURE_NAMES", "Sample", "compute_figures", "first_day_needed"]
+__all__ = ["Sample", "compute_figures", "first_day_needed"]
