@@ -77,7 +77,7 @@ def write_web_config(directory: Path, pki: Pki | None = None, client_auth: str |
          "tls_server_config.cert_file: "),
         ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users: the password of user "
          "'alice' is not a bcrypt hash"),
-        ("basic_auth_user:\n  alice: x\n", "basic_auth_user: Extra inputs are not permitted"),
+        ("basic_auth_user:\n  alice: x\n", "basic_auth_user: unknown field"),
         ("http_server_config:\n  headers:\n    Set-Cookie: a=b\n",
          "http_server_config.headers: header 'Set-Cookie' is not allowed"),
         ("tls_server_config: [\n", "not valid YAML at line"),
