@@ -84,6 +84,8 @@ class Batch(NamedTuple):
     rejections: list[Rejection]
     position: str | None  # opaque to everything but the adapter; None keeps the old one
     location: str = ""  # file or URL the batch came from, for log lines
+    # The file was rotated or truncated and the rest of its old content was not found.
+    rotation_losses: int = 0
 
 
 def hash_customer(raw: str | None) -> str | None:
@@ -210,6 +212,8 @@ class SourceSettings(BaseModel):
     adapter: str
     interval: Duration | None = None  # default: the global interval
     jitter: Duration | None = None  # default: a tenth of the interval
+    # A record that starts later than now + max_future is rejected with reason `future`.
+    max_future: Duration = timedelta(days=1)
 
     @field_validator("name")
     @classmethod

@@ -174,8 +174,9 @@ class Exporter:
             try:
                 outcome = self._reload(path, web_path)
             except Exception as exc:  # noqa: BLE001 - a reload never takes the service down
+                # Raised while applying (a listener): the new config may be partly in force.
                 outcome = ReloadOutcome(describe_error(exc))
-                log.error("reload failed, keeping the last good config: %s", outcome.error)
+                log.error("reload failed while applying the new config: %s", outcome.error)
             self.health.set_gauge(RELOAD_SUCCESSFUL.name, 1 if outcome.ok else 0)
             if outcome.ok:
                 self.health.set_gauge(RELOAD_SUCCESS_TIMESTAMP.name, self.clock())
@@ -185,9 +186,11 @@ class Exporter:
         try:
             new_web = load_web_config(web_path)
             new_config = load_config(path)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the last good config: %s", exc)
-            return ReloadOutcome(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any validation error refuses the reload
+            reason = str(exc) if isinstance(exc, ConfigError) else (
+                f"{web_path}: {describe_error(exc)}")  # load_config raises ConfigError only
+            log.error("reload refused, keeping the last good config: %s", reason)
+            return ReloadOutcome(reason)
         problem = reload_check(self.settings, new_config.settings, new_config.origin)
         if problem:
             for adapter in new_config.adapters:
