@@ -33,15 +33,25 @@ telesales team dials on weekdays only):
   ticket       = 260 x  0.00724 + 0.8 x 260 x 0.00044 + 0.35 = 2.33
 
 A whole generated November comes out at 3.10 per call and 2.29 per ticket. Month to date
-at 2026-11-26 17:00, `contact-cost-exporter report` on the committed samples gives 2.98 per
-call (support 3.04, sales 2.87, telesales 2.86) and 2.22 per ticket (support 2.24, billing
-2.09): inside both bands. More calls than this (the 2 000-2 500 a day of a bigger centre)
+at 2026-11-26 17:00, `contact-cost-exporter report` on the committed samples gives 3.05 per
+call (support 3.12, sales 2.94, telesales 2.94) and 2.26 per ticket (support 2.29, billing
+2.15): inside both bands. More calls than this (the 2 000-2 500 a day of a bigger centre)
 would push voice below 2.70 with this cost base, so inbound volume sits at the low end on
-purpose. A single weekday carries 1/30 of the month's cost against 1/22.8 of its contacts,
-so day figures run at ~0.76 x the month's (a Saturday ~1.7 x); a Sunday has no contacts,
-so its cost shows as unallocated. The previous month holds only the window's first days,
-so its figures carry a whole month's cost on a few days' contacts (use --days 62 to cover
-it too).
+purpose.
+
+The example's [hours] match the generator (weekdays 08:00-20:00, Saturday 09:00-16:00,
+Sunday, CLOSED_DATES and Norway's public holidays closed), so shared cost accrues over
+open hours: November is open 21 x 12 + 4 x 7 = 280 h; a weekday carries 12/280 = 1/23.3
+of the month's cost against 1/22.8 of its contacts, so day figures run at ~0.98 x the
+month's (a Saturday 7/280 against 0.45/22.8 of the contacts, ~1.3 x); a Sunday carries
+no cost and nothing unallocated. Within a day the cost accrues evenly over the open hours
+while calls peak mid-morning, so a weekday's voice figure goes from ~4.0 at 08:30 to ~2.6
+at noon and ~2.7 at 17:00 (without [hours], 26 at 08:30 and 2.0 at 17:00). The previous
+month holds only the window's first days, so its figures carry a whole month's cost on a
+few days' contacts (use --days 62 to cover it too).
+
+`make run` writes to state/samples (ignored); config/samples holds the committed files
+that the tests compare with `--end 2026-11-26 --now 2026-11-26T17:00`.
 
 Usage: python scripts/generate_samples.py [--end YYYY-MM-DD] [--days 31] [--out DIR]
                                           [--now YYYY-MM-DDTHH:MM] [--if-stale]
@@ -51,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import math
 import os
@@ -84,6 +95,10 @@ TICKETS_PER_WEEKDAY = 300
 WEEKDAY_FACTOR = (1.14, 1.04, 1.00, 0.96, 0.86, 0.45, 0.0)  # Mon..Sun; Sunday closed
 OPEN_HOURS = {5: (9, 16)}  # Saturday; every other open day is 08:00-20:00
 DEFAULT_HOURS = (8, 20)
+# Closed all day, as config/example.toml's [hours] says: these dates and Norway's public
+# holidays (none fall in October or November, so the committed samples have none).
+CLOSED_DATES = frozenset({date(2026, 12, 24), date(2026, 12, 31)})
+HOLIDAYS_COUNTRY = "NO"
 # Relative arrivals per hour of the day, peaking mid-morning, with a post-lunch bump.
 HOURLY_CURVE = {
     8: 0.55, 9: 0.95, 10: 1.15, 11: 1.10, 12: 0.85, 13: 0.90,
@@ -171,9 +186,21 @@ def _lognormal(rng: random.Random, mean: float, sigma: float, low: int, high: in
     return max(low, min(high, int(rng.lognormvariate(mu, sigma))))
 
 
+@functools.cache
+def _public_holidays(year: int) -> frozenset[date]:
+    import holidays  # the exporter's own dependency for [hours] holidays = "NO"
+
+    return frozenset(holidays.country_holidays(HOLIDAYS_COUNTRY, years=year))
+
+
+def is_closed(day: date) -> bool:
+    """A day the sample center is closed although its weekday has hours."""
+    return day in CLOSED_DATES or day in _public_holidays(day.year)
+
+
 def _volume(rng: random.Random, base: float, day: date) -> int:
     factor = WEEKDAY_FACTOR[day.weekday()]
-    if factor <= 0:
+    if factor <= 0 or is_closed(day):
         return 0
     return max(0, round(base * factor * rng.gauss(1.0, 0.04)))
 

@@ -170,3 +170,31 @@ def test_committed_samples_match_the_generator(tmp_path: Path, name: str) -> Non
     gen.main(["--end", "2026-11-26", "--now", "2026-11-26T17:00", "--out", str(tmp_path)])
     committed = ROOT / "config" / "samples" / name
     assert committed.read_bytes() == (tmp_path / name).read_bytes()
+
+
+def test_closed_days_of_the_example_hours_have_no_contacts() -> None:
+    # Christmas Eve and New Year's Eve are closed by date; Christmas Day (Friday
+    # 2026-12-25) and Ascension Day (Thursday 2026-05-14) are Norwegian public holidays.
+    for day in (date(2026, 12, 24), date(2026, 12, 31), date(2026, 12, 25), date(2026, 5, 14)):
+        assert gen.is_closed(day)
+        assert list(gen.iter_cdr_rows(day)) == [] and list(gen.iter_ticket_rows(day)) == []
+    assert not gen.is_closed(date(2026, 12, 23)) and _rows(date(2026, 12, 23))
+
+
+def test_example_hours_match_the_generator() -> None:
+    import tomllib
+
+    from collector.config import HoursSettings
+
+    with (ROOT / "config" / "example.toml").open("rb") as f:
+        hours = HoursSettings.model_validate(tomllib.load(f)["hours"])
+
+    def spans(day: int) -> tuple[tuple[int, int], ...]:
+        if gen.WEEKDAY_FACTOR[day] == 0:
+            return ()
+        first, last = gen.OPEN_HOURS.get(day, gen.DEFAULT_HOURS)
+        return ((first * 3600, last * 3600),)
+
+    assert hours.week == tuple(spans(day) for day in range(7))
+    assert set(hours.closed) == gen.CLOSED_DATES
+    assert hours.holidays == gen.HOLIDAYS_COUNTRY
