@@ -236,3 +236,34 @@ def test_reload_applies_or_refuses_and_sets_the_gauge(tmp_path: Path) -> None:
         assert gauge("contactcenter_config_last_reload_successful") == 1
     finally:
         exp.close()
+
+
+def test_a_bad_row_of_a_real_export_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_e2e import cdr_line, write_config
+
+    monkeypatch.chdir(tmp_path)
+    start = datetime(2026, 11, 26, 9, tzinfo=UTC)
+    good = cdr_line("1.1", start, 120)
+    # Line 2: billsec "12x" where cdr_csv writes ASCII digits (a counted `duration` rejection),
+    # with an ESC sequence in the disposition field for good measure.
+    bad = cdr_line("1.2", start, 60).replace(",65,60,", ",65,12x,").replace(
+        '"ANSWERED"', '"ANSWERED\x1b[2J"')
+    (tmp_path / "Master.csv").write_text(good + bad + cdr_line("1.3", start, 30))
+    from collector.runtime import load_config
+
+    exp = Exporter(load_config(write_config(tmp_path)), clock=lambda: NOW.timestamp())
+    try:
+        with caplog.at_level(logging.DEBUG):  # every logger, adapters' included
+            assert exp.ingest("pbx") == 2
+    finally:
+        exp.close()
+    assert sum(exp.health.sources()["pbx"].rejected.values()) == 1
+    about_line_2 = [r for r in caplog.records if "Master.csv:2" in r.getMessage()]
+    assert len(about_line_2) == 1, [r.getMessage() for r in caplog.records]
+    record = about_line_2[0]
+    assert record.name == "collector.runtime"
+    assert record.getMessage().startswith(
+        f"source pbx: rejected record at {tmp_path / 'Master.csv'}:2, reason ")
+    assert "\x1b" not in "".join(r.getMessage() for r in caplog.records)
