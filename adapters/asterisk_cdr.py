@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field
@@ -14,9 +14,9 @@ from pydantic import ConfigDict, Field
 from adapters.base import (
     Adapter,
     Batch,
-    Contact,
     Encoding,
     LabelMap,
+    Leg,
     Rejection,
     SourceError,
     SourceSettings,
@@ -27,7 +27,7 @@ from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS
 from adapters.filetail import FilePosition, read_new_lines
 
 OTHER_QUEUE = "other"
-# disposition -> (handled, reason)
+# disposition -> (answered, reason)
 DISPOSITIONS: dict[str, tuple[bool, str]] = {
     "ANSWERED": (True, ""),
     "NO ANSWER": (False, "no_answer"),
@@ -37,9 +37,13 @@ DISPOSITIONS: dict[str, tuple[bool, str]] = {
     "UNKNOWN": (False, "unknown"),
 }
 # Column layouts by count: 16 base columns; + uniqueid, userfield; + peeraccount, linkedid,
-# sequence. Indices used below: src 1, dst 2, dcontext 3, start 9, duration 12,
-# billsec 13, disposition 14, uniqueid 16, userfield 17.
+# sequence. Indices used below: src 1, dst 2, dcontext 3, channel 5, dstchannel 6,
+# lastapp 7, start 9, duration 12, billsec 13, disposition 14, uniqueid 16, userfield 17,
+# linkedid 19, sequence 20.
 LAYOUTS = (16, 18, 21)
+# lastapp of the dialed side of a Dial in 16/18-column files (its own uniqueid, no linkedid)
+DIALED_SIDE_APPS = frozenset({"AppDial", "AppDial2"})
+NO_AGENT = "no_agent"  # answered, but only by the PBX (IVR, voicemail) or a Local channel
 SECONDS = {f"{second:02d}": second for second in range(60)}
 
 
@@ -55,6 +59,8 @@ class AsteriskCdrSettings(SourceSettings):
     directions: dict[str, Literal["inbound", "outbound"]] = Field(default_factory=dict)
     # userfield -> outcome label; unmapped: "" (no outcome)
     outcomes: LabelMap = Field(default_factory=dict)
+    # dcontext values whose rows are not customer contacts (FreePBX: from-internal)
+    exclude_contexts: list[str] = Field(default_factory=list)
     channel: Literal["voice"] = "voice"
     encoding: Encoding = "utf-8"
 
@@ -160,36 +166,42 @@ class _JoinedLines(Exception):
     """The chunk-wide csv reader joined lines (an open quote): parse line by line instead."""
 
 
+class ParsedCdr(NamedTuple):
+    """What parse_cdr found in some lines: legs, rejected rows, rows left out on purpose."""
+
+    legs: list[Leg]
+    rejections: list[Rejection]
+    excluded: list[Rejection]  # exclude_contexts, or a dialed side without linkedid
+
+
 def parse_cdr(
     data: bytes,
     first_line: int,
     settings: AsteriskCdrSettings,
     tz: ZoneInfo,
     clock: LocalClock | None = None,
-) -> tuple[list[Contact], list[Rejection]]:
-    """Parse complete Master.csv lines into contacts and rejections. No I/O.
+) -> ParsedCdr:
+    """Parse complete Master.csv lines into call legs, rejections and exclusions. No I/O.
 
-    Every non-blank line becomes exactly one Contact or one Rejection. `tz` is the zone of
-    the dates unless `settings.usegmtime`; pass a `clock` to keep its hour cache across calls.
+    Every non-blank line becomes exactly one Leg, one rejection or one exclusion. The
+    store merges the legs of a call into its contact. `tz` is the zone of the dates unless
+    `settings.usegmtime`; pass a `clock` to keep its hour cache across calls.
     """
     if clock is None:
         clock = LocalClock(ZoneInfo("UTC") if settings.usegmtime else tz)
     decode_rejections: list[Rejection] = []
     numbers, lines = _decode_lines(data, first_line, settings.encoding, decode_rejections)
-    contacts: list[Contact] = []
-    rejections = list(decode_rejections)
+    out = ParsedCdr([], list(decode_rejections), [])
     reader = csv.reader(lines)
     try:
         # Fast path: one reader over the chunk, checking that each row took one line.
-        _parse_rows(
-            zip(numbers, reader, strict=False), reader, settings, clock, contacts, rejections
-        )
+        _parse_rows(zip(numbers, reader, strict=False), reader, settings, clock, out)
     except (_JoinedLines, csv.Error):
-        contacts, rejections = [], list(decode_rejections)
-        rows = _rows_one_by_one(numbers, lines, rejections)
-        _parse_rows(rows, None, settings, clock, contacts, rejections)
-    rejections.sort(key=lambda rejection: rejection.line)
-    return contacts, rejections
+        out = ParsedCdr([], list(decode_rejections), [])
+        rows = _rows_one_by_one(numbers, lines, out.rejections)
+        _parse_rows(rows, None, settings, clock, out)
+    out.rejections.sort(key=lambda rejection: rejection.line)
+    return out
 
 
 def _parse_rows(
@@ -197,17 +209,18 @@ def _parse_rows(
     reader: Any,
     settings: AsteriskCdrSettings,
     clock: LocalClock,
-    contacts: list[Contact],
-    rejections: list[Rejection],
+    out: ParsedCdr,
 ) -> None:
     """The hot loop. With `reader`, raise _JoinedLines when a row took more than one line."""
-    routes: dict[str, tuple[str, str]] = {}  # dcontext -> (queue, direction)
+    routes: dict[str, tuple[str, str]] = {}  # dcontext -> (queue, direction); "" unmapped
     queues, directions, outcomes = settings.queues, settings.directions, settings.outcomes
+    excluded_contexts = frozenset(settings.exclude_contexts)
     channel = settings.channel
     epoch, minutes = clock.epoch, clock.minutes
     customers: dict[str, str | None] = {}  # raw number -> hash, for repeat callers
-    append = contacts.append
-    new_contact = tuple.__new__
+    append = out.legs.append
+    rejections, excluded = out.rejections, out.excluded
+    new_leg = tuple.__new__
     lines_seen = 0
     for number, row in rows:
         if reader is not None:
@@ -221,6 +234,16 @@ def _parse_rows(
             rejections.append(
                 Rejection("columns", number, f"{width} columns, expected 16, 18 or 21")
             )
+            continue
+        dcontext = row[3]
+        if dcontext in excluded_contexts:
+            excluded.append(Rejection("excluded_context", number, dcontext[:40]))
+            continue
+        if width < 21 and (
+            row[7] in DIALED_SIDE_APPS or (row[5][:6] == "Local/" and row[5][-2:] == ";2")
+        ):
+            # Without linkedid nothing ties the dialed side to its call: not a call itself.
+            excluded.append(Rejection("internal_leg", number, row[5][:40]))
             continue
         text = row[9]
         try:
@@ -250,41 +273,48 @@ def _parse_rows(
             if disposition is None:
                 rejections.append(Rejection("disposition", number, row[14][:40]))
                 continue
-        dcontext = row[3]
         route = routes.get(dcontext)
         if route is None:
-            route = routes[dcontext] = (
-                queues.get(dcontext, OTHER_QUEUE),
-                directions.get(dcontext, "inbound"),
-            )
+            route = routes[dcontext] = (queues.get(dcontext, ""), directions.get(dcontext, ""))
         queue, direction = route
-        if width > 16:
+        if width == 21:
             uniqueid, outcome = row[16], outcomes.get(row[17], "")
+            call = row[19] or uniqueid
+            leg_id = f"{uniqueid}:{row[20]}" if uniqueid and row[20] else row_id(row)
+            call = call or leg_id
+        elif width == 18:
+            outcome = outcomes.get(row[17], "")
+            leg_id = row_id(row)
+            call = row[16] or leg_id
         else:
-            uniqueid, outcome = "", ""
-        seconds = float(billsec)
-        raw_customer = row[1] if direction == "inbound" else row[2]
+            outcome = ""
+            call = leg_id = row_id(row)
+        answered = disposition[0]
+        dstchannel = row[6]
+        person = answered and billsec > 0 and dstchannel != "" and dstchannel[:6] != "Local/"
+        raw_customer = row[2] if direction == "outbound" else row[1]
         customer = customers.get(raw_customer, "")
         if customer == "":
             customer = customers[raw_customer] = hash_customer(raw_customer)
         # tuple.__new__ skips NamedTuple.__new__'s Python-level call: this is the hot path.
         append(
-            new_contact(
-                Contact,
+            new_leg(
+                Leg,
                 (
-                    uniqueid or row_id(row),
+                    leg_id,
+                    call,
                     channel,
-                    direction,
-                    queue,
                     start,
-                    disposition[0],
-                    seconds,
-                    seconds,
-                    seconds,
+                    start + duration,
+                    float(billsec),
+                    answered,
+                    person,
+                    queue,
+                    direction,
                     outcome,
                     customer,
                     None,
-                    disposition[1],
+                    disposition[1] if person or not answered else NO_AGENT,
                 ),
             )
         )
@@ -303,8 +333,12 @@ class AsteriskCdrAdapter(Adapter):
         try:
             chunks = read_new_lines(settings.path, FilePosition.loads(position))
             for chunk in chunks:
-                contacts, rejections = parse_cdr(chunk.data, chunk.first_line, settings, tz, clock)
-                yield Batch(contacts, rejections, chunk.position.dumps(), str(chunk.path))
+                legs, rejections, excluded = parse_cdr(
+                    chunk.data, chunk.first_line, settings, tz, clock
+                )
+                yield Batch(
+                    [], rejections, chunk.position.dumps(), str(chunk.path), legs, excluded
+                )
         except FileNotFoundError:
             raise SourceError(f"{settings.path}: file not found", "missing") from None
         except OSError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib.metadata import EntryPoint, entry_points
@@ -63,6 +63,30 @@ class Contact(NamedTuple):
     customer: str | None = None  # hashed, never the raw number or address
     price: float | None = None  # telephony price carried by the export itself
     reason: str = ""  # why an unhandled contact was not handled (no_answer, busy, ...)
+    wait_seconds: float | None = None  # arrival to first answer by a person; None if never
+
+
+class Leg(NamedTuple):
+    """One record of a call that the vendor writes as several (Asterisk: one CDR per dial
+    attempt or bridge). Legs with the same `call` make one contact, merged by the store.
+
+    Field order is the store's column order. Times are UTC epoch seconds.
+    """
+
+    id: str  # the leg's identity inside its call (Asterisk: uniqueid:sequence, or a row hash)
+    call: str  # the call it belongs to (Asterisk: linkedid, else uniqueid, else the row)
+    channel: str
+    start: float
+    end: float
+    billsec: float  # seconds billed, ending at `end`: the interval [end - billsec, end]
+    answered: bool  # the leg was answered (by anyone: a person, an IVR, a Local channel)
+    person: bool  # answered by a person (Asterisk: dstchannel set, not Local/...)
+    queue: str = ""  # "" when this leg's context maps to no queue
+    direction: str = ""  # "" when this leg's context maps to no direction
+    outcome: str = ""
+    customer: str | None = None
+    price: float | None = None
+    reason: str = ""  # why this leg was not answered by a person (no_answer, no_agent, ...)
 
 
 class Rejection(NamedTuple):
@@ -84,6 +108,8 @@ class Batch(NamedTuple):
     rejections: list[Rejection]
     position: str | None  # opaque to everything but the adapter; None keeps the old one
     location: str = ""  # file or URL the batch came from, for log lines
+    legs: Sequence[Leg] = ()  # records of multi-record calls; the store merges them per call
+    excluded: Sequence[Rejection] = ()  # records left out on purpose (configured), by reason
     # The file was rotated or truncated and the rest of its old content was not found.
     rotation_losses: int = 0
 

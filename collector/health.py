@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from collector.metrics import (
     BY_NAME,
     SCHEDULER_JOB_RUNS,
+    SOURCE_DUPLICATES,
     SOURCE_DURATION,
+    SOURCE_EXCLUDED,
     SOURCE_INTERVAL,
     SOURCE_LAST_RECORD,
     SOURCE_LAST_SUCCESS,
@@ -35,6 +37,8 @@ class SourceState:
     last_duration: float = 0.0
     records: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    excluded: Counter[str] = field(default_factory=Counter)
     last_error: str = ""
     last_run: float = 0.0
     last_record: float = 0.0  # start of the newest stored contact; 0 when none
@@ -75,6 +79,8 @@ class HealthState:
         accepted: int,
         rejections: Iterable[Rejection],
         newest: float | None = None,
+        duplicates: int = 0,
+        excluded: Iterable[Rejection] = (),
     ) -> None:
         """A committed batch; `newest`: the start of the newest contact it stored, if known."""
         with self._lock:
@@ -82,6 +88,8 @@ class HealthState:
             if state is None:
                 return
             state.records += accepted
+            state.duplicates += duplicates
+            state.excluded.update(r.reason for r in excluded)
             if newest is not None:
                 state.last_record = max(state.last_record, newest)
             state.rejected.update(r.reason for r in rejections)
@@ -145,7 +153,10 @@ class HealthState:
     def sources(self) -> dict[str, SourceState]:
         with self._lock:
             return {
-                name: SourceState(**{**s.__dict__, "rejected": Counter(s.rejected)})
+                name: SourceState(
+                    **{**s.__dict__, "rejected": Counter(s.rejected),
+                       "excluded": Counter(s.excluded)}
+                )
                 for name, s in self._sources.items()
             }
 
@@ -179,6 +190,15 @@ class HealthState:
                 ({"source": n, "reason": reason}, count)
                 for n, s in sources
                 for reason, count in sorted(s.rejected.items())
+            ],
+        )
+        yield render_family(SOURCE_DUPLICATES, [({"source": n}, s.duplicates) for n, s in sources])
+        yield render_family(
+            SOURCE_EXCLUDED,
+            [
+                ({"source": n, "reason": reason}, count)
+                for n, s in sources
+                for reason, count in sorted(s.excluded.items())
             ],
         )
         yield render_family(

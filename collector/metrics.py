@@ -175,8 +175,23 @@ SOURCE_INTERVAL = MetricFamily(
 SOURCE_RECORDS = MetricFamily(
     "contactcenter_source_records",
     "counter",
-    "New contacts stored from this source since the exporter started.",
+    "New records stored from this source since the exporter started: contacts, or call "
+    "legs for sources that write several records per call (contactcenter_contacts counts calls).",
     ("source",),
+)
+SOURCE_DUPLICATES = MetricFamily(
+    "contactcenter_source_duplicate_records",
+    "counter",
+    "Records read again that were already stored (a re-read export, a redelivery), "
+    "so not counted twice.",
+    ("source",),
+)
+SOURCE_EXCLUDED = MetricFamily(
+    "contactcenter_source_excluded_records",
+    "counter",
+    "Records left out on purpose, by reason: a configured exclusion (excluded_context, "
+    "excluded_value) or a call's internal leg (internal_leg). Not contacts.",
+    ("source", "reason"),
 )
 SOURCE_REJECTED = MetricFamily(
     "contactcenter_source_rejected_records",
@@ -221,6 +236,8 @@ HEALTH: tuple[MetricFamily, ...] = (
     SOURCE_INTERVAL,
     SOURCE_RECORDS,
     SOURCE_REJECTED,
+    SOURCE_DUPLICATES,
+    SOURCE_EXCLUDED,
     SCHEDULER_JOB_RUNS,
     STORE_ERRORS,
     WEBHOOK_REQUESTS,

@@ -18,11 +18,11 @@ from collector.config import ConfigError, Settings, load_settings
 from collector.health import HealthState
 from collector.logsafe import printable
 from collector.metrics import RELOAD_SUCCESS_TIMESTAMP, RELOAD_SUCCESSFUL
-from collector.model import Contact, Rejection
+from collector.model import Batch, Rejection
 from collector.pipeline import figures_at
 from collector.snapshot import Snapshot, SnapshotHolder
 from collector.sources import build_adapters
-from collector.store import SqliteStore, Store
+from collector.store import Committed, SqliteStore, Store
 from collector.webconfig import WebConfig, load_web_config
 from collector.webhooks import WebhookReceiver
 from collector.worker import RecomputeWorker
@@ -231,7 +231,7 @@ class Exporter:
             for batch in adapter.pull(position):
                 if self._stopping.is_set():
                     break  # shutting down: the batches committed so far stay, the rest waits
-                stored += self._commit(source, batch.contacts, batch.rejections, batch.position)
+                stored += self._commit(source, batch)
                 rejected.update(r.reason for r in batch.rejections)
                 if batch.rejections:
                     self._log_rejections(source, batch.location, batch.rejections)
@@ -260,16 +260,17 @@ class Exporter:
             self._note_first_run(source)
         return stored
 
-    def _commit(
-        self,
-        source: str,
-        contacts: list[Contact],
-        rejections: list[Rejection],
-        position: str | None,
-    ) -> int:
-        stored: int = self._store_call("commit", self.store.commit, source, contacts, position)
+    def _commit(self, source: str, batch: Batch) -> int:
+        """Commit one batch (contacts, or call legs the store merges per call)."""
+        committed: Committed = self._store_call(
+            "commit", self.store.commit_records, source, batch.contacts, batch.legs,
+            batch.position,
+        )
+        stored = committed.records
         newest = self._store_call("read", self.store.newest_start, source) if stored else None
-        self.health.record_batch(source, stored, rejections, newest)
+        self.health.record_batch(
+            source, stored, batch.rejections, newest, committed.duplicates, batch.excluded
+        )
         return stored
 
     def _store_call(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:

@@ -1,9 +1,13 @@
-"""The contact store: normalised contacts, read positions and daily rollups, in SQLite.
+"""The contact store: normalised contacts, call legs, read positions and daily rollups, in SQLite.
 
-Contacts are unique per (source, id). A source's read position is written in the same
-transaction as its contacts and the rollups they add to, so a kill -9 at any moment
-loses nothing and counts nothing twice. Recompute reads only the daily rollups (plus, for
-a moment inside a day, that day's raw rows), so its cost does not grow with history.
+Contacts are unique per (source, id). A source that splits a call into several records
+(Asterisk writes one CDR per dial attempt or bridge) commits legs instead: legs are unique
+per (source, call, id), and each call's contact is recomputed from all its stored legs
+whenever one arrives, its old share of the rollups taken out and the new one put in. A
+source's read position is written in the same transaction as its contacts, legs and the
+rollups they touch, so a kill -9 at any moment loses nothing and counts nothing twice.
+Recompute reads only the daily rollups (plus, for a moment inside a day, that day's raw
+rows), so its cost does not grow with history.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
+from adapters.base import Leg
+from collector.calls import leg_of_contact, merge_legs
 from collector.model import Contact, Rollup
 
-SCHEMA_VERSION = "1"
+# 1: contacts, positions, daily. 2: + contacts.wait_seconds, + legs (opens a 1 in place).
+SCHEMA_VERSION = "2"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BUCKET = 900  # offsets of every IANA zone change on quarter-hour boundaries
 # Epochs a day inside datetime's range (years 1..9999): a start beyond them (a parser let
@@ -45,9 +52,29 @@ CREATE TABLE IF NOT EXISTS contacts (
     customer TEXT,
     price REAL,
     reason TEXT NOT NULL,
+    wait_seconds REAL,
     PRIMARY KEY (source, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contacts_by_day ON contacts (day);
+CREATE TABLE IF NOT EXISTS legs (
+    source TEXT NOT NULL,
+    call TEXT NOT NULL,
+    id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    start REAL NOT NULL,
+    finish REAL NOT NULL,
+    billsec REAL NOT NULL,
+    answered INTEGER NOT NULL,
+    person INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    customer TEXT,
+    price REAL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (source, call, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS positions (
     source TEXT PRIMARY KEY,
     position TEXT NOT NULL,
@@ -70,10 +97,33 @@ CREATE TABLE IF NOT EXISTS daily (
 ) WITHOUT ROWID;
 """
 
+_CONTACT_COLUMNS = (
+    "id, channel, direction, queue, start, handled, handle_seconds, talk_seconds, "
+    "billable_seconds, outcome, customer, price, reason, wait_seconds"
+)  # Contact's field order
 _INSERT = (
-    "INSERT OR IGNORE INTO contacts (id, channel, direction, queue, start, handled, "
-    "handle_seconds, talk_seconds, billable_seconds, outcome, customer, price, reason, "
-    "source, day) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT OR IGNORE INTO contacts ({_CONTACT_COLUMNS}, source, day) "  # noqa: S608 - constants
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+# After the fast path's OR IGNORE skipped something, the rows known to be new go in with a
+# plain INSERT, so that a constraint other than the key (NOT NULL) fails loudly.
+_INSERT_NEW = _INSERT.replace("INSERT OR IGNORE", "INSERT")
+_REPLACE = _INSERT.replace("INSERT OR IGNORE", "INSERT OR REPLACE")
+_LEG_COLUMNS = (
+    "id, call, channel, start, finish, billsec, answered, person, queue, direction, "
+    "outcome, customer, price, reason"
+)  # Leg's field order
+_INSERT_LEG = (
+    f"INSERT OR IGNORE INTO legs ({_LEG_COLUMNS}, source, n) "  # noqa: S608 - constants
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_NEW_LEG = _INSERT_LEG.replace("INSERT OR IGNORE", "INSERT")
+_LEGS_OF_CALL = (
+    f"SELECT {_LEG_COLUMNS} FROM legs WHERE source = ? AND call = ? ORDER BY start, n"  # noqa: S608
+)
+_DELETE_EMPTY_DAILY = (
+    "DELETE FROM daily WHERE day = ? AND channel = ? AND direction = ? AND queue = ? "
+    "AND outcome = ? AND contacts <= 0"
 )
 _UPSERT_DAILY = """
 INSERT INTO daily (day, channel, direction, queue, outcome, contacts, handled,
@@ -98,6 +148,13 @@ GROUP BY day, channel, direction, queue, outcome
 """
 
 
+class Committed(NamedTuple):
+    """What one commit did: records (contacts or legs) new to the store, and repeats."""
+
+    records: int  # new contacts plus new legs
+    duplicates: int  # records already stored (a re-read, a redelivery) or repeated in the batch
+
+
 class Store(Protocol):
     """What the scheduler, webhooks and recompute need from storage."""
 
@@ -105,11 +162,34 @@ class Store(Protocol):
 
     def commit(self, source: str, contacts: Sequence[Contact], position: str | None) -> int: ...
 
+    def commit_records(
+        self,
+        source: str,
+        contacts: Sequence[Contact],
+        legs: Sequence[Leg],
+        position: str | None,
+    ) -> Committed: ...
+
     def rollups_as_of(self, first_day: date, now: datetime) -> list[Rollup]: ...
 
     def newest_start(self, source: str) -> float | None: ...
 
     def close(self) -> None: ...
+
+
+class StoreVersionError(RuntimeError):
+    """The store was written by a newer version of the exporter."""
+
+
+def _leg_start(leg: Leg) -> float:
+    return leg.start
+
+
+def _leg_of_row(row: tuple[object, ...]) -> Leg:
+    lid, call, channel, start, finish, billsec, answered, person, *rest = row
+    return Leg(
+        lid, call, channel, start, finish, billsec, bool(answered), bool(person), *rest  # type: ignore[arg-type]
+    )
 
 
 class DayMapper:
@@ -134,20 +214,24 @@ class DayMapper:
         return int((epoch + self.offset(epoch)) // 86400) + _EPOCH_ORDINAL
 
 
-def _add(totals: dict[tuple[int, str, str, str, str], list[float]], day: int, c: Contact) -> None:
+Totals = dict[tuple[int, str, str, str, str], list[float]]
+
+
+def _add(totals: Totals, day: int, c: Contact, sign: int = 1) -> None:
+    """Add (sign 1) or take out (sign -1) one contact's share of its day's rollup row."""
     key = (day, c.channel, c.direction, c.queue, c.outcome)
     acc = totals.get(key)
     if acc is None:
         acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, c.start]
-    acc[0] += 1
+    acc[0] += sign
     if c.handled:
-        acc[1] += 1
-        acc[2] += c.handle_seconds
-        acc[3] += c.talk_seconds
-    acc[4] += c.billable_seconds
+        acc[1] += sign
+        acc[2] += sign * c.handle_seconds
+        acc[3] += sign * c.talk_seconds
+    acc[4] += sign * c.billable_seconds
     if c.price is not None:
-        acc[5] += c.price
-    if c.start > acc[6]:
+        acc[5] += sign * c.price
+    if c.start > acc[6]:  # an upper bound stays one when a contact moves earlier
         acc[6] = c.start
 
 
@@ -160,6 +244,9 @@ class SqliteStore:
         self.path = Path(path)
         self._days = DayMapper(tz)
         self._lock = threading.RLock()
+        self._legs_written = 0
+        self._readonly = readonly
+        self._newest: dict[str, float | None] = {}  # source -> newest contact start, once read
         if readonly:  # a reader next to the writer (the recompute worker): no schema, no meta
             self._db = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, timeout=busy_timeout,
@@ -173,10 +260,35 @@ class SqliteStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._check_version()
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._check_meta(tz)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'legs'").fetchone()
+        self._legs_written = int(row[0]) if row else 0  # the file order of the next leg
 
     # -- setup ---------------------------------------------------------------------------
+    def _check_version(self) -> None:
+        """Refuse a store written by a newer version: its schema may mean other things."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row and row[0].isdigit() and int(row[0]) > int(SCHEMA_VERSION):
+            raise StoreVersionError(
+                f"{self.path}: store schema {row[0]} is newer than this exporter's "
+                f"({SCHEMA_VERSION}); upgrade the exporter or point it at another store"
+            )
+
+    def _migrate(self) -> None:
+        """Bring a store of schema 1 up to date in place: legs (created by _SCHEMA) and
+        contacts.wait_seconds. Its contacts stay; each counts as a call of one leg."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(contacts)")}
+        if "wait_seconds" not in columns:
+            self._db.execute("ALTER TABLE contacts ADD COLUMN wait_seconds REAL")
+
     def _check_meta(self, tz: ZoneInfo) -> None:
         with self._lock:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -214,21 +326,44 @@ class SqliteStore:
         return row[0] if row else None
 
     def commit(self, source: str, contacts: Sequence[Contact], position: str | None) -> int:
-        """Store new contacts, roll them up and move the position, atomically.
+        """Store new contacts and move the position; returns how many contacts were new."""
+        return self.commit_records(source, contacts, (), position).records
 
-        Returns how many contacts were new. Contacts already stored for this source (same
-        id) are ignored, so re-reading an export or a redelivered webhook counts once.
+    def commit_records(
+        self,
+        source: str,
+        contacts: Sequence[Contact],
+        legs: Sequence[Leg],
+        position: str | None,
+    ) -> Committed:
+        """Store new contacts and legs, roll them up and move the position, atomically.
+
+        A contact or leg already stored for this source (same id; for a leg, same call and
+        id) is a duplicate: re-reading an export or a redelivered webhook counts once. Each
+        call that gains a leg gets its contact recomputed from all its legs; the rollups
+        lose the call's old contribution and gain the new one in the same transaction.
         """
         with self._lock:
+            legs_before = self._legs_written
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                totals: Totals = {}
                 inserted = self._insert(source, contacts)
-                totals: dict[tuple[int, str, str, str, str], list[float]] = {}
                 for day, contact in inserted:
                     _add(totals, day, contact)
+                fresh_legs = self._insert_legs(source, legs) if legs else []
+                merged: list[tuple[int, Contact]] = []
+                moved = self._merge_calls(source, fresh_legs, totals, merged) if fresh_legs else []
                 self._db.executemany(
                     _UPSERT_DAILY, (key + tuple(acc) for key, acc in totals.items())
                 )
+                if moved:  # a call left its old row (day, queue or outcome changed)
+                    self._db.executemany(_DELETE_EMPTY_DAILY, moved)
+                if self._legs_written != legs_before:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('legs', ?)",
+                        (str(self._legs_written),),
+                    )
                 if position is not None:
                     self._db.execute(
                         "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)",
@@ -236,9 +371,16 @@ class SqliteStore:
                     )
                 self._db.execute("COMMIT")
             except BaseException:
+                self._legs_written = legs_before
                 self._rollback()
                 raise
-        return len(inserted)
+            if source in self._newest:
+                starts = [c.start for _, c in inserted] + [c.start for _, c in merged]
+                known = self._newest[source]
+                if starts and (known is None or max(starts) > known):
+                    self._newest[source] = max(starts)
+        records = len(inserted) + len(fresh_legs)
+        return Committed(records, len(contacts) + len(legs) - records)
 
     def _rollback(self) -> None:
         """Roll back the open transaction, if SQLite has not already (disk full, I/O error
@@ -264,8 +406,116 @@ class SqliteStore:
             if c.id not in known:
                 known.add(c.id)  # also drops a repeat inside this batch
                 fresh.append((day, c))
-        self._db.executemany(_INSERT, ((*c, source, day) for day, c in fresh))
+        self._db.executemany(_INSERT_NEW, ((*c, source, day) for day, c in fresh))
         return fresh
+
+    def _insert_legs(self, source: str, legs: Sequence[Leg]) -> list[Leg]:
+        """Insert the legs not stored yet (in file order); returns them."""
+        first = self._legs_written
+        before = self._db.total_changes
+        self._db.execute("SAVEPOINT legs")
+        self._db.executemany(
+            _INSERT_LEG, ((*leg, source, n) for n, leg in enumerate(legs, first))
+        )
+        if self._db.total_changes - before == len(legs):
+            self._db.execute("RELEASE legs")
+            self._legs_written = first + len(legs)
+            return list(legs)
+        self._db.execute("ROLLBACK TO legs")
+        self._db.execute("RELEASE legs")
+        known = self._known_legs(source, [leg.call for leg in legs])
+        fresh: list[Leg] = []
+        for leg in legs:
+            key = (leg.call, leg.id)
+            if key not in known:
+                known.add(key)  # also drops a repeat inside this batch
+                fresh.append(leg)
+        self._db.executemany(
+            _INSERT_NEW_LEG, ((*leg, source, n) for n, leg in enumerate(fresh, first))
+        )
+        self._legs_written = first + len(fresh)
+        return fresh
+
+    def _known_legs(self, source: str, calls: Iterable[str]) -> set[tuple[str, str]]:
+        unique = list(dict.fromkeys(calls))
+        known: set[tuple[str, str]] = set()
+        for i in range(0, len(unique), 500):
+            part = unique[i : i + 500]
+            marks = ",".join("?" * len(part))
+            known.update(
+                self._db.execute(
+                    f"SELECT call, id FROM legs WHERE source = ? AND call IN ({marks})",  # noqa: S608
+                    (source, *part),
+                )
+            )
+        return known
+
+    def _merge_calls(
+        self, source: str, fresh: list[Leg], totals: Totals, merged: list[tuple[int, Contact]]
+    ) -> list[tuple[int, str, str, str, str]]:
+        """Recompute the contact of every call that gained a leg, into `merged`; returns the
+        rollup keys a call's old contact was taken out of (to drop rows left empty)."""
+        by_call: dict[str, list[Leg]] = {}
+        for leg in fresh:
+            group = by_call.get(leg.call)
+            if group is None:
+                by_call[leg.call] = [leg]
+            else:
+                group.append(leg)
+        day_of = self._days.day
+        batch_calls: list[tuple[int, Contact]] = []  # from this batch's legs alone
+        for call, group in by_call.items():
+            if len(group) > 1:
+                group.sort(key=_leg_start)  # stable: file order breaks ties
+            contact = merge_legs(call, group)
+            batch_calls.append((day_of(contact.start), contact))
+        # Fast path: every call is new to the store (a day's file read for the first time).
+        before = self._db.total_changes
+        self._db.execute("SAVEPOINT calls")
+        self._db.executemany(_INSERT, ((*c, source, day) for day, c in batch_calls))
+        if self._db.total_changes - before == len(batch_calls):
+            self._db.execute("RELEASE calls")
+            for day, contact in batch_calls:
+                _add(totals, day, contact)
+            merged.extend(batch_calls)
+            return []
+        self._db.execute("ROLLBACK TO calls")
+        self._db.execute("RELEASE calls")
+        known = self._known_ids(source, by_call)
+        moved: list[tuple[int, str, str, str, str]] = []
+        new_calls: list[tuple[int, Contact]] = []
+        for day, contact in batch_calls:
+            if contact.id not in known:
+                new_calls.append((day, contact))
+                merged.append((day, contact))
+                _add(totals, day, contact)
+                continue
+            old_day, old = self._stored_contact(source, contact.id)
+            legs = [_leg_of_row(row) for row in self._db.execute(
+                _LEGS_OF_CALL, (source, contact.id)
+            )]
+            if len(legs) == len(by_call[contact.id]):
+                # Stored before legs were kept (schema 1), or by a source of plain contacts:
+                # the old contact is the call's first leg.
+                legs.insert(0, leg_of_contact(old))
+                legs.sort(key=_leg_start)
+            new = merge_legs(contact.id, legs)
+            new_day = day_of(new.start)
+            merged.append((new_day, new))
+            _add(totals, old_day, old, -1)
+            _add(totals, new_day, new)
+            moved.append((old_day, old.channel, old.direction, old.queue, old.outcome))
+            self._db.execute(_REPLACE, (*new, source, new_day))
+        self._db.executemany(_INSERT_NEW, ((*c, source, day) for day, c in new_calls))
+        return moved
+
+    def _stored_contact(self, source: str, call: str) -> tuple[int, Contact]:
+        row = self._db.execute(
+            f"SELECT day, {_CONTACT_COLUMNS} FROM contacts WHERE source = ? AND id = ?",  # noqa: S608
+            (source, call),
+        ).fetchone()
+        day, cid, channel, direction, queue, start, handled, *rest = row
+        return day, Contact(cid, channel, direction, queue, start, bool(handled), *rest)
 
     def _known_ids(self, source: str, ids: Iterable[str]) -> set[str]:
         unique = list(dict.fromkeys(ids))
@@ -307,12 +557,21 @@ class SqliteStore:
         ]
 
     def newest_start(self, source: str) -> float | None:
-        """Start of the newest contact stored from `source`; None when it has none."""
+        """Start of the newest contact stored from `source`; None when it has none.
+
+        The writer scans the source's contacts once, then keeps the figure up to date on
+        each commit (a scan per batch would grow with history).
+        """
         with self._lock:
+            if source in self._newest:
+                return self._newest[source]
             row = self._db.execute(
                 "SELECT max(start) FROM contacts WHERE source = ?", (source,)
             ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+            newest = None if row is None or row[0] is None else float(row[0])
+            if not self._readonly:
+                self._newest[source] = newest
+        return newest
 
     def counts(self) -> dict[str, int]:
         """Stored contacts per source (for tests, the landing page and reports)."""

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from adapters import aircall, freshdesk, liveagent, twilio, zendesk
 from adapters.asterisk_cdr import AsteriskCdrSettings, parse_cdr
-from adapters.base import FieldError, ShapeError
+from adapters.base import FieldError, Leg, ShapeError
 from adapters.csv_export import CsvSettings, HeaderError, parse_csv
 from adapters.generic_webhook import (
     GenericWebhookAdapter,
@@ -43,6 +43,7 @@ from adapters.generic_webhook import (
     parse_event,
 )
 from adapters.twilio import twilio_signature
+from collector.calls import merge_legs
 from collector.config import Settings
 from collector.health import HealthState
 from collector.model import CHANNELS_KNOWN, DIRECTIONS, Contact, Rejection
@@ -197,12 +198,23 @@ def test_cdr_parser_accounts_for_every_line(
     data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n"
     expected = non_blank_segments(data)
     cdr_settings = CDR_SETTINGS.model_copy(update={"usegmtime": usegmtime})
-    contacts, rejections = parse_cdr(data, first_line, cdr_settings, ZoneInfo(zone))
-    assert len(contacts) + len(rejections) == expected
-    check_rejections(rejections, FILE_REASONS, range(first_line, first_line + data.count(b"\n")))
-    for contact in contacts:
-        check_contact(contact, {*CDR_QUEUES.values(), "other"})
-    check_stored(contacts, zone)
+    legs, rejections, excluded = parse_cdr(data, first_line, cdr_settings, ZoneInfo(zone))
+    assert len(legs) + len(rejections) + len(excluded) == expected
+    lines = range(first_line, first_line + data.count(b"\n"))
+    check_rejections(rejections, FILE_REASONS, lines)
+    check_rejections(excluded, {"internal_leg", "excluded_context"}, lines)
+    calls: dict[str, list[Leg]] = {}
+    for leg in legs:
+        calls.setdefault(leg.call, []).append(leg)
+    for call, group in calls.items():  # the contacts the store makes of them, one per call
+        check_contact(merge_legs(call, group), {*CDR_QUEUES.values(), "other"})
+    store = SqliteStore(":memory:", ZoneInfo(zone))
+    try:  # a real store takes every leg (none poisons the batch), once per (call, id)
+        committed = store.commit_records("fuzz", [], legs, "pos")
+        assert committed.records == len({(leg.call, leg.id) for leg in legs})
+        assert sum(store.counts().values()) == len(calls)
+    finally:
+        store.close()
 
 
 # -- generic CSV export ----------------------------------------------------------------------

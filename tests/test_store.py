@@ -1,15 +1,17 @@
-"""Store: unique per (source, id), position atomic with rows, rollups by local day."""
+"""Store: unique per (source, id), legs merged per call, position atomic with rows, rollups by local day."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from adapters.base import Leg
 from collector.model import Contact, Rollup
-from collector.store import DayMapper, SqliteStore
+from collector.store import Committed, DayMapper, SqliteStore, StoreVersionError
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -119,3 +121,171 @@ def test_store_survives_reopen(tmp_path: Path) -> None:
     assert store.position("pbx") == "p1"
     assert store.commit("pbx", [call("a", "2026-11-02T09:00:00+01:00")], "p2") == 0
     store.close()
+
+
+# -- legs: several records per call -----------------------------------------------------------
+T = datetime(2026, 11, 2, 10, 0, tzinfo=OSLO).timestamp()  # 1793610000
+WEEK = (date(2026, 11, 1), datetime(2026, 11, 3, tzinfo=UTC))
+
+
+def leg(lid: str, start: float, end: float, billsec: float, answered: bool, person: bool,
+        call: str = "q1", outcome: str = "", reason: str = "") -> Leg:
+    return Leg(lid, call, "voice", T + start, T + end, billsec, answered, person, "support",
+               "", outcome, None, None, reason)
+
+
+# The queue call of tests/fixtures/asterisk/calls21.csv: agents 201 and 202 do not answer
+# (20 s each), 203 answers at +55 s and talks 300 s.
+QUEUE_CALL = [
+    leg("1:1", 0, 20, 0, False, False, reason="no_answer"),
+    leg("1:2", 25, 45, 0, False, False, reason="no_answer"),
+    leg("1:3", 50, 355, 300, True, True, outcome="sale"),
+]
+
+
+def rollup_tuples(store: SqliteStore) -> list[tuple[str, int, int, float, float]]:
+    return sorted((r.outcome, r.contacts, r.handled, r.talk_seconds, r.billable_seconds)
+                  for r in store.rollups_as_of(*WEEK))
+
+
+def stored_contacts(store: SqliteStore) -> list[tuple[object, ...]]:
+    return store._db.execute(
+        "SELECT id, handled, talk_seconds, billable_seconds, outcome, reason, wait_seconds "
+        "FROM contacts ORDER BY id"
+    ).fetchall()
+
+
+def test_legs_of_one_call_in_one_commit_are_one_contact(store: SqliteStore) -> None:
+    assert store.commit_records("pbx", [], QUEUE_CALL, "p1") == Committed(3, 0)
+    # One call: handled, talk 300, billable 300, wait 355 - 300 - 0 = 55; outcome "sale".
+    assert stored_contacts(store) == [("q1", 1, 300.0, 300.0, "sale", "", 55.0)]
+    assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
+    assert store.counts() == {"pbx": 1}
+
+
+def test_legs_split_across_reads_update_the_call_and_its_rollups(store: SqliteStore) -> None:
+    # Read 1 has only the two unanswered legs: one abandoned call, reason no_answer.
+    assert store.commit_records("pbx", [], QUEUE_CALL[:2], "p1") == Committed(2, 0)
+    assert stored_contacts(store) == [("q1", 0, 0.0, 0.0, "", "no_answer", None)]
+    assert rollup_tuples(store) == [("", 1, 0, 0.0, 0.0)]
+    # Read 2 re-reads leg 2 (a duplicate) and brings leg 3: the same call, now handled. The
+    # call leaves the "" outcome row (which is removed, not left at 0) for the "sale" row.
+    assert store.commit_records("pbx", [], QUEUE_CALL[1:], "p2") == Committed(1, 1)
+    assert stored_contacts(store) == [("q1", 1, 300.0, 300.0, "sale", "", 55.0)]
+    assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
+    assert store.position("pbx") == "p2"
+
+
+def test_legs_in_any_order_give_the_same_call(tmp_path: Path) -> None:
+    results = []
+    for n, order in enumerate([[0, 1, 2], [2, 0, 1], [1, 2, 0]]):
+        s = SqliteStore(tmp_path / f"{n}.db", OSLO)
+        for i in order:
+            s.commit_records("pbx", [], [QUEUE_CALL[i]], None)
+        results.append((stored_contacts(s), rollup_tuples(s)))
+        s.close()
+    assert results[0] == results[1] == results[2]
+
+
+def test_rereading_all_legs_counts_duplicates_only(store: SqliteStore) -> None:
+    store.commit_records("pbx", [], QUEUE_CALL, "p1")
+    before = (stored_contacts(store), rollup_tuples(store))
+    # The whole call again, plus one leg twice inside the batch: 4 duplicates, nothing new.
+    assert store.commit_records("pbx", [], [*QUEUE_CALL, QUEUE_CALL[0]], "p2") == Committed(0, 4)
+    assert (stored_contacts(store), rollup_tuples(store)) == before
+
+
+def test_a_call_moving_to_an_earlier_day_leaves_the_old_day(store: SqliteStore) -> None:
+    # A leg starting 10:05 on 2 Nov, then one of the same call from 23:59 on 1 Nov.
+    late = leg("b", 300, 400, 100, True, True, call="x")
+    store.commit_records("pbx", [], [late], None)
+    early = Leg("a", "x", "voice", T - 36060, T - 36000, 60.0, True, True, "support", "", "",
+                None, None, "")
+    store.commit_records("pbx", [], [early], None)
+    # The call's start is 1 Nov 23:59 local: it counts on 1 Nov only, talk 60 + 100.
+    assert [(r.day, r.contacts, r.talk_seconds) for r in store.rollups_as_of(*WEEK)] == [
+        (date(2026, 11, 1), 1, 160.0)
+    ]
+
+
+def test_failed_leg_commit_changes_nothing(store: SqliteStore) -> None:
+    store.commit_records("pbx", [], QUEUE_CALL[:2], "p1")
+    before = (stored_contacts(store), rollup_tuples(store))
+    broken = QUEUE_CALL[2]._replace(channel=None)  # NOT NULL fails after the legs' savepoint
+    with pytest.raises(sqlite3.IntegrityError):
+        store.commit_records("pbx", [], [broken], "p2")
+    assert (stored_contacts(store), rollup_tuples(store)) == before
+    assert store.position("pbx") == "p1"
+    # The same leg, sound, still goes in afterwards (the file order counter was rolled back).
+    assert store.commit_records("pbx", [], [QUEUE_CALL[2]], "p2") == Committed(1, 0)
+    assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
+
+
+def test_plain_contacts_count_duplicates_too(store: SqliteStore) -> None:
+    a = call("a", "2026-11-02T09:00:00+01:00")
+    assert store.commit_records("helpdesk", [a], [], None) == Committed(1, 0)
+    assert store.commit_records("helpdesk", [a, a], [], None) == Committed(0, 2)
+
+
+# -- schema 1 stores (before legs) open in place ---------------------------------------------
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE contacts (
+    source TEXT NOT NULL, id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
+    queue TEXT NOT NULL, start REAL NOT NULL, day INTEGER NOT NULL, handled INTEGER NOT NULL,
+    handle_seconds REAL NOT NULL, talk_seconds REAL NOT NULL, billable_seconds REAL NOT NULL,
+    outcome TEXT NOT NULL, customer TEXT, price REAL, reason TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+) WITHOUT ROWID;
+CREATE INDEX contacts_by_day ON contacts (day);
+CREATE TABLE positions (source TEXT PRIMARY KEY, position TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE daily (
+    day INTEGER NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL, queue TEXT NOT NULL,
+    outcome TEXT NOT NULL, contacts INTEGER NOT NULL, handled INTEGER NOT NULL,
+    handle_seconds REAL NOT NULL, talk_seconds REAL NOT NULL, billable_seconds REAL NOT NULL,
+    price REAL NOT NULL, max_start REAL NOT NULL,
+    PRIMARY KEY (day, channel, direction, queue, outcome)
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', '1'), ('timezone', 'Europe/Oslo');
+"""
+
+
+def schema_1_store(path: Path) -> None:
+    """A store as version 1 wrote it: one contact (call q1, talk 120 s from 10:00:00)."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    day = date(2026, 11, 2).toordinal()
+    db.execute("INSERT INTO contacts VALUES ('pbx','q1','voice','inbound','support',?,?,1,"
+               "120,120,120,'','c',NULL,'')", (T, day))
+    db.execute("INSERT INTO daily VALUES (?,'voice','inbound','support','',1,1,120,120,120,0,?)",
+               (day, T))
+    db.execute("INSERT INTO positions VALUES ('pbx','p1',0)")
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_store_opens_and_keeps_its_contacts(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    schema_1_store(path)
+    store = SqliteStore(path, OSLO)
+    assert store.position("pbx") == "p1"
+    assert store.counts() == {"pbx": 1}
+    assert stored_contacts(store) == [("q1", 1, 120.0, 120.0, "", "", None)]
+    assert store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    # A later leg of that call joins it: the old contact is its first leg, [10:00, 10:02];
+    # the new leg's talk [10:05, 10:06] adds 60 s: one call, talk 180.
+    assert store.commit_records("pbx", [], [leg("n", 240, 360, 60, True, True)], "p2") == (1, 0)
+    assert rollup_tuples(store) == [("", 1, 1, 180.0, 180.0)]
+    store.close()
+    SqliteStore(path, OSLO).close()  # and opens again as schema 2
+
+
+def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    SqliteStore(path, OSLO).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreVersionError, match="schema 99 is newer"):
+        SqliteStore(path, OSLO)
