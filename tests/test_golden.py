@@ -113,3 +113,20 @@ def test_worker_process_renders_the_same_bytes(exporter: Exporter) -> None:
     assert snapshot.series == series == sum(
         1 for line in snapshot.body.decode().splitlines() if not line.startswith("#")
     )
+
+
+def test_every_family_in_the_exposition_is_declared_once() -> None:
+    """HELP and TYPE of the golden file come from collector.metrics, in the declared order."""
+    from collector.metrics import ALL
+
+    declared = {f.exposed_name: f for f in ALL}
+    order = list(declared)
+    text = GOLDEN.read_text()
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+    types = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)
+    assert list(helps) == [name for name, _ in types]
+    for name, kind in types:
+        family = declared[name]  # a KeyError here is an undeclared family
+        assert (kind, helps[name]) == (family.type, family.help)
+    # Declared order is exposition order (families left out when empty are simply absent).
+    assert [n for n, _ in types] == sorted((n for n, _ in types), key=order.index)
