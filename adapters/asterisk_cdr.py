@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -63,6 +64,7 @@ class AsteriskCdrSettings(SourceSettings):
     exclude_contexts: list[str] = Field(default_factory=list)
     channel: Literal["voice"] = "voice"
     encoding: Encoding = "utf-8"
+    rotated_glob: str | None = None  # where rotated copies go (logrotate olddir), see README
 
 
 class LocalClock:
@@ -180,12 +182,14 @@ def parse_cdr(
     settings: AsteriskCdrSettings,
     tz: ZoneInfo,
     clock: LocalClock | None = None,
+    latest: float | None = None,
 ) -> ParsedCdr:
     """Parse complete Master.csv lines into call legs, rejections and exclusions. No I/O.
 
     Every non-blank line becomes exactly one Leg, one rejection or one exclusion. The
     store merges the legs of a call into its contact. `tz` is the zone of the dates unless
-    `settings.usegmtime`; pass a `clock` to keep its hour cache across calls.
+    `settings.usegmtime`; pass a `clock` to keep its hour cache across calls. A start
+    after `latest` (now + the source's max_future) is rejected as `future`.
     """
     if clock is None:
         clock = LocalClock(ZoneInfo("UTC") if settings.usegmtime else tz)
@@ -195,11 +199,11 @@ def parse_cdr(
     reader = csv.reader(lines)
     try:
         # Fast path: one reader over the chunk, checking that each row took one line.
-        _parse_rows(zip(numbers, reader, strict=False), reader, settings, clock, out)
+        _parse_rows(zip(numbers, reader, strict=False), reader, settings, clock, out, latest)
     except (_JoinedLines, csv.Error):
         out = ParsedCdr([], list(decode_rejections), [])
         rows = _rows_one_by_one(numbers, lines, out.rejections)
-        _parse_rows(rows, None, settings, clock, out)
+        _parse_rows(rows, None, settings, clock, out, latest)
     out.rejections.sort(key=lambda rejection: rejection.line)
     return out
 
@@ -210,6 +214,7 @@ def _parse_rows(
     settings: AsteriskCdrSettings,
     clock: LocalClock,
     out: ParsedCdr,
+    latest: float | None = None,
 ) -> None:
     """The hot loop. With `reader`, raise _JoinedLines when a row took more than one line."""
     routes: dict[str, tuple[str, str]] = {}  # dcontext -> (queue, direction); "" unmapped
@@ -256,6 +261,9 @@ def _parse_rows(
                 start = epoch(text)
         except ValueError:
             rejections.append(Rejection("date", number, f"start {row[9][:40]!r}"))
+            continue
+        if latest is not None and start > latest:  # now + max_future, from the pull
+            rejections.append(Rejection("future", number, f"start {row[9][:40]!r}"))
             continue
         try:
             if not (row[12] + row[13]).isascii():
@@ -331,13 +339,16 @@ class AsteriskCdrAdapter(Adapter):
         tz = ZoneInfo("UTC") if settings.usegmtime else self.context.timezone
         clock = LocalClock(tz)
         try:
-            chunks = read_new_lines(settings.path, FilePosition.loads(position))
+            latest = time.time() + settings.max_future.total_seconds()
+            start = FilePosition.loads(position)
+            chunks = read_new_lines(settings.path, start, rotated_glob=settings.rotated_glob)
             for chunk in chunks:
                 legs, rejections, excluded = parse_cdr(
-                    chunk.data, chunk.first_line, settings, tz, clock
+                    chunk.data, chunk.first_line, settings, tz, clock, latest
                 )
                 yield Batch(
-                    [], rejections, chunk.position.dumps(), str(chunk.path), legs, excluded
+                    [], rejections, chunk.position.dumps(), str(chunk.path), legs, excluded,
+                    rotation_losses=int(chunk.lost),
                 )
         except FileNotFoundError:
             raise SourceError(f"{settings.path}: file not found", "missing") from None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from adapters.base import (
     Batch,
     Contact,
     Encoding,
+    FieldError,
     LabelMap,
     LabelValue,
     Rejection,
@@ -36,7 +37,7 @@ from adapters.base import (
     hash_customer,
     row_id,
 )
-from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS
+from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS, duration, not_future, price
 from adapters.filetail import Chunk, FilePosition, read_new_lines, rewind
 
 OTHER = "other"
@@ -84,6 +85,7 @@ class CsvSettings(SourceSettings):
     time_format: str | None = None  # strptime format; default ISO 8601
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: Encoding = "utf-8"
+    rotated_glob: str | None = None  # where rotated copies go (logrotate olddir), see README
 
     @model_validator(mode="after")
     def _complete(self) -> CsvSettings:
@@ -156,10 +158,8 @@ def _read_record(lines: list[str], index: int, delimiter: str) -> tuple[list[str
 
 
 def _number(text: str, what: str) -> float:
-    value = float(text) if text.strip() else 0.0
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(what)
-    return value
+    """A duration cell: empty is 0; else finite, from 0 to MAX_SECONDS (FieldError)."""
+    return duration(float(text), what) if text.strip() else 0.0
 
 
 def _label(raw: str, mapping: dict[str, str], known: tuple[str, ...] | None = None) -> str:
@@ -200,13 +200,15 @@ def parse_csv(
     settings: CsvSettings,
     tz: ZoneInfo,
     at_eof: bool = False,
+    latest: float | None = None,
 ) -> CsvParse:
     """Parse complete lines of a CSV export into contacts and rejections. No I/O.
 
     `header` is None at the start of the file: the first record is then the header.
     Every record (one line, or several when a quoted field holds newlines) becomes one
     Contact or one Rejection; a runaway quote rejects only its first line. Raises
-    HeaderError when the header lacks a mapped column.
+    HeaderError when the header lacks a mapped column. A start after `latest` (now +
+    the source's max_future) is rejected as `future`.
     """
     contacts: list[Contact] = []
     rejections: list[Rejection] = []
@@ -250,7 +252,7 @@ def parse_csv(
         if problem is not None:
             rejections.append(problem)
             continue
-        result = _contact(row, index_of, settings, tz)
+        result = _contact(row, index_of, settings, tz, latest)
         if isinstance(result, Rejection):
             rejections.append(result._replace(line=number))
         else:
@@ -263,7 +265,11 @@ def parse_csv(
 
 
 def _contact(
-    row: list[str], index_of: dict[str, int], settings: CsvSettings, tz: ZoneInfo
+    row: list[str],
+    index_of: dict[str, int],
+    settings: CsvSettings,
+    tz: ZoneInfo,
+    latest: float | None = None,
 ) -> Contact | Rejection:
     def cell(key: str) -> str | None:
         position = index_of.get(key)
@@ -274,6 +280,10 @@ def _contact(
         start = _time(started, settings.time_format, tz)
     except (ValueError, OverflowError):
         return Rejection("date", 0, f"started_at {started[:40]!r}")
+    try:
+        not_future(start, latest, "started_at")
+    except FieldError as exc:
+        return Rejection(exc.reason, 0, str(exc))
     parts = {}
     try:
         for key in ("talk_seconds", "hold_seconds", "acw_seconds"):
@@ -298,7 +308,7 @@ def _contact(
     except ValueError as exc:
         return Rejection("duration", 0, str(exc))
     if handle > MAX_SECONDS or any(part > MAX_SECONDS for part in parts.values()):
-        return Rejection("duration", 0, "longer than a year")
+        return Rejection("duration", 0, f"longer than {MAX_SECONDS} seconds")
     handled_raw = cell("handled")
     if handled_raw is None:
         handled = True
@@ -318,12 +328,10 @@ def _contact(
             return Rejection("direction", 0, f"direction {direction_raw[:40]!r}")
         direction = mapped
     price_raw = cell("price")
-    price = None
-    if price_raw:
-        try:
-            price = _number(price_raw, "price")
-        except ValueError:
-            return Rejection("price", 0, f"price {price_raw[:40]!r}")
+    try:
+        cost = price(price_raw)
+    except FieldError as exc:
+        return Rejection(exc.reason, 0, str(exc))
     id_raw = cell("id")
     if id_raw is not None and not id_raw:
         return Rejection("id", 0, "empty id")
@@ -343,7 +351,7 @@ def _contact(
         billable_seconds=talk,
         outcome=settings.outcomes.get(outcome_raw, "") if outcome_raw else "",
         customer=hash_customer(cell("customer")),
-        price=price,
+        price=cost,
         reason="" if handled else "not_handled",
     )
 
@@ -366,8 +374,10 @@ def _load_position(text: str | None) -> tuple[FilePosition | None, list[str] | N
         header = data["header"]
     except (ValueError, KeyError, TypeError):
         return None, None
-    if position is None or not isinstance(header, list) or position.offset == 0:
+    if position is None or (header is not None and not isinstance(header, list)):
         return None, None
+    if header is None:  # before the header: only the size seen, for an unterminated header
+        return (position if position.offset == 0 else None), None
     return position, [str(name) for name in header]
 
 
@@ -380,14 +390,19 @@ class CsvAdapter(Adapter):
         settings = self.settings
         assert isinstance(settings, CsvSettings)
         tz = self.context.timezone
+        latest = time.time() + settings.max_future.total_seconds()
         file_position, header = _load_position(position)
         pending, pending_first = b"", 0  # an open record, read again with the next chunk
         previous: Chunk | None = None
         try:
-            for chunk in read_new_lines(settings.path, file_position):
+            rotated = settings.rotated_glob
+            chunks = read_new_lines(settings.path, file_position, rotated_glob=rotated)
+            for chunk in chunks:
                 if previous is not None and pending and chunk.path != previous.path:
                     # The rotated file ended inside an open record: it never closes now.
-                    result = parse_csv(pending, pending_first, header, settings, tz, at_eof=True)
+                    result = parse_csv(
+                        pending, pending_first, header, settings, tz, at_eof=True, latest=latest
+                    )
                     yield Batch(
                         result.contacts,
                         result.rejections,
@@ -399,15 +414,22 @@ class CsvAdapter(Adapter):
                     header, pending = None, b""  # a new file, with its own header
                 data = pending + chunk.data if pending else chunk.data
                 first = pending_first if pending else chunk.first_line
-                result = parse_csv(data, first, header, settings, tz)
+                # A chunk that ends a file no longer written settles an open record.
+                result = parse_csv(data, first, header, settings, tz, chunk.complete, latest)
                 header, pending = result.header, result.unconsumed
                 pending_first = first + _line_count(data) - _line_count(pending)
                 after = rewind(chunk, pending) if pending else chunk.position
                 previous = chunk
                 dumped = _dump_position(after, header)
-                if not (result.contacts or result.rejections) and dumped == position:
+                if not (result.contacts or result.rejections or chunk.lost) and dumped == position:
                     continue  # only the same open record again: nothing to commit
-                yield Batch(result.contacts, result.rejections, dumped, str(chunk.path))
+                yield Batch(
+                    result.contacts,
+                    result.rejections,
+                    dumped,
+                    str(chunk.path),
+                    rotation_losses=int(chunk.lost),
+                )
         except HeaderError as exc:
             raise SourceError(f"{settings.path}: {exc}", "header") from None
         except FileNotFoundError:

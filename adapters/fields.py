@@ -16,7 +16,11 @@ from adapters.base import FieldError, Rejection, ShapeError
 FIRST_YEAR, LAST_YEAR = 1970, 2999
 # Times the store can place on a calendar day: 1970 up to the year 3000.
 LATEST_EPOCH = 32_503_680_000.0
-MAX_SECONDS = 366 * 86400  # a longer duration is a broken record (and 10**400 is no float)
+# Bounds of one record's numbers: beyond, it is a broken record, not a contact, and sums of
+# such values overflow to +Inf (two prices of 1e308). The README documents them.
+MAX_SECONDS = 7 * 86400  # a duration (handle, talk, billed) of one contact: under 7 days
+MAX_PRICE = 10_000.0  # a price of one contact, in the configured currency
+DEFAULT_MAX_FUTURE_SECONDS = 86400.0  # a start time later than now + this is "future"
 # Bounds of a JSON body decoded before (or while) its sender is verified.
 MAX_JSON_BYTES = 1_048_576
 MAX_JSON_DEPTH = 32
@@ -86,13 +90,48 @@ def seconds(value: Any, field: str, default: float | None = None) -> float:
         if default is not None:
             return default
         raise FieldError("duration", f"{field} missing")
+    if isinstance(value, bool):
+        raise FieldError("duration", f"{field} {value!r} is not a number of seconds")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise FieldError("duration", f"{field} {value!r} is not a number of seconds") from None
-    if not math.isfinite(number) or number < 0:
-        raise FieldError("duration", f"{field} {value!r} is negative or not finite")
+    except (TypeError, ValueError, OverflowError):
+        raise FieldError(
+            "duration", f"{field} {str(value)[:40]!r} is not a number of seconds"
+        ) from None
+    return duration(number, field)
+
+
+def duration(number: float, field: str) -> float:
+    """`number` if it is a finite duration from 0 to MAX_SECONDS, else FieldError `duration`."""
+    if not (math.isfinite(number) and 0 <= number <= MAX_SECONDS):
+        raise FieldError(
+            "duration", f"{field} {number!r} is not between 0 and {MAX_SECONDS} seconds"
+        )
     return number
+
+
+def price(value: Any, field: str = "price") -> float | None:
+    """A contact's price: None when absent ("" or null), else a finite number from 0 to
+    MAX_PRICE, given as a JSON number or a decimal string; else FieldError `price`."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FieldError("price", f"{field} {str(value)[:40]!r} is not a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise FieldError("price", f"{field} {str(value)[:40]!r} is not a number") from None
+    if not (math.isfinite(number) and 0 <= number <= MAX_PRICE):
+        raise FieldError("price", f"{field} {str(value)[:40]!r} is not between 0 and {MAX_PRICE:g}")
+    return number
+
+
+def not_future(start: float, latest: float | None, field: str = "start") -> float:
+    """`start` unless it is after `latest` (now + the source's max_future): FieldError
+    `future`. `latest` None: no bound (a parser called without a clock, in tests)."""
+    if latest is not None and start > latest:
+        raise FieldError("future", f"{field} {start:.0f} is after {latest:.0f} (now + max_future)")
+    return start
 
 
 def in_range(epoch: float, field: str) -> float:
