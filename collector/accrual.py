@@ -40,9 +40,10 @@ open seconds instead of calendar days:
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import lru_cache
 from math import fsum
 
-from collector.config import CostItem
+from collector.config import CostItem, PeriodName
 from collector.hours import OpenHours
 from collector.periods import (
     add_months,
@@ -95,6 +96,35 @@ def _period_amount(item: CostItem) -> float:
     return item.amount * (item.seats or 1)
 
 
+@lru_cache(maxsize=64)
+def _open_shares(
+    hours: OpenHours, kind: PeriodName, first: date, last: date
+) -> tuple[float | None, ...]:
+    """For each local day ``first``..``last``: its share of its ``kind`` period's open seconds,
+    or None where the period has no open second (the calendar rules apply there).
+
+    ``per = "day"`` is per open day: 1.0 on a day with any open second, else 0.0. Cached per
+    service hours (one object per configuration), so a recompute rebuilds none of it.
+    """
+    shares: list[float | None] = []
+    period_open: dict[date, float] = {}
+    for n in range((last - first).days + 1):
+        day = first + timedelta(days=n)
+        open_today = hours.open_seconds(day)
+        if kind == "day":
+            shares.append(1.0 if open_today > 0 else 0.0)
+            continue
+        start = period_start(kind, day)
+        whole = period_open.get(start)
+        if whole is None:
+            whole = period_open[start] = fsum(
+                hours.open_seconds(start + timedelta(days=k))
+                for k in range((next_period_start(kind, start) - start).days)
+            )
+        shares.append(open_today / whole if whole > 0 else None)
+    return tuple(shares)
+
+
 class AccrualSchedule:
     """One shared item's accrual over local days ``first``..``last``, precomputed once.
 
@@ -113,37 +143,24 @@ class AccrualSchedule:
         self._daily = [0.0] * count
         # Days whose share accrues over open seconds (else evenly over the real day).
         self._by_open_time = [False] * count
-        if not item.is_usage:
-            span_first, span_last = accrual_span(item)
-            lo = 0 if span_first is None else max((span_first - first).days, 0)
-            hi = count if span_last is None else min((span_last - first).days + 1, count)
-            period_open: dict[date, float] = {}
-            for i in range(lo, hi):
-                day = first + timedelta(days=i)
-                self._daily[i] = _rate_within_span(item, day)
-                if hours is not None:
-                    self._spread_over_open_time(i, day, hours, period_open)
-
-    def _spread_over_open_time(
-        self, i: int, day: date, hours: OpenHours, period_open: dict[date, float]
-    ) -> None:
-        open_today = hours.open_seconds(day)
-        if self.item.per == "day" and self.item.amortize_months is None:
-            self._daily[i] = self._daily[i] if open_today > 0 else 0.0  # per open day
-            self._by_open_time[i] = True
+        if item.is_usage:
             return
-        kind = "month" if self.item.amortize_months is not None else self.item.per
-        assert kind is not None  # config guarantees one way of costing
-        start = period_start(kind, day)
-        whole = period_open.get(start)
-        if whole is None:
-            whole = period_open[start] = fsum(
-                hours.open_seconds(start + timedelta(days=n))
-                for n in range((next_period_start(kind, start) - start).days)
-            )
-        if whole > 0:  # else: a period with no open second keeps the calendar rate
-            self._daily[i] = _period_amount(self.item) * open_today / whole
-            self._by_open_time[i] = True
+        span_first, span_last = accrual_span(item)
+        lo = 0 if span_first is None else max((span_first - first).days, 0)
+        hi = count if span_last is None else min((span_last - first).days + 1, count)
+        shares: tuple[float | None, ...] = ()
+        if hours is not None and hi > lo:
+            kind = "month" if item.amortize_months is not None else item.per
+            assert kind is not None  # config guarantees one way of costing
+            shares = _open_shares(hours, kind, first, last)
+        amount = _period_amount(item)
+        for i in range(lo, hi):
+            share = shares[i] if shares else None
+            if share is None:
+                self._daily[i] = _rate_within_span(item, first + timedelta(days=i))
+            else:
+                self._daily[i] = amount * share
+                self._by_open_time[i] = True
 
     def accrued(self, first: date, last: date, last_day_fraction: float = 1.0) -> float:
         """Cost accrued from the start of ``first`` to ``last_day_fraction`` of ``last``.
