@@ -18,6 +18,7 @@ from collector.metrics import (
     SOURCE_LAST_SUCCESS,
     SOURCE_RECORDS,
     SOURCE_REJECTED,
+    SOURCE_ROTATION_LOSSES,
     SOURCE_UP,
     STORE_ERRORS,
     WEBHOOK_REQUESTS,
@@ -39,6 +40,7 @@ class SourceState:
     rejected: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     excluded: Counter[str] = field(default_factory=Counter)
+    rotation_losses: int = 0  # rotations whose old content was not found
     last_error: str = ""
     last_run: float = 0.0
     last_record: float = 0.0  # start of the newest stored contact; 0 when none
@@ -81,6 +83,7 @@ class HealthState:
         newest: float | None = None,
         duplicates: int = 0,
         excluded: Iterable[Rejection] = (),
+        rotation_losses: int = 0,
     ) -> None:
         """A committed batch; `newest`: the start of the newest contact it stored, if known."""
         with self._lock:
@@ -90,6 +93,7 @@ class HealthState:
             state.records += accepted
             state.duplicates += duplicates
             state.excluded.update(r.reason for r in excluded)
+            state.rotation_losses += rotation_losses
             if newest is not None:
                 state.last_record = max(state.last_record, newest)
             state.rejected.update(r.reason for r in rejections)
@@ -201,6 +205,9 @@ class HealthState:
                 for reason, count in sorted(s.excluded.items())
             ],
         )
+        losses = [({"source": n}, s.rotation_losses) for n, s in sources if s.rotation_losses]
+        if losses:  # from the first loss on (keeps a healthy exposition as it was)
+            yield render_family(SOURCE_ROTATION_LOSSES, losses)
         yield render_family(
             SCHEDULER_JOB_RUNS,
             [

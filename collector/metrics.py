@@ -193,6 +193,15 @@ SOURCE_EXCLUDED = MetricFamily(
     "excluded_value) or a call's internal leg (internal_leg). Not contacts.",
     ("source", "reason"),
 )
+SOURCE_ROTATION_LOSSES = MetricFamily(
+    "contactcenter_source_rotation_losses",
+    "counter",
+    "Times the source's file was rotated, truncated or replaced and the rest of its old "
+    "content was not found (compressed at once, or moved where rotated_glob does not look): "
+    "rows written after the previous read are lost, if there were any. From the first loss on.",
+    ("source",),
+    optional=True,
+)
 SOURCE_REJECTED = MetricFamily(
     "contactcenter_source_rejected_records",
     "counter",
@@ -238,6 +247,7 @@ HEALTH: tuple[MetricFamily, ...] = (
     SOURCE_REJECTED,
     SOURCE_DUPLICATES,
     SOURCE_EXCLUDED,
+    SOURCE_ROTATION_LOSSES,
     SCHEDULER_JOB_RUNS,
     STORE_ERRORS,
     WEBHOOK_REQUESTS,

@@ -235,6 +235,14 @@ class Exporter:
                 rejected.update(r.reason for r in batch.rejections)
                 if batch.rejections:
                     self._log_rejections(source, batch.location, batch.rejections)
+                if batch.rotation_losses:
+                    log.warning(
+                        "source %s: %s was rotated or truncated and the rest of its old "
+                        "content was not found: rows written after the previous read are "
+                        "lost, if there were any (see rotated_glob in the README)",
+                        source,
+                        printable(batch.location or "the file"),
+                    )
         except Exception as exc:  # noqa: BLE001 - a source never takes the exporter down
             message = describe_error(exc)
             self.health.record_run(
@@ -269,7 +277,8 @@ class Exporter:
         stored = committed.records
         newest = self._store_call("read", self.store.newest_start, source) if stored else None
         self.health.record_batch(
-            source, stored, batch.rejections, newest, committed.duplicates, batch.excluded
+            source, stored, batch.rejections, newest, committed.duplicates, batch.excluded,
+            batch.rotation_losses,
         )
         return stored
 

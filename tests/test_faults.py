@@ -234,6 +234,104 @@ def test_export_truncated_and_rewritten(tmp_path: Path) -> None:
         exporter.close()
 
 
+def rotation_losses(exporter: Exporter) -> float | None:
+    values = parse_exposition(exporter.health.body.decode())
+    return values.get(("contactcenter_source_rotation_losses_total",
+                       frozenset({("source", "pbx")})))
+
+
+def with_rotated_glob(tmp_path: Path, pattern: str) -> Path:
+    config = write_config(tmp_path)
+    text = config.read_text()
+    config.write_text(text.replace("usegmtime = true\n", f'usegmtime = true\nrotated_glob = "{pattern}"\n', 1))
+    return config
+
+
+def test_copytruncate_with_100_unread_rows_loses_none(tmp_path: Path) -> None:
+    """Issue 10: logrotate copytruncate lost 100 of 100 unread rows."""
+    exporter = Exporter(load_config(write_config(tmp_path)))
+    cdr = tmp_path / "Master.csv"
+    try:
+        cdr.write_text(rows(0, 100))
+        exporter.ingest("pbx")
+        with cdr.open("a") as handle:
+            handle.write(rows(100, 100))  # the 100 unread rows
+        shutil.copyfile(cdr, tmp_path / "Master.csv.1")  # copytruncate: copy, then truncate
+        with cdr.open("r+") as handle:
+            handle.truncate(0)
+        with cdr.open("a") as handle:
+            handle.write(rows(200, 20))  # the writer goes on in the truncated file
+        exporter.ingest("pbx")
+        exporter.ingest("pbx")
+        assert isinstance(exporter.store, SqliteStore)
+        assert totals(exporter.store) == clean_totals(tmp_path, rows(0, 220))
+        assert rotation_losses(exporter) is None  # nothing lost: the family is not shown
+    finally:
+        exporter.close()
+
+
+def test_olddir_with_rotated_glob_loses_none(tmp_path: Path) -> None:
+    """Issue 10: rotation into another directory (olddir) lost 30 of 30 unread rows."""
+    exporter = Exporter(load_config(with_rotated_glob(tmp_path, "old/Master.csv*")))
+    cdr = tmp_path / "Master.csv"
+    try:
+        cdr.write_text(rows(0, 50))
+        exporter.ingest("pbx")
+        with cdr.open("a") as handle:
+            handle.write(rows(50, 30))  # the 30 unread rows
+        (tmp_path / "old").mkdir()
+        cdr.rename(tmp_path / "old" / "Master.csv.1")
+        cdr.write_text(rows(80, 5))
+        exporter.ingest("pbx")
+        assert isinstance(exporter.store, SqliteStore)
+        assert totals(exporter.store) == clean_totals(tmp_path, rows(0, 85))
+        assert rotation_losses(exporter) is None
+    finally:
+        exporter.close()
+
+
+def test_olddir_without_rotated_glob_counts_and_logs_the_loss_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = Exporter(load_config(write_config(tmp_path)))
+    cdr = tmp_path / "Master.csv"
+    try:
+        cdr.write_text(rows(0, 50))
+        exporter.ingest("pbx")
+        with cdr.open("a") as handle:
+            handle.write(rows(50, 30))
+        (tmp_path / "old").mkdir()
+        cdr.rename(tmp_path / "old" / "Master.csv.1")
+        cdr.write_text(rows(80, 5))
+        with caplog.at_level("WARNING", logger="collector.runtime"):
+            exporter.ingest("pbx")
+            exporter.ingest("pbx")
+        # 50 + 5 stored; the 30 moved away unread are the counted loss.
+        assert isinstance(exporter.store, SqliteStore)
+        assert totals(exporter.store) == clean_totals(tmp_path, rows(0, 50) + rows(80, 5))
+        assert rotation_losses(exporter) == 1.0
+        lost = [r.getMessage() for r in caplog.records if "rotated or truncated" in r.getMessage()]
+        assert len(lost) == 1 and "Master.csv" in lost[0] and "pbx" in lost[0]
+    finally:
+        exporter.close()
+
+
+def test_export_without_final_newline_is_stored_whole(tmp_path: Path) -> None:
+    exporter = Exporter(load_config(write_config(tmp_path)))
+    cdr = tmp_path / "Master.csv"
+    try:
+        cdr.write_text(rows(0, 10).rstrip("\n"))  # written once, no final newline
+        exporter.ingest("pbx")
+        exporter.ingest("pbx")  # unchanged since the first read: the last row is complete
+        with cdr.open("a") as handle:
+            handle.write("\n" + rows(10, 3))
+        exporter.ingest("pbx")
+        assert isinstance(exporter.store, SqliteStore)
+        assert totals(exporter.store) == clean_totals(tmp_path, rows(0, 13))
+    finally:
+        exporter.close()
+
+
 # -- a source slower than its interval -------------------------------------------------------
 class SlowAdapter(Adapter):
     """Yields contact batches after its position; the first read blocks until released."""
