@@ -31,3 +31,10 @@ def printable(text: object, limit: int = LIMIT) -> str:
     if len(value) > limit:
         value = value[: max(0, limit - 3)] + "..."
     return value
+
+
+def describe_error(exc: BaseException) -> str:
+    """One bounded, printable line for an exception (its message, else its type's name)."""
+    # KeyError's str() is the repr of its key (ZoneInfoNotFoundError is a KeyError).
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return printable(text or type(exc).__name__)

@@ -16,7 +16,7 @@ from typing import Any
 from adapters.base import Adapter
 from collector.config import ConfigError, Settings, load_settings
 from collector.health import HealthState
-from collector.logsafe import printable
+from collector.logsafe import describe_error, printable
 from collector.metrics import RELOAD_SUCCESS_TIMESTAMP, RELOAD_SUCCESSFUL
 from collector.model import Batch, Rejection
 from collector.pipeline import figures_at
@@ -57,13 +57,6 @@ def load_config(path: Path | str | None) -> LoadedConfig:
         raise
     except Exception as exc:  # noqa: BLE001 - every validation error is one config error line
         raise ConfigError(f"{origin}: {describe_error(exc)}") from None
-
-
-def describe_error(exc: BaseException) -> str:
-    """One bounded, printable line for an exception."""
-    # KeyError's str() is the repr of its key (ZoneInfoNotFoundError is a KeyError).
-    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    return printable(text or type(exc).__name__)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def test_unknown_api_timezone_is_one_line_at_start_up(tmp_path: Path) -> None:
     # One line, naming the file and the zone: the same path as every other config error.
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"contact-cost-exporter: invalid configuration: {config}")
-    assert "Mars/Olympus" in lines[0]
+    assert "sources[1] (la): " in lines[0] and "Mars/Olympus" in lines[0]  # names the source
 
 
 def test_unknown_api_timezone_is_a_refused_reload(
