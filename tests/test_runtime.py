@@ -267,3 +267,29 @@ def test_a_bad_row_of_a_real_export_is_logged_once(
     assert record.getMessage().startswith(
         f"source pbx: rejected record at {tmp_path / 'Master.csv'}:2, reason ")
     assert "\x1b" not in "".join(r.getMessage() for r in caplog.records)
+
+
+def test_an_adapter_failing_outside_pydantic_is_one_config_error_and_closes_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import collector.sources
+    from collector.config import ConfigError
+
+    closed: list[str] = []
+
+    class Closing(ScriptedAdapter):
+        def close(self) -> None:
+            closed.append(self.name)
+
+    class Exploding(ScriptedAdapter):
+        def __init__(self, settings: SourceSettings, context: AdapterContext) -> None:
+            raise KeyError("No time zone found with key Mars/Olympus")  # as zoneinfo does
+
+    classes = {"closing": Closing, "exploding": Exploding}
+    monkeypatch.setattr(collector.sources, "load_adapter_class", classes.__getitem__)
+    settings = Settings(sources=[SourceSettings(name="a", adapter="closing"),
+                                 SourceSettings(name="b", adapter="exploding")])
+    with pytest.raises(ConfigError) as caught:
+        collector.sources.build_adapters(settings, "c.toml")
+    assert str(caught.value) == "c.toml: sources[1] (b): No time zone found with key Mars/Olympus"
+    assert closed == ["a"]  # the adapter built before the failing one is not leaked
