@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.runtime import Exporter, load_config
+from collector.server import landing_page
 
 from .conftest import parse_exposition
 
@@ -81,4 +82,17 @@ def test_newest_stored_contact_per_source_survives_a_restart(workdir: Path) -> N
     # re-reading nothing new keeps it: a read without new contacts is not a new contact
     assert restarted.ingest("tickets") == 0
     assert last_record(restarted)["tickets"] == NEWEST_LATER
+    restarted.close()
+
+
+def test_landing_page_counts_come_from_the_store(workdir: Path) -> None:
+    exporter = Exporter(load_config("c.toml"))
+    exporter.ingest("tickets")
+    exporter.close()
+    restarted = Exporter(load_config("c.toml"))  # nothing read since the restart
+    page = landing_page(restarted, "/metrics")
+    # three stored tickets, although this process has stored none ("since start" would be 0)
+    assert "<td>tickets</td><td>csv</td><td>not read yet</td><td>3</td><td>0</td>" in page
+    assert "<td>chat</td><td>csv</td><td>not read yet</td><td>0</td><td>0</td>" in page
+    assert "<th>stored contacts</th>" in page
     restarted.close()
