@@ -37,9 +37,9 @@ def digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def exporter_pid(make_pid: int) -> int | None:
-    """The contact-cost-exporter process that `make run` started, from /proc."""
-    todo, seen = [make_pid], set()
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (the children of each of its threads)."""
+    todo, seen = [pid], set()
     while todo:
         parent = todo.pop()
         for task in Path(f"/proc/{parent}/task").glob("*"):
@@ -47,17 +47,20 @@ def exporter_pid(make_pid: int) -> int | None:
                 children = [int(c) for c in (task / "children").read_text().split()]
             except OSError:
                 continue
-            for child in children:
-                if child in seen:
-                    continue
-                seen.add(child)
-                todo.append(child)
-                try:
-                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if any(part.endswith(b"contact-cost-exporter") for part in cmdline[:2]):
-                    return child
+            todo.extend(c for c in children if c not in seen)
+            seen.update(children)
+    return seen
+
+
+def exporter_pid(make_pid: int) -> int | None:
+    """The contact-cost-exporter process that `make run` started."""
+    for child in sorted(descendants(make_pid)):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"contact-cost-exporter") for part in cmdline[:2]):
+            return child
     return None
 
 
@@ -67,7 +70,15 @@ def sample_value(body: str, name: str, **labels: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_make_run_in_a_fresh_clone_leaves_the_tree_clean(tmp_path: Path) -> None:
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_make_run_in_a_fresh_clone_leaves_the_tree_clean(tmp_path: Path, stop: str) -> None:
     if shutil.which("git") is None or shutil.which("make") is None:
         pytest.skip("needs git and make")
     if not (REPO / ".git").exists():
@@ -110,8 +121,14 @@ def test_make_run_in_a_fresh_clone_leaves_the_tree_clean(tmp_path: Path) -> None
         wait_for(read_everything, 180, interval=0.5, what="the exporter to read the samples")
         pid = exporter_pid(make.pid)
         assert pid is not None
-        os.kill(pid, signal.SIGTERM)
-        assert make.wait(timeout=60) == 0, (tmp_path / "make-run.log").read_text()
+        workers = wait_for(lambda: descendants(pid), 10, what="the recompute worker")
+        if stop == "sigterm":  # a supervisor stopping the exporter: make passes its status on
+            os.kill(pid, signal.SIGTERM)
+            assert make.wait(timeout=60) == 0, (tmp_path / "make-run.log").read_text()
+        else:  # Ctrl-C reaches the whole foreground group: make, the exporter, the worker
+            os.killpg(make.pid, signal.SIGINT)
+            assert make.wait(timeout=60) in (-signal.SIGINT, 130, 0)
+        wait_for(lambda: not any(alive(w) for w in workers | {pid}), 15, what="all to exit")
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
