@@ -7,11 +7,14 @@ the tests all read this list. The order of each tuple is the order in the exposi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from prometheus_client.utils import floatToGoString as _untyped_go_float
+
+# prometheus_client's own float formatting (Go's strconv), typed.
+_go: Callable[[float], str] = _untyped_go_float
 
 RECOMPUTED = " Recomputed every interval from the store, not at scrape time."
 
@@ -279,11 +282,6 @@ def render_labels(labels: Mapping[str, str]) -> str:
     ) + "}"
 
 
-def go_float(value: float) -> str:
-    """A value as Go's strconv writes it, which is what Prometheus parsers expect."""
-    return str(_untyped_go_float(value))  # type: ignore[no-untyped-call]
-
-
 def family_header(family: MetricFamily, help_text: str | None = None) -> str:
     name = family.exposed_name
     text = escape_help(family.help if help_text is None else help_text)
@@ -300,6 +298,14 @@ def render_family(
     here come from this list, so only values need escaping.
     """
     name = family.exposed_name
+    keys = sorted(family.labels)  # the declared names; a sample must carry each of them
     out = [family_header(family)]
-    out.extend(f"{name}{render_labels(labels)} {go_float(value)}\n" for labels, value in samples)
+    append = out.append
+    if keys:
+        for labels, value in samples:
+            rendered = ",".join([f'{k}="{escape_label_value(labels[k])}"' for k in keys])
+            append(f"{name}{{{rendered}}} {_go(value)}\n")
+    else:
+        for _, value in samples:
+            append(f"{name} {_go(value)}\n")
     return "".join(out)
