@@ -8,7 +8,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
+from collector.accrual import AccrualSchedule
 from collector.config import ConfigError, CostItem, HoursSettings, Settings, load_settings
 from collector.costing import Sample, compute_figures
 from collector.hours import OpenHours, open_hours_for
@@ -230,6 +234,9 @@ def test_a_closed_sunday_carries_no_shared_and_no_unallocated_cost() -> None:
     assert figure(samples, "contactcenter_cost", **month, component="facilities") == pytest.approx(14000)
 
 
+INFO = {"currency": "USD", "timezone": "Europe/Oslo", "version": "0"}
+
+
 def test_contactcenter_open_is_exported_only_with_hours() -> None:
     settings = Settings(timezone="Europe/Oslo", costs=_costs(), hours=WEEK_HOURS)
     wed = datetime(2026, 11, 25, tzinfo=OSLO)
@@ -242,11 +249,83 @@ def test_contactcenter_open_is_exported_only_with_hours() -> None:
     ):
         samples = compute_figures(settings, [], moment)
         assert figure(samples, "contactcenter_open") == expected, moment
-    body = build_snapshot(compute_figures(settings, [], wed.replace(hour=10)), {}, 0, 0).body
+    body = build_snapshot(compute_figures(settings, [], wed.replace(hour=10)), INFO, 0, 0).body
     assert b"# TYPE contactcenter_open gauge\ncontactcenter_open 1.0\n" in body
     assert b"# HELP contactcenter_open 1 inside the configured service hours" in body
     # Open around the clock: no sample and no HELP or TYPE line either.
     around = Settings(timezone="Europe/Oslo", costs=_costs())
     samples = compute_figures(around, [], wed.replace(hour=10))
     assert figure(samples, "contactcenter_open") is None
-    assert b"contactcenter_open" not in build_snapshot(samples, {}, 0, 0).body
+    assert b"contactcenter_open" not in build_snapshot(samples, INFO, 0, 0).body
+
+
+# -- properties: open seconds against a brute-force count, whole months, monotone days ------
+# Range boundaries on a 15-minute grid, none inside 02:00-03:00 (the hour daylight saving
+# skips or repeats in Oslo, where "a start is its first occurrence and an end its last"
+# differs from counting wall-clock minutes on purpose).
+_GRID = [m for m in range(0, 24 * 60 + 1, 15) if not 120 < m < 180]
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@st.composite
+def week_tables(draw: st.DrawFn) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for name in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+        bounds = sorted(draw(st.sets(st.sampled_from(_GRID), max_size=4)))
+        if len(bounds) % 2:
+            bounds = bounds[:-1]
+        if bounds:
+            table[name] = ",".join(
+                f"{_clock(a)}-{_clock(b)}" for a, b in zip(bounds[::2], bounds[1::2], strict=True)
+            )
+    if not table:
+        table["wed"] = "09:00-10:00"
+    return table
+
+
+_DAYS = st.one_of(
+    st.sampled_from([date(2026, 3, 29), date(2026, 10, 25), date(2026, 3, 30)]),
+    st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31)),
+)
+
+
+@given(table=week_tables(), day=_DAYS)
+@examples(max_examples=60, deadline=None)
+def test_open_seconds_match_a_minute_by_minute_count(table: dict[str, str], day: date) -> None:
+    h = hours(**table)
+    week = HoursSettings.model_validate(table).week
+    start = datetime.combine(day, time(), OSLO).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(), OSLO).astimezone(UTC)
+    open_minutes = 0
+    moment = start
+    while moment < end:
+        wall = moment.astimezone(OSLO)
+        of_day = wall.hour * 3600 + wall.minute * 60
+        open_minutes += any(a <= of_day < b for a, b in week[day.weekday()])
+        assert h.is_open(moment) == any(a <= of_day < b for a, b in week[day.weekday()])
+        moment += timedelta(minutes=1)
+    assert h.open_seconds(day) == open_minutes * 60
+
+
+@given(table=week_tables(), month=st.integers(1, 12), closed=st.sets(st.integers(1, 28)))
+@examples(max_examples=40, deadline=None)
+def test_a_whole_month_carries_its_amount_and_days_accrue_monotonically(
+    table: dict[str, str], month: int, closed: set[int]
+) -> None:
+    table = {**table, "closed": [date(2026, month, d).isoformat() for d in sorted(closed)]}
+    open_hours = Settings(timezone="Europe/Oslo", hours=table).open_hours
+    rent = CostItem.model_validate(
+        {"name": "Rent", "component": "facilities", "amount": 30000, "per": "month"}
+    )
+    schedule = AccrualSchedule(rent, date(2025, 1, 1), date(2026, 12, 31), open_hours)
+    first = date(2026, month, 1)
+    last = date(2026 + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    # Open or not (then calendar time), the month carries exactly its amount.
+    assert schedule.accrued(first, last) == pytest.approx(30000, abs=1e-6)
+    for day in (first + timedelta(days=n) for n in range(0, (last - first).days + 1, 7)):
+        whole = schedule.accrued(day, day)
+        steps = [schedule.accrued(day, day, f / 48) for f in range(49)]
+        assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == pytest.approx(whole)
