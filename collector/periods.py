@@ -34,7 +34,9 @@ class ReportWindow(NamedTuple):
     """One period kind in one window: local days ``first``..``last`` inclusive.
 
     ``last_day_fraction`` is the share of day ``last`` that lies inside the window: 1.0 for a
-    complete period, the elapsed fraction of today for the current window.
+    complete period, the elapsed fraction of today (by real time) for the current window.
+    With service hours, :class:`collector.accrual.AccrualSchedule` turns it into the share
+    of today's open seconds elapsed by then.
     """
 
     period: PeriodName
