@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
+from adapters import fields
 from adapters.base import (
     Batch,
     Contact,
@@ -91,6 +92,8 @@ def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | 
             wrap_up = max(0.0, float(user["wrap_up_time"]))
     duration = call.get("duration")
     billable = float(duration) if isinstance(duration, (int, float)) else ended - start
+    fields.duration(billable, "duration")  # finite and under the bound (JSON has Infinity)
+    fields.duration(talk + wrap_up, "handle time")
     reason = ""
     if not handled:
         raw = call.get("missed_call_reason")

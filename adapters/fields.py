@@ -88,7 +88,7 @@ def seconds(value: Any, field: str, default: float | None = None) -> float:
     """A non-negative, finite duration given as a number or a string of digits."""
     if value is None or value == "":
         if default is not None:
-            return default
+            return duration(default, field)  # a default worked out from times is bounded too
         raise FieldError("duration", f"{field} missing")
     if isinstance(value, bool):
         raise FieldError("duration", f"{field} {value!r} is not a number of seconds")

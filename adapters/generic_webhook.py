@@ -30,6 +30,8 @@ from adapters.fields import (
     decode_json,
     iso8601,
     label,
+    not_future,
+    price,
     record_id,
     require_object,
     seconds,
@@ -51,13 +53,16 @@ class GenericWebhookSettings(SourceSettings):
     outcomes: LabelMap = Field(default_factory=dict)
 
 
-def parse_event(payload: Any, settings: GenericWebhookSettings) -> Contact:
+def parse_event(
+    payload: Any, settings: GenericWebhookSettings, latest: float | None = None
+) -> Contact:
     """A JSON contact event -> Contact. Raises FieldError or ShapeError.
 
     {"id": "...", "channel": "chat", "direction": "inbound", "queue": "<raw>", "start":
     ISO 8601 or UNIX seconds, "handled": true, "handle_seconds": 300, "talk_seconds": 240,
     "billable_seconds": 0, "outcome": "<raw>", "customer": "<raw key>", "price": 0.02,
-    "reason": "abandoned"}. queue and outcome go through the configured maps.
+    "reason": "abandoned"}. queue and outcome go through the configured maps. Numbers must
+    be finite and within the field parser's bounds; a start after `latest` is `future`.
     """
     event = require_object(payload, "event")
     event_id = record_id(event, "id")
@@ -72,16 +77,16 @@ def parse_event(payload: Any, settings: GenericWebhookSettings) -> Contact:
         start = unix_seconds(start_raw, "start")
     else:
         start = iso8601(start_raw, "start")
+    not_future(start, latest, "start")
     handled = event.get("handled", True)
     if not isinstance(handled, bool):
         raise FieldError("handled", f"{event_id}: handled must be true or false")
     handle = seconds(event.get("handle_seconds"), "handle_seconds", default=0.0)
     talk = seconds(event.get("talk_seconds"), "talk_seconds", default=handle)
     billable = seconds(event.get("billable_seconds"), "billable_seconds", default=0.0)
-    price = event.get("price")
-    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))
-                              or price < 0):
-        raise FieldError("price", f"{event_id}: price must be a non-negative number")
+    if isinstance(event.get("price"), str):
+        raise FieldError("price", f"{event_id}: price must be a JSON number")
+    cost = price(event.get("price"), "price")  # finite, 0..MAX_PRICE (Infinity, NaN: no)
     outcome_raw = event.get("outcome")
     reason = event.get("reason") or ("" if handled else "unhandled")
     if not isinstance(reason, str) or not _REASON.match(reason or "x"):
@@ -99,7 +104,7 @@ def parse_event(payload: Any, settings: GenericWebhookSettings) -> Contact:
         billable_seconds=billable,
         outcome=label(settings.outcomes, outcome_raw) if outcome_raw else "",
         customer=hash_customer(customer if isinstance(customer, str) else None),
-        price=float(price) if price is not None else None,
+        price=cost,
         reason=reason,
     )
 
@@ -139,6 +144,7 @@ class GenericWebhookAdapter(Adapter):
         verify(request.headers, request.body, self.settings.webhook_secret.get_secret_value(),
                self.settings.tolerance.total_seconds(), now)
         try:  # from here on the sender is known: bad content is a rejected record
-            return parse_event(decode_json(request.body), self.settings)
+            latest = now + self.settings.max_future.total_seconds()
+            return parse_event(decode_json(request.body), self.settings, latest)
         except ITEM_ERRORS as exc:
             raise as_field_error(exc) from None

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from adapters import fields
 from adapters.base import (
     Batch,
     Contact,
@@ -90,6 +91,7 @@ def parse_call(
     if direction is None:
         raise FieldError("direction", f"{call_id}: direction {kind!r}")
     created = _when(call.get("date_created"), "date_created", zone)
+    fields.not_future(created, now + settings.max_future.total_seconds(), "date_created")
     if not call.get("date_finished"):
         if now - created < settings.pending_max_age.total_seconds():
             return None
@@ -97,6 +99,7 @@ def parse_call(
     finished = _when(call.get("date_finished"), "date_finished", zone)
     answered = call.get("date_answered")
     talk = max(0.0, finished - _when(answered, "date_answered", zone)) if answered else 0.0
+    fields.duration(talk, "talk time")
     billable = seconds(call.get("call_duration"), "call_duration", max(0.0, finished - created))
     theirs = call.get("from_number") if direction == "inbound" else call.get("to_number")
     queue_key = call.get("departmentid") or call.get("department_id") or call.get("via_number")
@@ -128,6 +131,7 @@ def parse_ticket(
     if settings.read_calls and channel_type in settings.skip_ticket_channels:
         return None
     created = _when(ticket.get("date_created"), "date_created", zone)
+    fields.not_future(created, now + settings.max_future.total_seconds(), "date_created")
     handled = status not in TICKET_PENDING
     if not handled and now - created < settings.pending_max_age.total_seconds():
         return None

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 
+from adapters import fields
 from adapters.base import (
     Batch,
     Contact,
@@ -95,6 +96,7 @@ def parse_call(
     if direction is None:
         raise FieldError("direction", f"{sid}: unknown direction {call.get('direction')!r}")
     start = rfc2822(call.get("start_time"), "start_time")
+    fields.not_future(start, now + settings.max_future.total_seconds(), "start_time")
     duration = seconds(call.get("duration"), "duration", default=0.0)
     price = _price(call, currency, sid)
     if price is None and status == "completed":
@@ -140,7 +142,7 @@ def _price(call: Mapping[str, Any], currency: str, sid: str) -> float | None:
         value = float(raw)
     except (TypeError, ValueError):
         raise FieldError("price", f"{sid}: price {raw!r} is not a number") from None
-    return abs(value)  # Twilio reports what you paid as a negative amount
+    return fields.price(abs(value))  # Twilio reports what you paid as a negative amount
 
 
 def parse_calls_page(

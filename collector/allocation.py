@@ -34,6 +34,7 @@ window is then a handful of subtractions.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -156,7 +157,10 @@ def allocate_window(
             unallocated[item.component] += amount
             continue
         for k, weight in weights.items():
-            cost[k][item.component] += amount * weight / whole
+            share = amount * weight / whole
+            if math.isinf(share):  # amount * weight overflowed: weight / whole <= 1 first
+                share = amount * (weight / whole)
+            cost[k][item.component] += share
     for item in settings.costs:
         if not item.is_usage:
             continue

@@ -161,5 +161,6 @@ def render_report(
     """The report of one period from the pipeline's figures, as a table or JSON."""
     data = report_data(figures, settings, at, period)
     if fmt == "json":
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        # Strict JSON: a non-finite figure is a bug to see (ValueError), never `Infinity`.
+        return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
     return _table(data)

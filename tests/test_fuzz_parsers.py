@@ -61,9 +61,9 @@ NOW = 1_773_133_700.0  # 2026-03-10
 
 # -- shared checks ---------------------------------------------------------------------------
 FILE_REASONS = {"columns", "date", "duration", "disposition", "encoding", "quoting", "handled",
-                "direction", "price", "id"}
+                "direction", "price", "id", "future"}
 API_REASONS = {"shape", "date", "duration", "id", "status", "direction", "price", "currency",
-               "handled", "account"}
+               "handled", "account", "future"}
 
 
 def check_contact(contact: Contact, queues: set[str]) -> None:
