@@ -6,7 +6,7 @@ the days both runs cover. The exporter deduplicates by id, so regenerating never
 anything twice.
 
 Volumes are sized against config/example.toml so that the example shows figures inside
-its benchmark bands (voice 2.70-5.60, email 1.50-4.00 per contact). The arithmetic, for a
+its benchmark bands (voice 1.60-6.50, email 1.20-4.50 per contact). The arithmetic, for a
 30-day month with 21 weekdays and 4 Saturdays (a Saturday is 45 % of a weekday, so the
 month is 21 + 4 x 0.45 = 22.8 weekday-equivalents of inbound calls and tickets; the
 telesales team dials on weekdays only):

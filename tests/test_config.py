@@ -39,9 +39,9 @@ def test_example_config_loads_as_is() -> None:
     assert s.timezone == "Europe/Oslo"
     assert s.interval == timedelta(seconds=60)
     assert s.store == Path("state/contact-cost.db")
-    assert (s.benchmark.low, s.benchmark.high) == (2.70, 5.60)
-    assert s.benchmark.band_for("email").high == 4.00
-    assert s.benchmark.band_for("voice").high == 5.60  # default band
+    assert (s.benchmark.low, s.benchmark.high) == (1.60, 6.50)
+    assert s.benchmark.band_for("email").high == 4.50
+    assert s.benchmark.band_for("voice").high == 6.50  # default band
     assert [src.name for src in s.sources] == ["pbx", "helpdesk"]
     assert s.source_interval(s.sources[0]) == timedelta(seconds=30)
     assert s.source_interval(s.sources[1]) == timedelta(seconds=60)
@@ -65,7 +65,7 @@ def test_env_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings(EXAMPLE)
     assert s.interval == timedelta(minutes=5)
     assert s.benchmark.high == 7.5
-    assert s.benchmark.low == 2.70  # untouched part of the same table stays from the file
+    assert s.benchmark.low == 1.60  # untouched part of the same table stays from the file
     assert s.currency == "EUR"
 
 
