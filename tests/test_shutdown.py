@@ -12,7 +12,12 @@ import pytest
 
 from .conftest import free_port, http_get, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not Path("/proc/self/task").is_dir(), reason="finds the worker through Linux's /proc"
+    ),
+]
 
 CONFIG = """\
 timezone = "Europe/Oslo"
