@@ -70,15 +70,18 @@ class AircallSettings(ApiSourceSettings):
 
 
 # -- pure parser -------------------------------------------------------------------------------
-def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | None:
-    """One Aircall call object -> Contact; None until its status is "done". Raises FieldError."""
+def parse_call(
+    call: Mapping[str, Any], settings: AircallSettings, latest: float | None = None
+) -> Contact | None:
+    """One Aircall call object -> Contact; None until its status is "done". Raises FieldError;
+    `future` for a start after `latest` (now + max_future)."""
     call_id = record_id(call, "id")
     if call.get("status") != "done":
         return None
     direction = DIRECTIONS.get(str(call.get("direction")))
     if direction is None:
         raise FieldError("direction", f"{call_id}: unknown direction {call.get('direction')!r}")
-    start = unix_seconds(call.get("started_at"), "started_at")
+    start = fields.not_future(unix_seconds(call.get("started_at"), "started_at"), latest)
     ended = unix_seconds(call.get("ended_at"), "ended_at")
     if ended < start:
         raise FieldError("duration", f"{call_id}: ended_at before started_at")
@@ -154,7 +157,7 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
             parsed.rejections.append(Rejection("shape", index, "call is not an object"))
             continue
         try:
-            contact = parse_call(call, settings)
+            contact = parse_call(call, settings, now + settings.max_future.total_seconds())
         except ITEM_ERRORS as exc:
             parsed.rejections.append(item_rejection(exc, index))
             continue
@@ -174,13 +177,15 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
     return parsed
 
 
-def parse_webhook(payload: Any, settings: AircallSettings) -> Contact | None:
+def parse_webhook(
+    payload: Any, settings: AircallSettings, latest: float | None = None
+) -> Contact | None:
     """A webhook body -> Contact for a finished call; None for other events. Raises ShapeError."""
     body = require_object(payload, "webhook")
     if body.get("resource") != "call" or body.get("event") != "call.ended":
         return None
     data = require_object(body.get("data"), "webhook data")
-    return parse_call(data, settings)
+    return parse_call(data, settings, latest)
 
 
 def verified_payload(body: bytes, token: str) -> dict[str, Any]:
@@ -230,7 +235,8 @@ class AircallAdapter(ApiAdapter):
             raise WebhookRefused(404, "not_found", "no such webhook")
         payload = verified_payload(request.body, token.get_secret_value())
         try:
-            return parse_webhook(payload, self.settings)
+            latest = now + self.settings.max_future.total_seconds()
+            return parse_webhook(payload, self.settings, latest)
         except ITEM_ERRORS as exc:
             raise as_field_error(exc) from None
 
