@@ -657,6 +657,24 @@ def sources() -> dict[str, Any]:
             timeseries_options(),
         ),
         panel(
+            "timeseries",
+            "Rotation losses per source",
+            "Times a file source's file was rotated or truncated and the rest of its old "
+            "content was not found (rows written since the previous read lost), per interval. "
+            "Absent while nothing was lost; any value fires ContactCostRotationLoss.",
+            [
+                target(
+                    "A",
+                    "sum by (source) "
+                    f"(increase(contactcenter_source_rotation_losses_total{{{src}}}[$__rate_interval]))",
+                    "{{source}}",
+                )
+            ],
+            (0, 21, 12, 8),
+            "short",
+            timeseries_options(),
+        ),
+        panel(
             "table",
             "Records and rejections, totals",
             "Records read and rejected since each source's history began, and the exporter's "
