@@ -6,7 +6,7 @@ import hmac
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -30,12 +30,21 @@ from adapters.fields import (
     item_rejection,
     label,
     load_state,
+    outcome_of_tags,
     record_id,
     require_list,
     require_object,
     unix_seconds,
 )
-from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
+from adapters.http import (
+    ApiAdapter,
+    Credentials,
+    LookbackSettings,
+    ParsedPage,
+    endpoint_of,
+    lowest,
+    shape_rejection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +61,11 @@ RECORD_CAP = 10_000  # Aircall lists at most this many records for one query
 MIN_WINDOW = 60.0
 
 
-class AircallSettings(ApiSourceSettings):
+class AircallSettings(LookbackSettings):
+    # the first run reads calls from start_date (UTC), else from `lookback` ago
     base_url: str = "https://api.aircall.io/"
     api_id: str
     api_token: SecretStr
-    start_date: date | None = None  # first run: calls from this day (UTC); default lookback
-    lookback: Duration = timedelta(days=30)
     window: Duration = timedelta(days=1)  # shrunk automatically when a window passes the cap
     lag: Duration = timedelta(minutes=5)  # leave the newest minutes for the next run
     pending_max_age: Duration = timedelta(days=1)  # a call not "done" after this is dropped
@@ -70,18 +78,15 @@ class AircallSettings(ApiSourceSettings):
 
 
 # -- pure parser -------------------------------------------------------------------------------
-def parse_call(
-    call: Mapping[str, Any], settings: AircallSettings, latest: float | None = None
-) -> Contact | None:
-    """One Aircall call object -> Contact; None until its status is "done". Raises FieldError;
-    `future` for a start after `latest` (now + max_future)."""
+def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | None:
+    """One Aircall call object -> Contact; None until its status is "done". Raises FieldError."""
     call_id = record_id(call, "id")
     if call.get("status") != "done":
         return None
     direction = DIRECTIONS.get(str(call.get("direction")))
     if direction is None:
         raise FieldError("direction", f"{call_id}: unknown direction {call.get('direction')!r}")
-    start = fields.not_future(unix_seconds(call.get("started_at"), "started_at"), latest)
+    start = unix_seconds(call.get("started_at"), "started_at")
     ended = unix_seconds(call.get("ended_at"), "ended_at")
     if ended < start:
         raise FieldError("duration", f"{call_id}: ended_at before started_at")
@@ -116,7 +121,7 @@ def parse_call(
         handle_seconds=talk + wrap_up,
         talk_seconds=talk,
         billable_seconds=max(0.0, billable),
-        outcome=_outcome(call.get("tags"), settings.outcomes),
+        outcome=outcome_of_tags(call.get("tags"), settings.outcomes),
         customer=hash_customer(call.get("raw_digits") if isinstance(call.get("raw_digits"), str)
                                else None),
         price=None,
@@ -124,68 +129,50 @@ def parse_call(
     )
 
 
-def _outcome(tags: Any, outcomes: Mapping[str, str]) -> str:
-    if not isinstance(tags, list):
-        return ""
-    for tag in tags:
-        name = tag.get("name") if isinstance(tag, dict) else None
-        if isinstance(name, str) and name in outcomes:
-            return outcomes[name]
-    return ""
-
-
-class ParsedPage:
-    def __init__(self) -> None:
-        self.contacts: list[Contact] = []
-        self.rejections: list[Rejection] = []
-        self.pending_starts: list[float] = []
-        self.total: int | None = None
-        self.has_next = False
-
-
 def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> ParsedPage:
-    """A /v1/calls page -> contacts, rejections, pending calls and paging meta."""
+    """A /v1/calls page -> contacts, rejections, `hold` (the oldest start of a call not done
+    yet), `more` (a next page link) and the vendor's `total`."""
     body = require_object(data, "calls page")
     calls = require_list(body, "calls", "calls page")
     meta = require_object(body.get("meta"), "calls page meta")
-    parsed = ParsedPage()
-    total = meta.get("total")
-    parsed.total = total if isinstance(total, int) else None
-    parsed.has_next = bool(meta.get("next_page_link"))
+    contacts: list[Contact] = []
+    rejections: list[Rejection] = []
+    pending: list[float] = []
     for index, call in enumerate(calls, start=1):
         if not isinstance(call, dict):
-            parsed.rejections.append(Rejection("shape", index, "call is not an object"))
+            rejections.append(Rejection("shape", index, "call is not an object"))
             continue
         try:
-            contact = parse_call(call, settings, now + settings.max_future.total_seconds())
+            contact = parse_call(call, settings)
         except ITEM_ERRORS as exc:
-            parsed.rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index))
             continue
         if contact is not None:
-            parsed.contacts.append(contact)
+            contacts.append(contact)
             continue
         # Not finished yet: held back while young, else counted as a rejection; never dropped.
         try:
             started = unix_seconds(call.get("started_at"), "started_at")
         except FieldError as exc:
-            parsed.rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index))
             continue
         if now - started < settings.pending_max_age.total_seconds():
-            parsed.pending_starts.append(started)
+            pending.append(started)
         else:
-            parsed.rejections.append(Rejection("status", index, "call never finished"))
-    return parsed
+            rejections.append(Rejection("status", index, "call never finished"))
+    total = meta.get("total")
+    return ParsedPage(contacts, rejections, more=bool(meta.get("next_page_link")),
+                      hold=min(pending, default=None),
+                      total=total if isinstance(total, int) else None)
 
 
-def parse_webhook(
-    payload: Any, settings: AircallSettings, latest: float | None = None
-) -> Contact | None:
+def parse_webhook(payload: Any, settings: AircallSettings) -> Contact | None:
     """A webhook body -> Contact for a finished call; None for other events. Raises ShapeError."""
     body = require_object(payload, "webhook")
     if body.get("resource") != "call" or body.get("event") != "call.ended":
         return None
     data = require_object(body.get("data"), "webhook data")
-    return parse_call(data, settings, latest)
+    return parse_call(data, settings)
 
 
 def verified_payload(body: bytes, token: str) -> dict[str, Any]:
@@ -235,25 +222,18 @@ class AircallAdapter(ApiAdapter):
             raise WebhookRefused(404, "not_found", "no such webhook")
         payload = verified_payload(request.body, token.get_secret_value())
         try:
-            latest = now + self.settings.max_future.total_seconds()
-            return parse_webhook(payload, self.settings, latest)
+            return parse_webhook(payload, self.settings)
         except ITEM_ERRORS as exc:
             raise as_field_error(exc) from None
 
     def credentials(self) -> Credentials:
         return (self.settings.api_id, self.settings.api_token.get_secret_value()), None
 
-    def _first_from(self, now: float) -> float:
-        if self.settings.start_date:
-            start = datetime.combine(self.settings.start_date, datetime.min.time(), UTC)
-            return start.timestamp()
-        return now - self.settings.lookback.total_seconds()
-
     def pull(self, position: str | None) -> Iterator[Batch]:
         state = load_state(position)
         now = self.clock()
         horizon = now - self.settings.lag.total_seconds()
-        start = float(state.get("from") or self._first_from(now))
+        start = float(state.get("from") or self.settings.first_moment(now))
         end = state.get("to")
         page_no = int(state.get("page") or 1)
         hold = state.get("hold")
@@ -279,10 +259,8 @@ class AircallAdapter(ApiAdapter):
                     continue
                 log.warning("source %s: %d calls in one minute; reading the first %d",
                             self.name, parsed.total, RECORD_CAP)
-            if parsed.pending_starts:
-                low = min(parsed.pending_starts)
-                hold = low if hold is None else min(hold, low)
-            if parsed.has_next and page_no * self.settings.per_page < RECORD_CAP:
+            hold = lowest(hold, parsed.hold)
+            if parsed.more and page_no * self.settings.per_page < RECORD_CAP:
                 state = {"from": start, "to": end, "page": page_no + 1, "hold": hold}
                 yield Batch(parsed.contacts, parsed.rejections, json.dumps(state),
                             endpoint_of(page.url))

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from adapters.base import Batch, Contact, Duration, LabelMap, Rejection, ShapeError, hash_customer
+from adapters.base import Batch, Contact, LabelMap, Rejection, ShapeError, hash_customer
 from adapters.fields import (
     ITEM_ERRORS,
     iso8601,
     item_rejection,
     label,
     load_state,
+    outcome_of_tags,
     record_id,
     seconds,
 )
-from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
+from adapters.http import (
+    ApiAdapter,
+    Credentials,
+    LookbackSettings,
+    ParsedPage,
+    endpoint_of,
+    highest,
+    shape_rejection,
+)
 
 TICKETS = "api/v2/tickets"
 MAX_PAGE = 300  # Freshdesk will not list past this page; restart from the watermark instead
@@ -30,12 +39,12 @@ SOURCES = {"1": "email", "2": "portal", "3": "voice", "4": "portal", "5": "socia
 OUTBOUND_SOURCES = {10}
 
 
-class FreshdeskSettings(ApiSourceSettings):
-    base_url: str = ""  # default https://<domain>.freshdesk.com/
+class FreshdeskSettings(LookbackSettings):
+    # base_url default: https://<domain>.freshdesk.com/
+    site_field = "domain"
+    base_url_template = "https://{}.freshdesk.com/"
     domain: str | None = None  # "acme" for acme.freshdesk.com
     api_key: SecretStr
-    start_date: date | None = None
-    lookback: Duration = timedelta(days=30)
     per_page: int = Field(default=100, ge=1, le=100)
     requests_per_minute: float = 40.0  # below the smallest plan's ticket-list limit
     count_statuses: list[int] = Field(default_factory=lambda: [4, 5])  # resolved, closed
@@ -43,14 +52,6 @@ class FreshdeskSettings(ApiSourceSettings):
     # queues maps group_id -> queue; outcomes maps a tag -> outcome
     handle_time_field: str | None = None  # e.g. "cf_handle_time" in custom_fields
     handle_time_unit: Literal["seconds", "minutes"] = "seconds"
-
-    @model_validator(mode="after")
-    def _url(self) -> FreshdeskSettings:
-        if not self.base_url:
-            if not self.domain:
-                raise ValueError("set domain (or base_url)")
-            self.base_url = f"https://{self.domain}.freshdesk.com/"
-        return self
 
 
 # -- pure parser -------------------------------------------------------------------------------
@@ -68,11 +69,7 @@ def parse_ticket(ticket: Mapping[str, Any], settings: FreshdeskSettings) -> Cont
             value = seconds(fields.get(settings.handle_time_field), settings.handle_time_field,
                             0.0)
             handle = value * 60 if settings.handle_time_unit == "minutes" else value
-    tags = ticket.get("tags")
-    outcome = ""
-    if isinstance(tags, list):
-        outcome = next((settings.outcomes[t] for t in tags
-                        if isinstance(t, str) and t in settings.outcomes), "")
+    outcome = outcome_of_tags(ticket.get("tags"), settings.outcomes)
     requester = ticket.get("requester_id")
     return Contact(
         id=ticket_id,
@@ -91,10 +88,10 @@ def parse_ticket(ticket: Mapping[str, Any], settings: FreshdeskSettings) -> Cont
     )
 
 
-def parse_tickets_page(
-    data: Any, settings: FreshdeskSettings
-) -> tuple[list[Contact], list[Rejection], str | None]:
-    """A tickets page (a JSON list) -> contacts, rejections and the newest updated_at."""
+def parse_tickets_page(data: Any, settings: FreshdeskSettings) -> ParsedPage:
+    """A tickets page (a JSON list) -> contacts, rejections and (`top`) the newest updated_at.
+
+    Whether more pages follow is in the response's Link header, not in the body."""
     if not isinstance(data, list):
         raise ShapeError("tickets page: expected a JSON list")
     contacts: list[Contact] = []
@@ -114,7 +111,7 @@ def parse_tickets_page(
             continue
         if contact is not None:
             contacts.append(contact)
-    return contacts, rejections, newest
+    return ParsedPage(contacts, rejections, top=newest)
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
@@ -132,11 +129,7 @@ class FreshdeskAdapter(ApiAdapter):
         return (self.settings.api_key.get_secret_value(), "X"), None
 
     def _first_since(self) -> str:
-        if self.settings.start_date:
-            moment = datetime.combine(self.settings.start_date, datetime.min.time(), UTC)
-        else:
-            moment = datetime.fromtimestamp(
-                self.clock() - self.settings.lookback.total_seconds(), UTC)
+        moment = datetime.fromtimestamp(self.settings.first_moment(self.clock()), UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def pull(self, position: str | None) -> Iterator[Batch]:
@@ -149,18 +142,18 @@ class FreshdeskAdapter(ApiAdapter):
                       "per_page": self.settings.per_page, "page": page_no}
             page = self.client.get(TICKETS, params)
             try:
-                contacts, rejections, page_newest = parse_tickets_page(page.data, self.settings)
+                parsed = parse_tickets_page(page.data, self.settings)
             except ShapeError as exc:
                 yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
                 return
-            if page_newest and (newest is None or page_newest > newest):
-                newest = page_newest
+            newest = highest(newest, parsed.top)
             more = "next" in page.response.links
             if more and page_no < MAX_PAGE:
                 state = {"since": since, "page": page_no + 1, "newest": newest}
             else:
                 state = {"since": newest or since}
-            yield Batch(contacts, rejections, json.dumps(state), endpoint_of(page.url))
+            yield Batch(parsed.contacts, parsed.rejections, json.dumps(state),
+                        endpoint_of(page.url))
             if not more:
                 return
             if page_no >= MAX_PAGE:

@@ -7,17 +7,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar, NamedTuple, Self
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from adapters.base import (
     Adapter,
     AdapterContext,
+    Contact,
+    Duration,
     LabelMap,
     Rejection,
     SourceError,
@@ -31,10 +34,17 @@ USER_AGENT = "contact-cost-exporter"
 
 
 class ApiSourceSettings(SourceSettings):
-    """Settings every vendor API source has. Vendors override the defaults they document."""
+    """Settings every vendor API source has. Vendors override the defaults they document.
+
+    A vendor whose URL depends on the account sets `site_field` (the setting naming the
+    account, such as "subdomain") and `base_url_template` ("https://{}.zendesk.com/");
+    `base_url` is then built from it unless the source sets one.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    base_url: str
+    site_field: ClassVar[str] = ""
+    base_url_template: ClassVar[str] = ""
+    base_url: str = ""
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
     retries: int = Field(default=4, ge=0, le=10)
@@ -45,6 +55,29 @@ class ApiSourceSettings(SourceSettings):
     requests_per_minute: float = Field(default=60.0, gt=0)
     queues: LabelMap = Field(default_factory=dict)
     outcomes: LabelMap = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _base_url(self) -> Self:
+        if not self.base_url:
+            site = getattr(self, self.site_field, None) if self.site_field else None
+            if not site:
+                raise ValueError(f"set {self.site_field} (or base_url)" if self.site_field
+                                 else "set base_url")
+            self.base_url = self.base_url_template.format(site)
+        return self
+
+
+class LookbackSettings(ApiSourceSettings):
+    """A source whose first run reads from `start_date` (UTC), else `lookback` before now."""
+
+    start_date: date | None = None
+    lookback: Duration = timedelta(days=30)
+
+    def first_moment(self, now: float) -> float:
+        """Epoch seconds where a first run starts reading."""
+        if self.start_date:
+            return datetime.combine(self.start_date, datetime.min.time(), UTC).timestamp()
+        return now - self.lookback.total_seconds()
 
 
 class RateLimiter:
@@ -216,6 +249,38 @@ def shape_rejection(page: Page, detail: str) -> Rejection:
 
 
 Credentials = tuple[tuple[str, str] | None, Mapping[str, str] | None]
+
+
+class ParsedPage(NamedTuple):
+    """What a vendor's page parser found in one page (every vendor returns this shape)."""
+
+    contacts: list[Contact]
+    rejections: list[Rejection]
+    more: bool = False  # another page follows (when the body says so)
+    next: str | None = None  # the link or cursor to continue from, when the body has one
+    hold: Any = None  # the oldest time of an item not final yet: the watermark stays there
+    top: Any = None  # the newest time of the items seen (start, creation or update)
+    total: int | None = None  # the vendor's count of matching records, when it says
+
+
+def lowest(*values: Any) -> Any:
+    """The smallest value that is not None (None when all are): for watermarks."""
+    present = [value for value in values if value is not None]
+    return min(present) if present else None
+
+
+def highest(*values: Any) -> Any:
+    """The largest value that is not None (None when all are): for watermarks."""
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
+
+
+def held_or_top(hold: Any, top: Any, fallback: Any) -> Any:
+    """Where the next run starts: the oldest pending item, else the newest seen, else as before.
+
+    The next run overlaps this boundary; the store's (source, id) uniqueness drops the overlap.
+    """
+    return hold if hold is not None else (top if top is not None else fallback)
 
 
 class ApiAdapter(Adapter):

@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from adapters import fields
 from adapters.base import (
@@ -21,8 +21,26 @@ from adapters.base import (
     ShapeError,
     hash_customer,
 )
-from adapters.fields import ITEM_ERRORS, item_rejection, label, load_state, record_id, seconds
-from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
+from adapters.fields import (
+    ITEM_ERRORS,
+    item_rejection,
+    label,
+    load_state,
+    outcome_of_tags,
+    record_id,
+    seconds,
+)
+from adapters.http import (
+    ApiAdapter,
+    Credentials,
+    LookbackSettings,
+    ParsedPage,
+    endpoint_of,
+    held_or_top,
+    highest,
+    lowest,
+    shape_rejection,
+)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DIRECTIONS = {"in": "inbound", "I": "inbound", "out": "outbound", "O": "outbound"}
@@ -36,13 +54,15 @@ TICKET_SKIP = {"X", "B"}  # deleted, spam
 TICKET_PENDING = {"I", "N"}  # init, new: nobody has answered yet
 
 
-class LiveAgentSettings(ApiSourceSettings):
-    base_url: str = ""  # default https://<subdomain>.ladesk.com/api/v3/
+class LiveAgentSettings(LookbackSettings):
+    # base_url default: https://<subdomain>.ladesk.com/api/v3/
+    site_field = "subdomain"
+    base_url_template = "https://{}.ladesk.com/api/v3/"
     subdomain: str | None = None
     api_key: SecretStr  # sent in the `apikey` header
     api_timezone: str = "UTC"  # the zone LiveAgent writes date_created in
-    start: str | None = None  # first run: "YYYY-MM-DD HH:MM:SS" in api_timezone
-    lookback: Duration = timedelta(days=30)
+    # first run: "YYYY-MM-DD HH:MM:SS" in api_timezone; else start_date, else lookback
+    start: str | None = None
     per_page: int = Field(default=100, ge=1, le=1000)
     requests_per_minute: float = 180.0
     read_calls: bool = True
@@ -56,16 +76,11 @@ class LiveAgentSettings(ApiSourceSettings):
     @field_validator("api_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):  # KeyError would escape pydantic
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Oslo") from None
         return value
-
-    @model_validator(mode="after")
-    def _url(self) -> LiveAgentSettings:
-        if not self.base_url:
-            if not self.subdomain:
-                raise ValueError("set subdomain (or base_url)")
-            self.base_url = f"https://{self.subdomain}.ladesk.com/api/v3/"
-        return self
 
 
 # -- pure parsers ------------------------------------------------------------------------------
@@ -135,11 +150,7 @@ def parse_ticket(
     handled = status not in TICKET_PENDING
     if not handled and now - created < settings.pending_max_age.total_seconds():
         return None
-    tags = ticket.get("tags")
-    outcome = ""
-    if isinstance(tags, list):
-        outcome = next((settings.outcomes[str(t)] for t in tags if str(t) in settings.outcomes),
-                       "")
+    outcome = outcome_of_tags(ticket.get("tags"), settings.outcomes)
     owner = ticket.get("owner_email") or ticket.get("owner_contactid")
     return Contact(
         id=f"ticket:{ticket_id}",
@@ -160,10 +171,9 @@ def parse_ticket(
 Parser = Callable[[Mapping[str, Any], LiveAgentSettings, float], Contact | None]
 
 
-def parse_page(
-    data: Any, parse: Parser, settings: LiveAgentSettings, now: float
-) -> tuple[list[Contact], list[Rejection], str | None, str | None]:
-    """A list page -> contacts, rejections, oldest pending date_created, newest date_created."""
+def parse_page(data: Any, parse: Parser, settings: LiveAgentSettings, now: float) -> ParsedPage:
+    """A list page -> contacts, rejections, `hold` the oldest date_created still pending and
+    `top` the newest date_created. Whether more pages follow is the page's length."""
     if not isinstance(data, list):
         raise ShapeError("expected a JSON list")
     contacts: list[Contact] = []
@@ -186,7 +196,7 @@ def parse_page(
                 hold = created if hold is None or created < hold else hold
         if contact is not None:
             contacts.append(contact)
-    return contacts, rejections, hold, top
+    return ParsedPage(contacts, rejections, hold=hold, top=top)
 
 
 def _is_pending(item: Mapping[str, Any], settings: LiveAgentSettings) -> bool:
@@ -215,7 +225,7 @@ class LiveAgentAdapter(ApiAdapter):
     def _first_since(self) -> str:
         if self.settings.start:
             return self.settings.start
-        moment = self.clock() - self.settings.lookback.total_seconds()
+        moment = self.settings.first_moment(self.clock())
         return datetime.fromtimestamp(moment, ZoneInfo(self.settings.api_timezone)).strftime(
             TIME_FORMAT)
 
@@ -248,22 +258,18 @@ class LiveAgentAdapter(ApiAdapter):
                       "_filters": json.dumps([["date_created", "D>=", since]])}
             page = self.client.get(path, params)
             try:
-                contacts, rejections, page_hold, page_top = parse_page(
-                    page.data, parse, self.settings, now)
+                parsed = parse_page(page.data, parse, self.settings, now)
             except ShapeError as exc:
                 yield (Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url)),
                        dict(sub))
                 return
-            if page_hold and (hold is None or page_hold < hold):
-                hold = page_hold
-            if page_top and (top is None or page_top > top):
-                top = page_top
+            hold, top = lowest(hold, parsed.hold), highest(top, parsed.top)
             more = isinstance(page.data, list) and len(page.data) >= per_page
             if more:
                 new = {"since": since, "page": page_no + 1, "hold": hold, "top": top}
             else:
-                new = {"since": hold or top or since}
-            yield Batch(contacts, rejections, "", endpoint_of(page.url)), new
+                new = {"since": held_or_top(hold, top, since)}
+            yield Batch(parsed.contacts, parsed.rejections, "", endpoint_of(page.url)), new
             if not more:
                 return
             page_no += 1

@@ -40,7 +40,17 @@ from adapters.fields import (
     rfc2822,
     seconds,
 )
-from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
+from adapters.http import (
+    ApiAdapter,
+    ApiSourceSettings,
+    Credentials,
+    ParsedPage,
+    endpoint_of,
+    held_or_top,
+    highest,
+    lowest,
+    shape_rejection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +82,6 @@ class TwilioSettings(ApiSourceSettings):
 
 
 # -- pure parser -------------------------------------------------------------------------------
-class Parsed:
-    """What one page of calls gave: contacts, rejections, and the run's watermark inputs."""
-
-    def __init__(self) -> None:
-        self.contacts: list[Contact] = []
-        self.rejections: list[Rejection] = []
-        self.pending_starts: list[float] = []  # not final yet: read again next run
-        self.final_starts: list[float] = []
-
-
 def parse_call(
     call: Mapping[str, Any], settings: TwilioSettings, currency: str, now: float
 ) -> Contact | None:
@@ -147,33 +147,38 @@ def _price(call: Mapping[str, Any], currency: str, sid: str) -> float | None:
 
 def parse_calls_page(
     data: Any, settings: TwilioSettings, currency: str, now: float
-) -> tuple[Parsed, str | None]:
-    """A Calls list page -> parsed calls and next_page_uri. Raises ShapeError."""
+) -> ParsedPage:
+    """A Calls list page -> contacts, rejections, `next` next_page_uri, `hold` the oldest start
+    of a call not final yet (read again next run), `top` the newest final start. Raises
+    ShapeError."""
     body = require_object(data, "Calls page")
     calls = require_list(body, "calls", "Calls page")
     next_uri = body.get("next_page_uri")
     if next_uri is not None and not isinstance(next_uri, str):
         raise ShapeError("Calls page: next_page_uri is not a string")
-    parsed = Parsed()
+    contacts: list[Contact] = []
+    rejections: list[Rejection] = []
+    pending: list[float] = []
     for index, call in enumerate(calls, start=1):
         if not isinstance(call, dict):
-            parsed.rejections.append(Rejection("shape", index, "call is not an object"))
+            rejections.append(Rejection("shape", index, "call is not an object"))
             continue
         if call.get("parent_call_sid") and not settings.include_child_calls:
             continue
         try:
             contact = parse_call(call, settings, currency, now)
         except ITEM_ERRORS as exc:
-            parsed.rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index))
             continue
         if contact is None:
             # a queued call has no start yet; the watermark is held by the others
             with contextlib.suppress(FieldError):
-                parsed.pending_starts.append(rfc2822(call.get("start_time"), "start_time"))
+                pending.append(rfc2822(call.get("start_time"), "start_time"))
             continue
-        parsed.contacts.append(contact)
-        parsed.final_starts.append(contact.start)
-    return parsed, next_uri or None
+        contacts.append(contact)
+    return ParsedPage(contacts, rejections, more=bool(next_uri), next=next_uri or None,
+                      hold=min(pending, default=None),
+                      top=max((contact.start for contact in contacts), default=None))
 
 
 def parse_status_callback(params: Mapping[str, str], settings: TwilioSettings) -> Contact | None:
@@ -309,23 +314,19 @@ class TwilioAdapter(ApiAdapter):
                     continue
                 raise
             try:
-                parsed, next_uri = parse_calls_page(
+                parsed = parse_calls_page(
                     page.data, self.settings, self.context.currency, self.clock()
                 )
             except ShapeError as exc:
                 # keep the old position: the next run asks for this page again
                 yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
                 return
-            if parsed.pending_starts:
-                low = min(parsed.pending_starts)
-                hold = low if hold is None else min(hold, low)
-            if parsed.final_starts:
-                high = max(parsed.final_starts)
-                top = high if top is None else max(top, high)
+            hold, top = lowest(hold, parsed.hold), highest(top, parsed.top)
+            next_uri = parsed.next
             if next_uri:
                 new_state = {"since": since, "next": next_uri, "hold": hold, "top": top}
             else:
-                mark = hold if hold is not None else top
+                mark = held_or_top(hold, top, None)
                 new_state = {"since": _day(mark) if mark is not None else since}
             yield Batch(
                 parsed.contacts, parsed.rejections, json.dumps(new_state), endpoint_of(page.url)

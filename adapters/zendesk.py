@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from adapters.base import Batch, Contact, Duration, LabelMap, Rejection, ShapeError, hash_customer
+from adapters.base import Batch, Contact, LabelMap, Rejection, ShapeError, hash_customer
 from adapters.fields import (
     ITEM_ERRORS,
     iso8601,
     item_rejection,
     label,
     load_state,
+    outcome_of_tags,
     record_id,
     require_list,
     require_object,
     seconds,
 )
-from adapters.http import ApiAdapter, ApiSourceSettings, Credentials, endpoint_of, shape_rejection
+from adapters.http import (
+    ApiAdapter,
+    Credentials,
+    LookbackSettings,
+    ParsedPage,
+    endpoint_of,
+    shape_rejection,
+)
 
 EXPORT = "api/v2/incremental/tickets/cursor.json"
 VIA_CHANNELS = {
@@ -42,13 +49,14 @@ VIA_CHANNELS = {
 }
 
 
-class ZendeskSettings(ApiSourceSettings):
-    base_url: str = ""  # default https://<subdomain>.zendesk.com/
+class ZendeskSettings(LookbackSettings):
+    # base_url default: https://<subdomain>.zendesk.com/; the first run reads tickets
+    # changed since start_date (UTC), else since `lookback` ago
+    site_field = "subdomain"
+    base_url_template = "https://{}.zendesk.com/"
     subdomain: str | None = None
     email: str  # the agent the API token belongs to
     api_token: SecretStr
-    start_date: date | None = None  # first run: tickets changed since this day (UTC)
-    lookback: Duration = timedelta(days=30)
     per_page: int = Field(default=1000, ge=1, le=1000)
     requests_per_minute: float = 10.0  # the incremental export endpoints' documented limit
     count_statuses: list[str] = Field(default_factory=lambda: ["solved", "closed"])
@@ -59,11 +67,7 @@ class ZendeskSettings(ApiSourceSettings):
     handle_time_unit: Literal["seconds", "minutes"] = "seconds"
 
     @model_validator(mode="after")
-    def _urls_and_fields(self) -> ZendeskSettings:
-        if not self.base_url:
-            if not self.subdomain:
-                raise ValueError("set subdomain (or base_url)")
-            self.base_url = f"https://{self.subdomain}.zendesk.com/"
+    def _handle_time_field(self) -> ZendeskSettings:
         if self.handle_time == "custom_field" and self.handle_time_field is None:
             raise ValueError("handle_time = 'custom_field' needs handle_time_field (its id)")
         return self
@@ -98,7 +102,7 @@ def parse_ticket(
         handle_seconds=handle,
         talk_seconds=handle,
         billable_seconds=0.0,
-        outcome=_outcome(ticket.get("tags"), settings.outcomes),
+        outcome=outcome_of_tags(ticket.get("tags"), settings.outcomes),
         customer=hash_customer(str(ticket["requester_id"]) if ticket.get("requester_id") else None),
         price=None,
         reason="",
@@ -116,18 +120,9 @@ def _custom_field(ticket: Mapping[str, Any], settings: ZendeskSettings) -> float
     return 0.0
 
 
-def _outcome(tags: Any, outcomes: Mapping[str, str]) -> str:
-    if isinstance(tags, list):
-        for tag in tags:
-            if isinstance(tag, str) and tag in outcomes:
-                return outcomes[tag]
-    return ""
-
-
-def parse_export_page(
-    data: Any, settings: ZendeskSettings
-) -> tuple[list[Contact], list[Rejection], str | None, bool]:
-    """A cursor export page -> contacts, rejections, after_cursor, end_of_stream."""
+def parse_export_page(data: Any, settings: ZendeskSettings) -> ParsedPage:
+    """A cursor export page -> contacts, rejections, `next` after_cursor, `more` unless
+    end_of_stream."""
     body = require_object(data, "ticket export page")
     tickets = require_list(body, "tickets", "ticket export page")
     end = body.get("end_of_stream")
@@ -151,7 +146,7 @@ def parse_export_page(
             continue
         if contact is not None:
             contacts.append(contact)
-    return contacts, rejections, cursor, end
+    return ParsedPage(contacts, rejections, more=not end, next=cursor)
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
@@ -172,21 +167,19 @@ class ZendeskAdapter(ApiAdapter):
             params["include"] = "metric_sets"
         if cursor:
             params["cursor"] = cursor
-        elif self.settings.start_date:
-            start = datetime.combine(self.settings.start_date, datetime.min.time(), UTC)
-            params["start_time"] = int(start.timestamp())
         else:
-            params["start_time"] = int(self.clock() - self.settings.lookback.total_seconds())
+            params["start_time"] = int(self.settings.first_moment(self.clock()))
         while True:
             page = self.client.get(EXPORT, params)
             try:
-                contacts, rejections, after, end = parse_export_page(page.data, self.settings)
+                parsed = parse_export_page(page.data, self.settings)
             except ShapeError as exc:
                 yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
                 return
+            after = parsed.next
             state = json.dumps({"cursor": after}) if after else None
-            yield Batch(contacts, rejections, state, endpoint_of(page.url))
-            if end or not after:
+            yield Batch(parsed.contacts, parsed.rejections, state, endpoint_of(page.url))
+            if not parsed.more or not after:
                 return
             params = {k: v for k, v in params.items() if k != "start_time"} | {"cursor": after}
 

@@ -515,7 +515,7 @@ def test_twilio_calls_page(data: Any) -> None:
         with pytest.raises(ShapeError):
             twilio.parse_calls_page(data, TWILIO, "USD", NOW)
         return
-    parsed, _ = twilio.parse_calls_page(data, TWILIO, "USD", NOW)
+    parsed = twilio.parse_calls_page(data, TWILIO, "USD", NOW)
     check_page(items, parsed.contacts, parsed.rejections,
                lambda item: twilio.parse_call(item, TWILIO, "USD", NOW),
                lambda item: bool(item.get("parent_call_sid")))
@@ -531,7 +531,7 @@ def test_zendesk_export_page(data: Any) -> None:
         with pytest.raises(ShapeError):
             zendesk.parse_export_page(data, ZENDESK)
         return
-    contacts, rejections, _, _ = zendesk.parse_export_page(data, ZENDESK)
+    contacts, rejections, *_ = zendesk.parse_export_page(data, ZENDESK)
     check_page(items, contacts, rejections,
                lambda item: zendesk.parse_ticket(item, ZENDESK, None))
 
@@ -568,7 +568,7 @@ def test_liveagent_page(data: Any, calls: bool) -> None:
         with pytest.raises(ShapeError):
             liveagent.parse_page(data, parse, LIVEAGENT, NOW)
         return
-    contacts, rejections, _, _ = liveagent.parse_page(data, parse, LIVEAGENT, NOW)
+    contacts, rejections, *_ = liveagent.parse_page(data, parse, LIVEAGENT, NOW)
     check_page(items, contacts, rejections, lambda item: parse(item, LIVEAGENT, NOW))
 
 
@@ -580,7 +580,7 @@ def test_liveagent_tickets_page(data: Any) -> None:
         with pytest.raises(ShapeError):
             liveagent.parse_page(data, liveagent.parse_ticket, LIVEAGENT, NOW)
         return
-    contacts, rejections, _, _ = liveagent.parse_page(data, liveagent.parse_ticket,
+    contacts, rejections, *_ = liveagent.parse_page(data, liveagent.parse_ticket,
                                                       LIVEAGENT, NOW)
     check_page(items, contacts, rejections,
                lambda item: liveagent.parse_ticket(item, LIVEAGENT, NOW))
@@ -594,7 +594,7 @@ def test_freshdesk_tickets_page(data: Any) -> None:
         with pytest.raises(ShapeError):
             freshdesk.parse_tickets_page(data, FRESHDESK)
         return
-    contacts, rejections, _ = freshdesk.parse_tickets_page(data, FRESHDESK)
+    contacts, rejections, *_ = freshdesk.parse_tickets_page(data, FRESHDESK)
     check_page(items, contacts, rejections, lambda item: freshdesk.parse_ticket(item, FRESHDESK))
 
 
