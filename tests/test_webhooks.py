@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from adapters.aircall import AircallAdapter, AircallSettings
-from adapters.base import Adapter
+from adapters.base import Adapter, Contact, FieldError, WebhookRefused, WebhookRequest
 from adapters.generic_webhook import (
     GenericWebhookAdapter,
     GenericWebhookSettings,
@@ -388,3 +388,50 @@ def test_header_names_are_matched_without_regard_to_case(receiver: WebhookReceiv
                "X-CONTACT-COST-SIGNATURE": generic_signature(SECRET, stamp, body),
                "content-length": str(len(body))}
     assert receiver.handle("POST", "/webhooks/generic/crm", headers, body, "http://x/")[0] == 200
+
+
+# -- the router knows no vendor: any adapter with webhook_kind and receive() ------------------
+class _Scripted(GenericWebhookAdapter):
+    """An adapter whose receive() raises what the test says."""
+
+    webhook_kind = "scripted"
+    raises: Exception | None = None
+
+    def receive(self, request: WebhookRequest, now: float) -> Contact | None:
+        assert request.headers["x-any-case"] == "yes"  # Headers: case-insensitive
+        assert request.body == b"{}" and now == NOW
+        if self.raises is not None:
+            raise self.raises
+        return None
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> tuple[WebhookReceiver, _Scripted]:
+    adapter = _Scripted(GenericWebhookSettings(name="s1", adapter="x", webhook_secret="k"),
+                        CONTEXT)
+    health = HealthState()
+    health.configure({"s1": 60})
+    return WebhookReceiver(Settings(), [adapter], new_store(tmp_path), health,
+                           clock=lambda: NOW), adapter
+
+
+@pytest.mark.parametrize(("raised", "status", "counted"), [
+    (None, 200, "ignored"),
+    (WebhookRefused(401, "unauthorized"), 401, "unauthorized"),
+    (WebhookRefused(403, "Not A Bounded Reason!"), 403, "refused"),  # free text is not a label
+    (WebhookRefused(200, "stale"), 400, "stale"),  # a refusal is never a success
+    (FieldError("date", "start missing"), 400, "rejected"),
+    (RuntimeError("a bug in the adapter"), 500, "error"),  # the exporter keeps serving
+])
+def test_router_answers_and_counts_what_receive_raises(
+    scripted: tuple[WebhookReceiver, _Scripted], raised: Exception | None, status: int,
+    counted: str,
+) -> None:
+    receiver, adapter = scripted
+    adapter.raises = raised
+    answer = receiver.handle("POST", "/webhooks/scripted/s1", {"X-Any-Case": "yes"}, b"{}",
+                             "http://x/webhooks/scripted/s1")
+    assert answer[0] == status
+    assert webhook_counts(receiver) == {("s1", counted): 1}
+    rejected = receiver.health.sources()["s1"].rejected
+    assert rejected == ({"date": 1} if counted == "rejected" else {})
