@@ -315,3 +315,55 @@ def test_allocation_of_a_huge_amount_does_not_overflow() -> None:
     ]
     figures = compute_figures(settings, rollups, datetime(2026, 11, 30, 23, 59, tzinfo=UTC))
     assert figures and all(math.isfinite(s.value) for s in figures)
+
+
+# -- vendor parsers: the same bounds and the same `future` -------------------------------------
+def test_twilio_price_of_infinity_is_rejected_and_a_future_call_too() -> None:
+    from adapters.twilio import TwilioSettings, parse_call
+
+    settings = TwilioSettings(name="tw", adapter="twilio", account_sid="AC" + "0" * 32,
+                              auth_token="t")
+    # A Calls-list resource (Twilio API 2010-04-01): RFC 2822 times, price negative.
+    call = {"sid": "CA1", "status": "completed", "direction": "inbound",
+            "start_time": "Mon, 30 Nov 2026 00:00:00 +0000", "duration": "60",
+            "price": "-0.0085", "price_unit": "EUR"}
+    contact = parse_call(call, settings, "EUR", NOW)
+    assert contact is not None and contact.price == 0.0085
+    for raw in ("-Infinity", "NaN", "-1e308"):
+        with pytest.raises(FieldError) as caught:
+            parse_call({**call, "price": raw}, settings, "EUR", NOW)
+        assert caught.value.reason == "price", raw
+    with pytest.raises(FieldError) as caught:
+        parse_call({**call, "start_time": "Tue, 01 Jan 2999 00:00:00 +0000"}, settings, "EUR", NOW)
+    assert caught.value.reason == "future"
+
+
+def test_aircall_infinite_duration_and_future_start_are_rejected() -> None:
+    from adapters.aircall import AircallSettings, parse_call
+
+    settings = AircallSettings(name="ac", adapter="aircall", api_id="i", api_token="t")
+    # An Aircall call object: UNIX seconds; `duration` in seconds.
+    call = {"id": 1, "status": "done", "direction": "inbound", "started_at": NOW - 600,
+            "answered_at": NOW - 590, "ended_at": NOW - 500, "duration": 100}
+    assert parse_call(call, settings, NOW + DAY) is not None
+    with pytest.raises(FieldError) as caught:
+        parse_call({**call, "duration": float("inf")}, settings, NOW + DAY)
+    assert caught.value.reason == "duration"
+    later = {**call, "started_at": NOW + 2 * DAY, "answered_at": NOW + 2 * DAY,
+             "ended_at": NOW + 2 * DAY + 60}
+    with pytest.raises(FieldError) as caught:
+        parse_call(later, settings, NOW + DAY)
+    assert caught.value.reason == "future"
+
+
+def test_liveagent_future_call_is_rejected() -> None:
+    from adapters.liveagent import LiveAgentSettings, parse_call
+
+    settings = LiveAgentSettings(name="la", adapter="liveagent", subdomain="x", api_key="k")
+    # A LiveAgent /calls item: "YYYY-MM-DD HH:MM:SS" in api_timezone (UTC here).
+    call = {"id": "c1", "direction": "in", "date_created": "2026-11-30 00:00:00",
+            "date_answered": "2026-11-30 00:00:10", "date_finished": "2026-11-30 00:01:10"}
+    assert parse_call(call, settings, NOW) is not None
+    with pytest.raises(FieldError) as caught:
+        parse_call({**call, "date_created": "9999-12-31 23:59:59"}, settings, NOW)
+    assert caught.value.reason == "future"
