@@ -16,6 +16,7 @@ from adapters.fields import (
     item_rejection,
     label,
     load_state,
+    not_future,
     outcome_of_tags,
     record_id,
     seconds,
@@ -55,12 +56,15 @@ class FreshdeskSettings(LookbackSettings):
 
 
 # -- pure parser -------------------------------------------------------------------------------
-def parse_ticket(ticket: Mapping[str, Any], settings: FreshdeskSettings) -> Contact | None:
-    """One ticket -> Contact once resolved or closed; else None (listed again on change)."""
+def parse_ticket(
+    ticket: Mapping[str, Any], settings: FreshdeskSettings, latest: float | None = None
+) -> Contact | None:
+    """One ticket -> Contact once resolved or closed; else None (listed again on change).
+    A ticket created after `latest` (now + max_future) is `future`."""
     ticket_id = record_id(ticket, "id")
     if ticket.get("status") not in settings.count_statuses:
         return None
-    start = iso8601(ticket.get("created_at"), "created_at")
+    start = not_future(iso8601(ticket.get("created_at"), "created_at"), latest)
     source = ticket.get("source")
     handle = 0.0
     if settings.handle_time_field:
@@ -88,7 +92,9 @@ def parse_ticket(ticket: Mapping[str, Any], settings: FreshdeskSettings) -> Cont
     )
 
 
-def parse_tickets_page(data: Any, settings: FreshdeskSettings) -> ParsedPage:
+def parse_tickets_page(
+    data: Any, settings: FreshdeskSettings, latest: float | None = None
+) -> ParsedPage:
     """A tickets page (a JSON list) -> contacts, rejections and (`top`) the newest updated_at.
 
     Whether more pages follow is in the response's Link header, not in the body."""
@@ -105,7 +111,7 @@ def parse_tickets_page(data: Any, settings: FreshdeskSettings) -> ParsedPage:
         if isinstance(updated, str) and (newest is None or updated > newest):
             newest = updated
         try:
-            contact = parse_ticket(ticket, settings)
+            contact = parse_ticket(ticket, settings, latest)
         except ITEM_ERRORS as exc:
             rejections.append(item_rejection(exc, index))
             continue
@@ -142,7 +148,8 @@ class FreshdeskAdapter(ApiAdapter):
                       "per_page": self.settings.per_page, "page": page_no}
             page = self.client.get(TICKETS, params)
             try:
-                parsed = parse_tickets_page(page.data, self.settings)
+                latest = self.clock() + self.settings.max_future.total_seconds()
+                parsed = parse_tickets_page(page.data, self.settings, latest)
             except ShapeError as exc:
                 yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
                 return

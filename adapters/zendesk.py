@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from adapters import fields
 from adapters.base import Batch, Contact, LabelMap, Rejection, ShapeError, hash_customer
 from adapters.fields import (
     ITEM_ERRORS,
@@ -75,14 +76,17 @@ class ZendeskSettings(LookbackSettings):
 
 # -- pure parser -------------------------------------------------------------------------------
 def parse_ticket(
-    ticket: Mapping[str, Any], settings: ZendeskSettings, metric: Mapping[str, Any] | None
+    ticket: Mapping[str, Any],
+    settings: ZendeskSettings,
+    metric: Mapping[str, Any] | None,
+    latest: float | None = None,
 ) -> Contact | None:
     """One exported ticket -> Contact once it is solved or closed; else None (it is exported
-    again when it changes). Raises FieldError."""
+    again when it changes). Raises FieldError; `future` when created after `latest`."""
     ticket_id = record_id(ticket, "id")
     if ticket.get("status") not in settings.count_statuses:
         return None
-    start = iso8601(ticket.get("created_at"), "created_at")
+    start = fields.not_future(iso8601(ticket.get("created_at"), "created_at"), latest)
     raw_via = ticket.get("via")
     via: dict[str, Any] = raw_via if isinstance(raw_via, dict) else {}
     handle = 0.0
@@ -120,7 +124,9 @@ def _custom_field(ticket: Mapping[str, Any], settings: ZendeskSettings) -> float
     return 0.0
 
 
-def parse_export_page(data: Any, settings: ZendeskSettings) -> ParsedPage:
+def parse_export_page(
+    data: Any, settings: ZendeskSettings, latest: float | None = None
+) -> ParsedPage:
     """A cursor export page -> contacts, rejections, `next` after_cursor, `more` unless
     end_of_stream."""
     body = require_object(data, "ticket export page")
@@ -140,7 +146,7 @@ def parse_export_page(data: Any, settings: ZendeskSettings) -> ParsedPage:
             rejections.append(Rejection("shape", index, "ticket is not an object"))
             continue
         try:
-            contact = parse_ticket(ticket, settings, metrics.get(ticket.get("id")))
+            contact = parse_ticket(ticket, settings, metrics.get(ticket.get("id")), latest)
         except ITEM_ERRORS as exc:
             rejections.append(item_rejection(exc, index))
             continue
@@ -172,7 +178,8 @@ class ZendeskAdapter(ApiAdapter):
         while True:
             page = self.client.get(EXPORT, params)
             try:
-                parsed = parse_export_page(page.data, self.settings)
+                latest = self.clock() + self.settings.max_future.total_seconds()
+                parsed = parse_export_page(page.data, self.settings, latest)
             except ShapeError as exc:
                 yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
                 return
