@@ -367,3 +367,26 @@ def test_liveagent_future_call_is_rejected() -> None:
     with pytest.raises(FieldError) as caught:
         parse_call({**call, "date_created": "9999-12-31 23:59:59"}, settings, NOW)
     assert caught.value.reason == "future"
+
+
+def test_zendesk_and_freshdesk_tickets_created_in_the_future_are_rejected() -> None:
+    from adapters import freshdesk, zendesk
+
+    z_settings = zendesk.ZendeskSettings(name="z", adapter="zendesk", subdomain="acme",
+                                         email="a@b.c", api_token="t")
+    # Zendesk incremental export ticket: ISO 8601 created_at, status solved.
+    ticket = {"id": 7, "status": "solved", "created_at": "2026-11-29T10:00:00Z"}
+    assert zendesk.parse_ticket(ticket, z_settings, None, NOW + DAY) is not None
+    with pytest.raises(FieldError) as caught:
+        zendesk.parse_ticket({**ticket, "created_at": "2999-01-01T00:00:00Z"}, z_settings,
+                             None, NOW + DAY)
+    assert caught.value.reason == "future"
+    f_settings = freshdesk.FreshdeskSettings(name="f", adapter="freshdesk", domain="acme",
+                                             api_key="k")
+    # Freshdesk ticket: ISO 8601 created_at, status 4 (resolved).
+    ticket = {"id": 8, "status": 4, "created_at": "2026-11-29T10:00:00Z", "source": 1}
+    assert freshdesk.parse_ticket(ticket, f_settings, NOW + DAY) is not None
+    with pytest.raises(FieldError) as caught:
+        freshdesk.parse_ticket({**ticket, "created_at": "2999-01-01T00:00:00Z"}, f_settings,
+                               NOW + DAY)
+    assert caught.value.reason == "future"
