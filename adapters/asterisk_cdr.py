@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
+from zlib import adler32, crc32
 from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field
@@ -292,8 +293,9 @@ def _parse_rows(
             call = call or leg_id
         elif width == 18:
             outcome = outcomes.get(row[17], "")
-            leg_id = row_id(row)
-            call = row[16] or leg_id
+            joined = "\x1f".join(row).encode("utf-8", "surrogateescape")
+            leg_id = f"{crc32(joined):08x}{adler32(joined):08x}"  # legs of one call differ
+            call = row[16] or row_id(row)
         else:
             outcome = ""
             call = leg_id = row_id(row)

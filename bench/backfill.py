@@ -152,8 +152,8 @@ def child_backfill(path: Path, db: Path, store_rows: bool, profile: Path | None)
         profiler.enable()
     for batch in adapter.pull(store.position("pbx") if store else None):
         if store is not None:
-            store.commit("pbx", batch.contacts, batch.position)
-        rows += len(batch.contacts)
+            store.commit_records("pbx", batch.contacts, batch.legs, batch.position)
+        rows += len(batch.contacts) + len(batch.legs) + len(batch.excluded)
         rejected += len(batch.rejections)
         batches += 1
     if profiler:
@@ -183,7 +183,7 @@ def profile_summary(path: Path) -> list[tuple[str, float]]:
     """Where the backfill's time went, from a cProfile dump, by stable entry points.
 
     Generators (file reading) only count their own resumptions, so the parts add up:
-    reading + parse_cdr + store.commit + the loop itself = total.
+    reading + parse_cdr + store.commit_records + the loop itself = total.
     """
     stats = pstats.Stats(str(path))
     total = stats.total_tt  # type: ignore[attr-defined]
@@ -194,10 +194,10 @@ def profile_summary(path: Path) -> list[tuple[str, float]]:
         tot[key] += tt
         cum[key] += ct
     sql = sum(v for k, v in tot.items() if "sqlite3.Connection" in k)
-    commit = cum["store.py:commit"]
+    commit = cum["store.py:commit_records"]
     parse = cum["asterisk_cdr.py:parse_cdr"]
     clock = cum["asterisk_cdr.py:epoch"]  # only called on a minute-cache miss
-    hashing = cum["model.py:hash_customer"] + cum["model.py:row_id"]
+    hashing = cum["base.py:hash_customer"] + cum["base.py:row_id"]
     return [
         ("total (profiled)", total),
         ("read file chunks (filetail generators)", sum(
@@ -206,7 +206,7 @@ def profile_summary(path: Path) -> list[tuple[str, float]]:
         ("  of which LocalClock date -> epoch (cache misses)", clock),
         ("  of which hash_customer / row_id (blake2b per row)", hashing),
         ("  rest: csv.reader + per-row Python", parse - clock - hashing),
-        ("store.commit", commit),
+        ("store.commit_records (legs, calls merged, rollups)", commit),
         ("  SQLite C time (executemany/execute)", sql),
         ("  local day per contact (DayMapper)", cum["store.py:day"]),
         ("  rollup in Python (_add)", cum["store.py:_add"]),
@@ -264,7 +264,7 @@ def backfill_in_process(path: Path, db: Path, settings: Settings) -> int:
     rows = 0
     try:
         for batch in _adapter(settings, path).pull(None):
-            rows += store.commit("pbx", batch.contacts, batch.position)
+            rows += store.commit_records("pbx", batch.contacts, batch.legs, batch.position).records
     finally:
         store.close()
     return rows

@@ -2,12 +2,14 @@
 
 Contacts are unique per (source, id). A source that splits a call into several records
 (Asterisk writes one CDR per dial attempt or bridge) commits legs instead: legs are unique
-per (source, call, id), and each call's contact is recomputed from all its stored legs
+per (source, call, id), and a call's contact is recomputed from all its stored legs
 whenever one arrives, its old share of the rollups taken out and the new one put in. A
-source's read position is written in the same transaction as its contacts, legs and the
-rollups they touch, so a kill -9 at any moment loses nothing and counts nothing twice.
-Recompute reads only the daily rollups (plus, for a moment inside a day, that day's raw
-rows), so its cost does not grow with history.
+call of one leg (most calls) keeps that leg inside its contact row (columns leg, finish,
+billsec, flags); its second leg moves both into the legs table. A source's read position
+is written in the same transaction as its contacts, legs and the rollups they touch, so a
+kill -9 at any moment loses nothing and counts nothing twice. Recompute reads only the
+daily rollups (plus, for a moment inside a day, that day's raw rows), so its cost does not
+grow with history.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from adapters.base import Leg
-from collector.calls import leg_of_contact, merge_legs
+from collector.calls import leg_of_contact, merge_legs, single_leg_contact, single_leg_rows
 from collector.model import Contact, Rollup
 
 # 1: contacts, positions, daily. 2: + contacts.wait_seconds, + legs (opens a 1 in place).
@@ -53,6 +56,10 @@ CREATE TABLE IF NOT EXISTS contacts (
     price REAL,
     reason TEXT NOT NULL,
     wait_seconds REAL,
+    leg TEXT,  -- a call of one leg: that leg's id (its other fields below); else NULL
+    finish REAL,
+    billsec REAL,
+    flags INTEGER,
     PRIMARY KEY (source, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contacts_by_day ON contacts (day);
@@ -109,6 +116,13 @@ _INSERT = (
 # plain INSERT, so that a constraint other than the key (NOT NULL) fails loudly.
 _INSERT_NEW = _INSERT.replace("INSERT OR IGNORE", "INSERT")
 _REPLACE = _INSERT.replace("INSERT OR IGNORE", "INSERT OR REPLACE")
+_INSERT_INLINE = (
+    f"INSERT OR IGNORE INTO contacts ({_CONTACT_COLUMNS}, source, day, leg, finish, "  # noqa: S608
+    "billsec, flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_NEW_INLINE = _INSERT_INLINE.replace("INSERT OR IGNORE", "INSERT")
+# The inline leg's flags: what a Leg knows that its contact does not show.
+_ANSWERED, _PERSON, _QUEUE_MAPPED, _DIRECTION_MAPPED = 1, 2, 4, 8
 _LEG_COLUMNS = (
     "id, call, channel, start, finish, billsec, answered, person, queue, direction, "
     "outcome, customer, price, reason"
@@ -179,6 +193,35 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def _flags(leg: Leg) -> int:
+    return (
+        (_ANSWERED if leg.answered else 0)
+        | (_PERSON if leg.person else 0)
+        | (_QUEUE_MAPPED if leg.queue else 0)
+        | (_DIRECTION_MAPPED if leg.direction else 0)
+    )
+
+
+def _inline_leg(contact: Contact, leg_id: str, finish: float, billsec: float, flags: int) -> Leg:
+    """The one leg a contact row holds, exactly as it was committed."""
+    return Leg(
+        leg_id,
+        contact.id,
+        contact.channel,
+        contact.start,
+        finish,
+        billsec,
+        bool(flags & _ANSWERED),
+        bool(flags & _PERSON),
+        contact.queue if flags & _QUEUE_MAPPED else "",
+        contact.direction if flags & _DIRECTION_MAPPED else "",
+        contact.outcome,
+        contact.customer,
+        contact.price,
+        contact.reason,
+    )
+
+
 class StoreVersionError(RuntimeError):
     """The store was written by a newer version of the exporter."""
 
@@ -200,6 +243,10 @@ class DayMapper:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self._offsets: dict[int, int] = {}
+        # 15-minute bucket -> local day, for offsets that are whole quarter hours (all of
+        # today's zones): local midnight is then a bucket boundary, so the whole bucket
+        # lies in one local day. One dict lookup per contact.
+        self._days: dict[int, int] = {}
 
     def offset(self, epoch: float) -> int:
         bucket = int(epoch // _BUCKET)
@@ -213,7 +260,14 @@ class DayMapper:
     def day(self, epoch: float) -> int:
         if not _FIRST_EPOCH <= epoch <= _LAST_EPOCH:  # also NaN
             epoch = _FIRST_EPOCH if epoch < 0 else _LAST_EPOCH
-        return int((epoch + self.offset(epoch)) // 86400) + _EPOCH_ORDINAL
+        bucket = int(epoch // _BUCKET)
+        day = self._days.get(bucket)
+        if day is None:
+            offset = self.offset(epoch)
+            day = int((epoch + offset) // 86400) + _EPOCH_ORDINAL
+            if offset % _BUCKET == 0:
+                self._days[bucket] = day
+        return day
 
 
 Totals = dict[tuple[int, str, str, str, str], list[float]]
@@ -235,6 +289,26 @@ def _add(totals: Totals, day: int, c: Contact, sign: int = 1) -> None:
         acc[5] += sign * c.price
     if c.start > acc[6]:  # an upper bound stays one when a contact moves earlier
         acc[6] = c.start
+
+
+def _add_rows(totals: Totals, rows: list[tuple[Any, ...]]) -> None:
+    """_add for many contact rows at once (Contact's fields, then source, day, ...)."""
+    get = totals.get
+    for c in rows:
+        key = (c[15], c[1], c[2], c[3], c[9])  # day, channel, direction, queue, outcome
+        acc = get(key)
+        if acc is None:
+            acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, c[4]]
+        acc[0] += 1
+        if c[5]:  # handled
+            acc[1] += 1
+            acc[2] += c[6]
+            acc[3] += c[7]
+        acc[4] += c[8]
+        if c[11] is not None:
+            acc[5] += c[11]
+        if c[4] > acc[6]:
+            acc[6] = c[4]
 
 
 class SqliteStore:
@@ -288,8 +362,10 @@ class SqliteStore:
         """Bring a store of schema 1 up to date in place: legs (created by _SCHEMA) and
         contacts.wait_seconds. Its contacts stay; each counts as a call of one leg."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(contacts)")}
-        if "wait_seconds" not in columns:
-            self._db.execute("ALTER TABLE contacts ADD COLUMN wait_seconds REAL")
+        for name, kind in (("wait_seconds", "REAL"), ("leg", "TEXT"), ("finish", "REAL"),
+                           ("billsec", "REAL"), ("flags", "INTEGER")):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE contacts ADD COLUMN {name} {kind}")
 
     def _check_meta(self, tz: ZoneInfo) -> None:
         with self._lock:
@@ -353,9 +429,8 @@ class SqliteStore:
                 inserted = self._insert(source, contacts)
                 for day, contact in inserted:
                     _add(totals, day, contact)
-                fresh_legs = self._insert_legs(source, legs) if legs else []
                 merged: list[tuple[int, Contact]] = []
-                moved = self._merge_calls(source, fresh_legs, totals, merged) if fresh_legs else []
+                fresh_legs, moved = self._commit_legs(source, legs, totals, merged)
                 self._db.executemany(
                     _UPSERT_DAILY, (key + tuple(acc) for key, acc in totals.items())
                 )
@@ -381,7 +456,7 @@ class SqliteStore:
                 known = self._newest[source]
                 if starts and (known is None or max(starts) > known):
                     self._newest[source] = max(starts)
-        records = len(inserted) + len(fresh_legs)
+        records = len(inserted) + fresh_legs
         return Committed(records, len(contacts) + len(legs) - records)
 
     def _rollback(self) -> None:
@@ -411,113 +486,133 @@ class SqliteStore:
         self._db.executemany(_INSERT_NEW, ((*c, source, day) for day, c in fresh))
         return fresh
 
-    def _insert_legs(self, source: str, legs: Sequence[Leg]) -> list[Leg]:
-        """Insert the legs not stored yet (in file order); returns them."""
-        first = self._legs_written
-        before = self._db.total_changes
-        self._db.execute("SAVEPOINT legs")
-        self._db.executemany(
-            _INSERT_LEG, ((*leg, source, n) for n, leg in enumerate(legs, first))
-        )
-        if self._db.total_changes - before == len(legs):
-            self._db.execute("RELEASE legs")
-            self._legs_written = first + len(legs)
-            return list(legs)
-        self._db.execute("ROLLBACK TO legs")
-        self._db.execute("RELEASE legs")
-        known = self._known_legs(source, [leg.call for leg in legs])
-        fresh: list[Leg] = []
-        for leg in legs:
-            key = (leg.call, leg.id)
-            if key not in known:
-                known.add(key)  # also drops a repeat inside this batch
-                fresh.append(leg)
-        self._db.executemany(
-            _INSERT_NEW_LEG, ((*leg, source, n) for n, leg in enumerate(fresh, first))
-        )
-        self._legs_written = first + len(fresh)
-        return fresh
+    def _commit_legs(
+        self,
+        source: str,
+        legs: Sequence[Leg],
+        totals: Totals,
+        merged: list[tuple[int, Contact]],
+    ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
+        """Store the new legs and recompute their calls' contacts into `merged`.
 
-    def _known_legs(self, source: str, calls: Iterable[str]) -> set[tuple[str, str]]:
-        unique = list(dict.fromkeys(calls))
-        known: set[tuple[str, str]] = set()
-        for i in range(0, len(unique), 500):
-            part = unique[i : i + 500]
-            marks = ",".join("?" * len(part))
-            known.update(
-                self._db.execute(
-                    f"SELECT call, id FROM legs WHERE source = ? AND call IN ({marks})",  # noqa: S608
-                    (source, *part),
-                )
-            )
-        return known
+        Returns how many legs were new, and the rollup keys that calls' old contacts were
+        taken out of (to drop rows left empty). Fast path: every leg is a call of its own,
+        new to the store (a day's file read for the first time): one contact row each,
+        holding its leg.
+        """
+        if not legs:
+            return 0, []
+        if len({leg.call for leg in legs}) == len(legs):
+            rows = single_leg_rows(legs, source, self._days.day)
+            before = self._db.total_changes
+            self._db.execute("SAVEPOINT calls")
+            self._db.executemany(_INSERT_INLINE, rows)
+            if self._db.total_changes - before == len(rows):
+                self._db.execute("RELEASE calls")
+                _add_rows(totals, rows)
+                newest = max(rows, key=itemgetter(4))  # for newest_start, not every row
+                merged.append((newest[15], Contact._make(newest[:14])))
+                return len(legs), []
+            # Some calls are known already (a re-read, a call's next leg): the general path.
+            self._db.execute("ROLLBACK TO calls")
+            self._db.execute("RELEASE calls")
+            merged.clear()
+        return self._merge_calls(source, legs, totals, merged)
 
     def _merge_calls(
-        self, source: str, fresh: list[Leg], totals: Totals, merged: list[tuple[int, Contact]]
-    ) -> list[tuple[int, str, str, str, str]]:
-        """Recompute the contact of every call that gained a leg, into `merged`; returns the
-        rollup keys a call's old contact was taken out of (to drop rows left empty)."""
+        self,
+        source: str,
+        legs: Sequence[Leg],
+        totals: Totals,
+        merged: list[tuple[int, Contact]],
+    ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
         by_call: dict[str, list[Leg]] = {}
-        for leg in fresh:
+        for leg in legs:
             group = by_call.get(leg.call)
             if group is None:
                 by_call[leg.call] = [leg]
             else:
                 group.append(leg)
+        stored = self._stored_calls(source, list(by_call))
         day_of = self._days.day
-        batch_calls: list[tuple[int, Contact]] = []  # from this batch's legs alone
-        for call, group in by_call.items():
-            if len(group) > 1:
-                group.sort(key=_leg_start)  # stable: file order breaks ties
-            contact = merge_legs(call, group)
-            batch_calls.append((day_of(contact.start), contact))
-        # Fast path: every call is new to the store (a day's file read for the first time).
-        before = self._db.total_changes
-        self._db.execute("SAVEPOINT calls")
-        self._db.executemany(_INSERT, ((*c, source, day) for day, c in batch_calls))
-        if self._db.total_changes - before == len(batch_calls):
-            self._db.execute("RELEASE calls")
-            for day, contact in batch_calls:
-                _add(totals, day, contact)
-            merged.extend(batch_calls)
-            return []
-        self._db.execute("ROLLBACK TO calls")
-        self._db.execute("RELEASE calls")
-        known = self._known_ids(source, by_call)
+        fresh = 0
         moved: list[tuple[int, str, str, str, str]] = []
-        new_calls: list[tuple[int, Contact]] = []
-        for day, contact in batch_calls:
-            if contact.id not in known:
-                new_calls.append((day, contact))
-                merged.append((day, contact))
-                _add(totals, day, contact)
+        inline_rows: list[tuple[object, ...]] = []
+        table_legs: list[Leg] = []
+        for call, group in by_call.items():
+            old = stored.get(call)
+            known: list[Leg] = []
+            in_table = False
+            if old is not None:
+                if old[2] is not None:
+                    known = [old[2]]  # the one leg kept in its contact row
+                else:
+                    known = [_leg_of_row(row) for row in self._db.execute(
+                        _LEGS_OF_CALL, (source, call)
+                    )]
+                    in_table = bool(known)
+                    if not in_table:  # stored before legs were kept, or a plain contact
+                        known = [leg_of_contact(old[1])]
+            seen = {leg.id for leg in known}
+            new: list[Leg] = []
+            for leg in group:
+                if leg.id not in seen:  # else already stored, or repeated in this batch
+                    seen.add(leg.id)
+                    new.append(leg)
+            if not new:
                 continue
-            old_day, old = self._stored_contact(source, contact.id)
-            legs = [_leg_of_row(row) for row in self._db.execute(
-                _LEGS_OF_CALL, (source, contact.id)
-            )]
-            if len(legs) == len(by_call[contact.id]):
-                # Stored before legs were kept (schema 1), or by a source of plain contacts:
-                # the old contact is the call's first leg.
-                legs.insert(0, leg_of_contact(old))
-                legs.sort(key=_leg_start)
-            new = merge_legs(contact.id, legs)
-            new_day = day_of(new.start)
-            merged.append((new_day, new))
-            _add(totals, old_day, old, -1)
-            _add(totals, new_day, new)
-            moved.append((old_day, old.channel, old.direction, old.queue, old.outcome))
-            self._db.execute(_REPLACE, (*new, source, new_day))
-        self._db.executemany(_INSERT_NEW, ((*c, source, day) for day, c in new_calls))
-        return moved
+            fresh += len(new)
+            if old is None and len(new) == 1:
+                leg = new[0]
+                contact = single_leg_contact(leg)
+                day = day_of(contact.start)
+                inline_rows.append(
+                    (*contact, source, day, leg.id, leg.end, leg.billsec, _flags(leg))
+                )
+            else:
+                # A call of several legs: all of them in the legs table, in file order
+                # (the legs stored before first), the contact row without an inline leg.
+                table_legs.extend(new if in_table else known + new)
+                everything = known + new
+                everything.sort(key=_leg_start)  # stable: file order breaks ties
+                contact = merge_legs(call, everything)
+                day = day_of(contact.start)
+                if old is not None:
+                    old_day, old_contact = old[0], old[1]
+                    _add(totals, old_day, old_contact, -1)
+                    moved.append((old_day, old_contact.channel, old_contact.direction,
+                                  old_contact.queue, old_contact.outcome))
+                self._db.execute(_REPLACE, (*contact, source, day))
+            merged.append((day, contact))
+            _add(totals, day, contact)
+        first = self._legs_written
+        self._db.executemany(
+            _INSERT_NEW_LEG, ((*leg, source, n) for n, leg in enumerate(table_legs, first))
+        )
+        self._legs_written = first + len(table_legs)
+        self._db.executemany(_INSERT_NEW_INLINE, inline_rows)
+        return fresh, moved
 
-    def _stored_contact(self, source: str, call: str) -> tuple[int, Contact]:
-        row = self._db.execute(
-            f"SELECT day, {_CONTACT_COLUMNS} FROM contacts WHERE source = ? AND id = ?",  # noqa: S608
-            (source, call),
-        ).fetchone()
-        day, cid, channel, direction, queue, start, handled, *rest = row
-        return day, Contact(cid, channel, direction, queue, start, bool(handled), *rest)
+    def _stored_calls(
+        self, source: str, calls: list[str]
+    ) -> dict[str, tuple[int, Contact, Leg | None]]:
+        """call -> (day, contact, its inline leg or None) for the calls already stored."""
+        found: dict[str, tuple[int, Contact, Leg | None]] = {}
+        for i in range(0, len(calls), 500):
+            part = calls[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(
+                f"SELECT day, {_CONTACT_COLUMNS}, leg, finish, billsec, flags "  # noqa: S608
+                f"FROM contacts WHERE source = ? AND id IN ({marks})",
+                (source, *part),
+            ):
+                day, cid, channel, direction, queue, start, handled, *rest = row
+                *fields, leg_id, finish, billsec, flags = rest
+                contact = Contact(cid, channel, direction, queue, start, bool(handled), *fields)
+                leg = None if leg_id is None else _inline_leg(contact, leg_id, finish, billsec,
+                                                              flags)
+                found[cid] = (day, contact, leg)
+        return found
 
     def _known_ids(self, source: str, ids: Iterable[str]) -> set[str]:
         unique = list(dict.fromkeys(ids))

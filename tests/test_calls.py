@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from adapters.base import Contact, Leg
-from collector.calls import leg_of_contact, merge_legs, union_seconds
+from collector.calls import (
+    leg_of_contact,
+    merge_legs,
+    single_leg_contact,
+    single_leg_rows,
+    union_seconds,
+)
 
 T = 1793610000.0  # 2026-11-02 10:00:00 Europe/Oslo (09:00Z)
 
@@ -81,3 +87,20 @@ def test_a_legacy_contact_as_a_leg_keeps_its_seconds() -> None:
     later = leg("2", 150, 260, 60, True, True)
     contact = merge_legs("c1", [as_leg, later])
     assert (contact.talk_seconds, contact.billable_seconds, contact.wait_seconds) == (180, 180, 0)
+
+
+def test_the_stores_one_leg_rows_are_merge_legs_of_one_leg() -> None:
+    legs = [
+        leg("p", 0, 100, 60, True, True, queue="support", direction="outbound", outcome="sale"),
+        leg("ivr", 0, 40, 38, True, False, reason="no_agent"),
+        leg("na", 0, 20, 0, False, False, queue="support", reason="no_answer"),
+        leg("zero", 0, 3, 0, True, True, reason="no_agent"),
+        leg("odd", 10, 20, 30, True, True),  # billsec longer than the leg: wait clamps to 0
+    ]
+    rows = single_leg_rows(legs, "pbx", lambda epoch: 7)
+    for one, row in zip(legs, rows, strict=True):
+        assert row[:14] == tuple(single_leg_contact(one)) == tuple(merge_legs(one.call, [one]))
+        assert row[14:16] == ("pbx", 7) and row[16:19] == (one.id, one.end, one.billsec)
+    # flags: answered 1 + person 2 + queue mapped 4 + direction mapped 8.
+    assert [row[19] for row in rows] == [15, 1, 4, 3, 3]
+    assert rows[4][13] == 0.0  # wait = 20 - 30 - 10 < 0: 0, never negative

@@ -289,3 +289,22 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreVersionError, match="schema 99 is newer"):
         SqliteStore(path, OSLO)
+
+
+def test_a_one_leg_call_keeps_its_leg_inline_until_a_second_arrives(store: SqliteStore) -> None:
+    answered = QUEUE_CALL[2]
+    assert store.commit_records("pbx", [], [answered], None) == Committed(1, 0)
+    inline = "SELECT leg, finish, billsec, flags FROM contacts WHERE id = 'q1'"
+    # flags: answered 1 + person 2 + queue mapped 4 = 7 (direction not mapped).
+    assert store._db.execute(inline).fetchone() == ("1:3", T + 355, 300.0, 7)
+    assert store._db.execute("SELECT count(*) FROM legs").fetchone() == (0,)
+    # The same leg again is a duplicate, found in the contact row.
+    assert store.commit_records("pbx", [], [answered], None) == Committed(0, 1)
+    # A second leg moves both into the legs table; the call is merged from both:
+    # start 10:00:00 (the earlier leg), wait 55, talk 300.
+    assert store.commit_records("pbx", [], [QUEUE_CALL[0], answered], None) == Committed(1, 1)
+    assert store._db.execute(inline).fetchone() == (None, None, None, None)
+    assert store._db.execute("SELECT id FROM legs ORDER BY start").fetchall() == [
+        ("1:1",), ("1:3",)]
+    assert stored_contacts(store) == [("q1", 1, 300.0, 300.0, "sale", "", 55.0)]
+    assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
