@@ -82,6 +82,8 @@ class CsvSettings(SourceSettings):
     directions: dict[str, Literal["inbound", "outbound"]] = Field(default_factory=dict)
     outcomes: LabelMap = Field(default_factory=dict)  # raw value -> outcome label
     handled_values: dict[str, bool] = Field(default_factory=dict)  # raw value -> handled
+    # header name -> values whose rows are not contacts (excluded_value), e.g. internal calls
+    exclude: dict[str, list[str]] = Field(default_factory=dict)
     time_format: str | None = None  # strptime format; default ISO 8601
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: Encoding = "utf-8"
@@ -108,6 +110,7 @@ class CsvParse(NamedTuple):
     rejections: list[Rejection]
     header: list[str] | None  # the header row, once seen
     unconsumed: bytes  # the end of data holding a record still open: read it again later
+    excluded: list[Rejection]  # rows left out by `exclude`, reason excluded_value
 
 
 class HeaderError(ValueError):
@@ -193,6 +196,21 @@ def check_header(header: list[str], settings: CsvSettings) -> dict[str, int]:
     return found
 
 
+def excluded_columns(
+    header: list[str], settings: CsvSettings
+) -> list[tuple[int, str, frozenset[str]]]:
+    """(column index, header name, values) per `exclude` entry; HeaderError if not found."""
+    positions: dict[str, int] = {}
+    for index, name in enumerate(header):
+        positions.setdefault(name.strip(), index)
+    found = []
+    for name, values in settings.exclude.items():
+        if name not in positions:
+            raise HeaderError(f"column {name!r} (exclude) is not in the header")
+        found.append((positions[name], name, frozenset(value.strip() for value in values)))
+    return found
+
+
 def parse_csv(
     data: bytes,
     first_line: int,
@@ -217,6 +235,8 @@ def parse_csv(
     if lines and lines[-1] == "":
         lines.pop()
     index_of = check_header(header, settings) if header is not None else None
+    excluded: list[Rejection] = []
+    excludes = excluded_columns(header, settings) if header is not None else []
     index = 0
     while index < len(lines):
         number = first_line + index
@@ -246,11 +266,16 @@ def parse_csv(
             if number == 1 and row and row[0].startswith("\ufeff"):
                 row[0] = row[0][1:]  # a byte-order mark
             header, index_of = row, check_header(row, settings)
+            excludes = excluded_columns(row, settings)
             continue
         if problem is None and len(row) != len(header):
             problem = Rejection("columns", number, f"{len(row)} columns, header has {len(header)}")
         if problem is not None:
             rejections.append(problem)
+            continue
+        hit = next((e for e in excludes if row[e[0]].strip() in e[2]), None)
+        if hit is not None:
+            excluded.append(Rejection("excluded_value", number, f"{hit[1]} = {row[hit[0]][:40]}"))
             continue
         result = _contact(row, index_of, settings, tz, latest)
         if isinstance(result, Rejection):
@@ -261,7 +286,7 @@ def parse_csv(
     if index < len(lines):
         raw_lines = data.split(b"\n")
         unconsumed = data[sum(len(raw) + 1 for raw in raw_lines[:index]) :]
-    return CsvParse(contacts, rejections, header, unconsumed)
+    return CsvParse(contacts, rejections, header, unconsumed, excluded)
 
 
 def _contact(
@@ -408,6 +433,7 @@ class CsvAdapter(Adapter):
                         result.rejections,
                         _dump_position(previous.position, header),
                         str(previous.path),
+                        excluded=result.excluded,
                     )
                     pending = b""
                 if chunk.first_line == 1:
@@ -421,13 +447,15 @@ class CsvAdapter(Adapter):
                 after = rewind(chunk, pending) if pending else chunk.position
                 previous = chunk
                 dumped = _dump_position(after, header)
-                if not (result.contacts or result.rejections or chunk.lost) and dumped == position:
+                news = result.contacts or result.rejections or result.excluded or chunk.lost
+                if not news and dumped == position:
                     continue  # only the same open record again: nothing to commit
                 yield Batch(
                     result.contacts,
                     result.rejections,
                     dumped,
                     str(chunk.path),
+                    excluded=result.excluded,
                     rotation_losses=int(chunk.lost),
                 )
         except HeaderError as exc:
