@@ -675,6 +675,31 @@ def sources() -> dict[str, Any]:
             timeseries_options(),
         ),
         panel(
+            "timeseries",
+            "Duplicate and excluded records per source",
+            "Records read again that were already stored (a re-read, a redelivery: counted "
+            "once), and records left out on purpose by reason (exclude_contexts, exclude, a "
+            "call's internal leg), per interval. For a file: rows read = records + duplicates "
+            "+ excluded + rejected.",
+            [
+                target(
+                    "A",
+                    "sum by (source) "
+                    f"(increase(contactcenter_source_duplicate_records_total{{{src}}}[$__rate_interval]))",
+                    "{{source}}: duplicate",
+                ),
+                target(
+                    "B",
+                    "sum by (source, reason) "
+                    f"(increase(contactcenter_source_excluded_records_total{{{src}}}[$__rate_interval]))",
+                    "{{source}}: excluded {{reason}}",
+                ),
+            ],
+            (12, 21, 12, 8),
+            "short",
+            timeseries_options(),
+        ),
+        panel(
             "table",
             "Records and rejections, totals",
             "Records read and rejected since each source's history began, and the exporter's "
