@@ -480,3 +480,83 @@ def test_kill_9_between_and_inside_commits_gives_the_same_totals(tmp_path: Path)
     assert crashed._db.execute(legs).fetchone() == clean._db.execute(legs).fetchone() == (8, 1)
     clean.close()
     crashed.close()
+
+
+RUNTIME_CONFIG = """
+currency = "EUR"
+timezone = "Europe/Oslo"
+store = "state.db"
+
+[[sources]]
+name = "pbx"
+adapter = "asterisk_cdr"
+path = "Master.csv"
+queues = { "ext-queues" = "support", "from-trunk" = "sales" }
+outcomes = { "SALE" = "sale" }
+exclude_contexts = ["from-internal"]
+"""
+
+
+def test_the_exporters_counters_account_for_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """contactcenter_source_records_total + duplicates + excluded + rejected = rows read."""
+    import os
+
+    from collector.runtime import Exporter, load_config
+
+    from .conftest import parse_exposition
+
+    lines = [
+        *(FIXTURES / "calls21.csv").read_bytes().splitlines(keepends=True),
+        *(FIXTURES / "calls18.csv").read_bytes().splitlines(keepends=True),
+        *(FIXTURES / "mixed.csv").read_bytes().splitlines(keepends=True),
+    ]
+    rows = sum(1 for line in lines if line.strip())  # 26
+    (tmp_path / "config.toml").write_text(RUNTIME_CONFIG)
+    (tmp_path / "Master.csv").write_bytes(b"".join(lines[:2]))  # the queue call's first legs
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(key)
+
+    def counters(exp: Exporter) -> dict[str, float]:
+        values = parse_exposition(exp.health.body.decode())
+        out: dict[str, float] = {}
+        for (name, _), value in values.items():
+            for family in ("records", "duplicate_records", "excluded_records",
+                           "rejected_records"):
+                if name == f"contactcenter_source_{family}_total":
+                    out[family] = out.get(family, 0) + value
+        return out
+
+    exp = Exporter(load_config("config.toml"), clock=lambda: T + 86400)
+    exp.ingest("pbx")
+    with (tmp_path / "Master.csv").open("ab") as handle:
+        handle.write(b"".join(lines[2:]))
+    exp.ingest("pbx")
+    # 17 legs stored, 0 duplicates, 3 excluded (from-internal, AppDial, Local ;2), 6 rejected.
+    assert counters(exp) == {"records": 17, "duplicate_records": 0, "excluded_records": 3,
+                             "rejected_records": 6}
+    assert sum(counters(exp).values()) == rows
+    excluded = parse_exposition(exp.health.body.decode())
+    assert excluded[("contactcenter_source_excluded_records_total",
+                     frozenset({("source", "pbx"), ("reason", "internal_leg")}))] == 2
+    # 12 calls (4 + 3 + the 5 of mixed.csv), not 17 contacts.
+    assert exp.store.counts() == {"pbx": 12}
+    exp.close()
+
+    # A lost position (the state's positions row gone): the file is read again from the
+    # start, and every stored leg counts as a duplicate, never twice as a contact.
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("DELETE FROM positions")
+    db.commit()
+    db.close()
+    exp = Exporter(load_config("config.toml"), clock=lambda: T + 86400)
+    exp.ingest("pbx")
+    assert counters(exp) == {"records": 0, "duplicate_records": 17, "excluded_records": 3,
+                             "rejected_records": 6}
+    assert exp.store.counts() == {"pbx": 12}
+    exp.close()
