@@ -95,6 +95,10 @@ class Rejection(NamedTuple):
     reason: str  # bounded vocabulary: columns, date, duration, encoding, id, shape, ...
     line: int  # 1-based line (file) or item index (API page); 0 when unknown
     detail: str = ""  # short human text for the log; never contains secrets
+    # Identity of a record the source may send again (an API adapter re-reads an overlap
+    # window): a rejection is counted once per (reason, record). "" for a file line, which
+    # is never read twice.
+    record: str = ""
 
 
 class Batch(NamedTuple):

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.base import (
     CHANNELS_KNOWN,
@@ -60,6 +60,7 @@ class CsvColumns(BaseModel):
     queue: str | None = None
     handle_seconds: str | None = None
     talk_seconds: str | None = None
+    billable_seconds: str | None = None  # what the carrier bills; default: talk time
     hold_seconds: str | None = None
     acw_seconds: str | None = None
     handled: str | None = None
@@ -85,9 +86,24 @@ class CsvSettings(SourceSettings):
     # header name -> values whose rows are not contacts (excluded_value), e.g. internal calls
     exclude: dict[str, list[str]] = Field(default_factory=dict)
     time_format: str | None = None  # strptime format; default ISO 8601
+    # IANA zone of times written without an offset (vendors that export UTC or their own
+    # zone); default: the exporter's `timezone`. Times with an offset keep it.
+    timezone: str | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: Encoding = "utf-8"
     rotated_glob: str | None = None  # where rotated copies go (logrotate olddir), see README
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"{value!r} is not an IANA time zone such as UTC or Europe/Oslo"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> CsvSettings:
@@ -364,6 +380,18 @@ def _contact(
     queue_raw = cell("queue")
     outcome_raw = cell("outcome")
     talk = parts.get("talk_seconds", handle)
+    # Billable: the export's own billable column, else its talk column; without either, a
+    # handled contact's handle time and a missed one's nothing (its ring time is not talk).
+    billable_raw = cell("billable_seconds")
+    if billable_raw:
+        try:
+            billable = _number(billable_raw, "billable_seconds")
+        except ValueError as exc:
+            return Rejection("duration", 0, str(exc))
+    elif "talk_seconds" in parts:
+        billable = parts["talk_seconds"]
+    else:
+        billable = handle if handled else 0.0
     return Contact(
         id=id_raw or row_id(row),
         channel=settings.channel or _label(channel_raw or "", settings.channels, CHANNELS_KNOWN),
@@ -373,7 +401,7 @@ def _contact(
         handled=handled,
         handle_seconds=handle,
         talk_seconds=talk,
-        billable_seconds=talk,
+        billable_seconds=billable,
         outcome=settings.outcomes.get(outcome_raw, "") if outcome_raw else "",
         customer=hash_customer(cell("customer")),
         price=cost,
@@ -414,7 +442,7 @@ class CsvAdapter(Adapter):
     def pull(self, position: str | None) -> Iterator[Batch]:
         settings = self.settings
         assert isinstance(settings, CsvSettings)
-        tz = self.context.timezone
+        tz = ZoneInfo(settings.timezone) if settings.timezone else self.context.timezone
         latest = time.time() + settings.max_future.total_seconds()
         file_position, header = _load_position(position)
         pending, pending_first = b"", 0  # an open record, read again with the next chunk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -58,10 +59,23 @@ def as_field_error(exc: Exception) -> FieldError:
     return exc if isinstance(exc, FieldError) else FieldError("shape", str(exc)[:200])
 
 
-def item_rejection(exc: Exception, index: int) -> Rejection:
-    """One bad record as one counted rejection: its field's reason, else `shape`."""
+def record_fingerprint(item: Mapping[str, Any]) -> str:
+    """A stable identity of a vendor record (a hash of its JSON), so re-reading it is seen."""
+    text = json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
+    return "j:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def item_rejection(
+    exc: Exception, index: int, item: Mapping[str, Any] | None = None
+) -> Rejection:
+    """One bad record as one counted rejection: its field's reason, else `shape`.
+
+    Give the record itself (`item`) when the source may send it again, as an API's
+    overlap window does: the rejection then carries its fingerprint and counts once.
+    """
     error = as_field_error(exc)
-    return Rejection(error.reason, index, str(error)[:200])
+    record = record_fingerprint(item) if item is not None else ""
+    return Rejection(error.reason, index, str(error)[:200], record)
 
 
 def require_object(data: Any, what: str) -> dict[str, Any]:

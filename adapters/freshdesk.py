@@ -113,7 +113,7 @@ def parse_tickets_page(
         try:
             contact = parse_ticket(ticket, settings, latest)
         except ITEM_ERRORS as exc:
-            rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index, ticket))
             continue
         if contact is not None:
             contacts.append(contact)

@@ -43,8 +43,15 @@ from adapters.http import (
 )
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-DIRECTIONS = {"in": "inbound", "I": "inbound", "out": "outbound", "O": "outbound"}
-INTERNAL = {"int", "T"}
+# GET /calls returns CallListItem objects with camelCase fields (id, ticketId, type,
+# fromNumber, fromName, toNumber, toName, viaNumber, dateCreated, dateAnswered,
+# dateFinished, callDuration), `type` I incoming, O outgoing, T internal, and pages with
+# `_cursor`: the next page's cursor comes in the `next_page_cursor` response header.
+# (Vendor's OpenAPI client QualityUnit/LiveAgent-api-python: models/call_list_item.py,
+# docs/CallsApi.md get_calls_list; support.liveagent.com/865654 "How to work with _cursor".)
+CALL_TYPES = {"I": "inbound", "O": "outbound"}
+CALL_INTERNAL = "T"
+NEXT_CURSOR_HEADER = "next_page_cursor"
 # ticket channel_type: E email, B contact button, M contact form, I invitation, C call,
 # W call button, F facebook, A facebook message, T twitter, Q forum, S suggestion
 CHANNEL_TYPES = {"E": "email", "B": "chat", "I": "chat", "M": "portal", "C": "voice",
@@ -60,7 +67,7 @@ class LiveAgentSettings(LookbackSettings):
     base_url_template = "https://{}.ladesk.com/api/v3/"
     subdomain: str | None = None
     api_key: SecretStr  # sent in the `apikey` header
-    api_timezone: str = "UTC"  # the zone LiveAgent writes date_created in
+    api_timezone: str = "UTC"  # the zone LiveAgent writes its dates in
     # first run: "YYYY-MM-DD HH:MM:SS" in api_timezone; else start_date, else lookback
     start: str | None = None
     per_page: int = Field(default=100, ge=1, le=1000)
@@ -70,8 +77,8 @@ class LiveAgentSettings(LookbackSettings):
     skip_ticket_channels: list[str] = Field(default_factory=lambda: ["C", "W"])  # from calls
     channels: LabelMap = Field(default_factory=lambda: dict(CHANNEL_TYPES))
     pending_max_age: Duration = timedelta(days=2)  # then unanswered tickets count as such
-    # queues maps departmentid (or, for calls without one, the via number) -> queue;
-    # outcomes maps a tag id -> outcome
+    # queues maps a ticket's departmentid, and a call's viaNumber (the center's number the
+    # call came in or went out through), -> queue; outcomes maps a ticket's tag id -> outcome
 
     @field_validator("api_timezone")
     @classmethod
@@ -85,44 +92,68 @@ class LiveAgentSettings(LookbackSettings):
 
 # -- pure parsers ------------------------------------------------------------------------------
 def _when(value: Any, field: str, zone: ZoneInfo) -> float:
+    """A LiveAgent time: "YYYY-MM-DD HH:MM:SS" in the API's zone, or ISO 8601."""
     if not isinstance(value, str) or not value:
         raise FieldError("date", f"{field} missing")
     try:
-        return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=zone).timestamp()
+        moment = datetime.strptime(value, TIME_FORMAT)
     except ValueError:
-        raise FieldError("date", f"{field} {value!r} is not {TIME_FORMAT}") from None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise FieldError("date", f"{field} {value[:40]!r} is not {TIME_FORMAT}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.timestamp()
+
+
+def _stamp(value: Any, zone: ZoneInfo) -> str | None:
+    """A time as the API's filters take it ("YYYY-MM-DD HH:MM:SS" in its zone), or None."""
+    try:
+        epoch = _when(value, "date", zone)
+    except (FieldError, OverflowError, OSError):
+        return None
+    return datetime.fromtimestamp(epoch, zone).strftime(TIME_FORMAT)
 
 
 def parse_call(
     call: Mapping[str, Any], settings: LiveAgentSettings, now: float
 ) -> Contact | None:
-    """A call list item -> Contact; None while it runs or when it is internal."""
+    """A CallListItem -> Contact; None while it runs or when it is internal (type T)."""
     zone = ZoneInfo(settings.api_timezone)
     call_id = record_id(call, "id")
-    kind = call.get("direction", call.get("type"))
-    if kind in INTERNAL:
+    kind = call.get("type")
+    if kind == CALL_INTERNAL:
         return None
-    direction = DIRECTIONS.get(str(kind))
+    direction = CALL_TYPES.get(kind) if isinstance(kind, str) else None
     if direction is None:
-        raise FieldError("direction", f"{call_id}: direction {kind!r}")
-    created = _when(call.get("date_created"), "date_created", zone)
-    fields.not_future(created, now + settings.max_future.total_seconds(), "date_created")
-    if not call.get("date_finished"):
+        raise FieldError("direction", f"{call_id}: type {kind!r} is not I, O or T")
+    created = _when(call.get("dateCreated"), "dateCreated", zone)
+    fields.not_future(created, now + settings.max_future.total_seconds(), "dateCreated")
+    fields.not_future(created, now + settings.max_future.total_seconds(), "dateCreated")
+    if not call.get("dateFinished"):
         if now - created < settings.pending_max_age.total_seconds():
             return None
         raise FieldError("status", f"{call_id}: never finished")
-    finished = _when(call.get("date_finished"), "date_finished", zone)
-    answered = call.get("date_answered")
-    talk = max(0.0, finished - _when(answered, "date_answered", zone)) if answered else 0.0
+    finished = _when(call.get("dateFinished"), "dateFinished", zone)
+    if finished < created:
+        raise FieldError("duration", f"{call_id}: dateFinished before dateCreated")
+    answered = call.get("dateAnswered")
+    talk = max(0.0, finished - _when(answered, "dateAnswered", zone)) if answered else 0.0
     fields.duration(talk, "talk time")
-    billable = seconds(call.get("call_duration"), "call_duration", max(0.0, finished - created))
-    theirs = call.get("from_number") if direction == "inbound" else call.get("to_number")
-    queue_key = call.get("departmentid") or call.get("department_id") or call.get("via_number")
+    fields.duration(talk, "talk time")
+    # The carrier bills a connected call: callDuration (a string of seconds) when it was
+    # answered, else nothing (a missed call's ring time is not billed talk).
+    billable = (
+        seconds(call.get("callDuration"), "callDuration", max(0.0, finished - created))
+        if answered else 0.0
+    )
+    theirs = call.get("fromNumber") if direction == "inbound" else call.get("toNumber")
     return Contact(
         id=f"call:{call_id}",
         channel="voice",
         direction=direction,
-        queue=label(settings.queues, queue_key),
+        queue=label(settings.queues, call.get("viaNumber")),
         start=created,
         handled=bool(answered),
         handle_seconds=talk,
@@ -171,11 +202,21 @@ def parse_ticket(
 Parser = Callable[[Mapping[str, Any], LiveAgentSettings, float], Contact | None]
 
 
-def parse_page(data: Any, parse: Parser, settings: LiveAgentSettings, now: float) -> ParsedPage:
-    """A list page -> contacts, rejections, `hold` the oldest date_created still pending and
-    `top` the newest date_created. Whether more pages follow is the page's length."""
+Pending = Callable[[Mapping[str, Any], LiveAgentSettings], bool]
+
+
+def parse_page(
+    data: Any, parse: Parser, settings: LiveAgentSettings, now: float,
+    created_key: str = "date_created", pending: Pending | None = None,
+) -> ParsedPage:
+    """A list page (calls or tickets) -> contacts, rejections, `hold` the oldest creation time
+    still pending and `top` the newest ("YYYY-MM-DD HH:MM:SS" in the API's zone, as its
+    filters take them). Whether more pages follow is the page's length (and, for calls, the
+    next cursor)."""
     if not isinstance(data, list):
         raise ShapeError("expected a JSON list")
+    zone = ZoneInfo(settings.api_timezone)
+    is_pending = pending or _ticket_pending
     contacts: list[Contact] = []
     rejections: list[Rejection] = []
     hold: str | None = None
@@ -184,36 +225,42 @@ def parse_page(data: Any, parse: Parser, settings: LiveAgentSettings, now: float
         if not isinstance(item, dict):
             rejections.append(Rejection("shape", index, "item is not an object"))
             continue
-        created = item.get("date_created")
         try:
             contact = parse(item, settings, now)
         except ITEM_ERRORS as exc:
-            rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index, item))
             continue
-        if isinstance(created, str):
-            top = created if top is None or created > top else top
-            if contact is None and _is_pending(item, settings):
-                hold = created if hold is None or created < hold else hold
+        created = _stamp(item.get(created_key), zone)
+        if created is not None:
+            top = highest(top, created)
+            if contact is None and is_pending(item, settings):
+                hold = lowest(hold, created)
         if contact is not None:
             contacts.append(contact)
     return ParsedPage(contacts, rejections, hold=hold, top=top)
 
 
-def _is_pending(item: Mapping[str, Any], settings: LiveAgentSettings) -> bool:
-    """Was this item left out only because it is not finished yet (so it holds the mark)?"""
-    if "channel_type" in item:
-        skipped = settings.read_calls and item.get("channel_type") in settings.skip_ticket_channels
-        return item.get("status") in TICKET_PENDING and not skipped
-    return not item.get("date_finished") and item.get("direction", item.get("type")) not in INTERNAL
+def _ticket_pending(item: Mapping[str, Any], settings: LiveAgentSettings) -> bool:
+    """Was this ticket left out only because nobody has answered it yet (so it holds)?"""
+    skipped = settings.read_calls and item.get("channel_type") in settings.skip_ticket_channels
+    return item.get("status") in TICKET_PENDING and not skipped
+
+
+def _call_pending(item: Mapping[str, Any], settings: LiveAgentSettings) -> bool:
+    """Was this call left out only because it is still running (so it holds the mark)?"""
+    return not item.get("dateFinished") and item.get("type") != CALL_INTERNAL
 
 
 # -- I/O shell ---------------------------------------------------------------------------------
 class LiveAgentAdapter(ApiAdapter):
-    """Reads /calls then /tickets, each sorted by date_created and filtered with _filters.
+    """Reads /calls then /tickets, each oldest first from a creation-time watermark.
 
-    Position: {"calls": {...}, "tickets": {...}}, each {"since", "page", "hold", "top"}. A
-    stream's `since` moves to the oldest item still pending, else the newest seen; the next
-    run overlaps at that boundary and the store's (source, id) uniqueness drops the overlap.
+    /calls pages with the `_cursor` the previous page's `next_page_cursor` header gave;
+    /tickets with `_page`. Position: {"calls": {...}, "tickets": {...}}: within a read
+    {"since", "cursor" or "page", "hold", "top"}, after it {"since"}. A stream's `since`
+    moves to the oldest item still pending, else the newest seen; the next run overlaps at
+    that boundary and the store's (source, id) uniqueness drops the overlap (a rejected
+    record in it carries its fingerprint, so it is counted once).
     """
 
     settings_model = LiveAgentSettings
@@ -231,22 +278,58 @@ class LiveAgentAdapter(ApiAdapter):
 
     def pull(self, position: str | None) -> Iterator[Batch]:
         state = load_state(position)
-        streams: list[tuple[str, Parser]] = []
+        streams: list[tuple[str, Callable[[Mapping[str, Any]], Iterator[Step]]]] = []
         if self.settings.read_calls:
-            streams.append(("calls", parse_call))
+            streams.append(("calls", self._calls))
         if self.settings.read_tickets:
-            streams.append(("tickets", parse_ticket))
-        for stream, parse in streams:
-            for batch, sub in self._stream(stream, parse, state.get(stream) or {}):
+            streams.append(("tickets", self._tickets))
+        for stream, read in streams:
+            for batch, sub in read(state.get(stream) or {}):
                 state[stream] = sub
                 if batch.position is None:  # a malformed page: keep the old position
                     yield batch
                     return
                 yield batch._replace(position=json.dumps(state))
 
-    def _stream(
-        self, path: str, parse: Parser, sub: Mapping[str, Any]
-    ) -> Iterator[tuple[Batch, dict[str, Any]]]:
+    def _calls(self, sub: Mapping[str, Any]) -> Iterator[Step]:
+        """GET /calls, sorted by dateCreated, following `next_page_cursor`."""
+        since = str(sub.get("since") or self._first_since())
+        cursor = sub.get("cursor") if isinstance(sub.get("cursor"), str) else None
+        hold, top = sub.get("hold"), sub.get("top")
+        now = self.clock()
+        per_page = self.settings.per_page
+        while True:
+            params: dict[str, Any] = {
+                "_perPage": per_page, "_sortField": "dateCreated", "_sortDir": "ASC",
+                "_filters": json.dumps([["dateCreated", "D>=", since]]),
+            }
+            if cursor:
+                params["_cursor"] = cursor
+            page = self.client.get("calls", params)
+            try:
+                parsed = parse_page(page.data, parse_call, self.settings, now,
+                                    "dateCreated", _call_pending)
+            except ShapeError as exc:
+                yield (Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url)),
+                       dict(sub))
+                return
+            hold, top = lowest(hold, parsed.hold), highest(top, parsed.top)
+            following = page.response.headers.get(NEXT_CURSOR_HEADER) or None
+            more = (
+                following is not None and following != cursor
+                and isinstance(page.data, list) and len(page.data) >= per_page
+            )
+            if more:
+                new = {"since": since, "cursor": following, "hold": hold, "top": top}
+            else:
+                new = {"since": held_or_top(hold, top, since)}
+            yield Batch(parsed.contacts, parsed.rejections, "", endpoint_of(page.url)), new
+            if not more:
+                return
+            cursor = following
+
+    def _tickets(self, sub: Mapping[str, Any]) -> Iterator[Step]:
+        """GET /tickets, sorted by date_created, page by page."""
         since = str(sub.get("since") or self._first_since())
         page_no = int(sub.get("page") or 1)
         hold, top = sub.get("hold"), sub.get("top")
@@ -256,9 +339,9 @@ class LiveAgentAdapter(ApiAdapter):
             params = {"_page": page_no, "_perPage": per_page, "_sortField": "date_created",
                       "_sortDir": "ASC",
                       "_filters": json.dumps([["date_created", "D>=", since]])}
-            page = self.client.get(path, params)
+            page = self.client.get("tickets", params)
             try:
-                parsed = parse_page(page.data, parse, self.settings, now)
+                parsed = parse_page(page.data, parse_ticket, self.settings, now)
             except ShapeError as exc:
                 yield (Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url)),
                        dict(sub))
@@ -274,3 +357,5 @@ class LiveAgentAdapter(ApiAdapter):
                 return
             page_no += 1
 
+
+Step = tuple[Batch, dict[str, Any]]

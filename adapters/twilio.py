@@ -168,7 +168,7 @@ def parse_calls_page(
         try:
             contact = parse_call(call, settings, currency, now)
         except ITEM_ERRORS as exc:
-            rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index, call))
             continue
         if contact is None:
             # a queued call has no start yet; the watermark is held by the others

@@ -148,7 +148,7 @@ def parse_export_page(
         try:
             contact = parse_ticket(ticket, settings, metrics.get(ticket.get("id")), latest)
         except ITEM_ERRORS as exc:
-            rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index, ticket))
             continue
         if contact is not None:
             contacts.append(contact)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -46,6 +46,10 @@ class SourceState:
     last_record: float = 0.0  # start of the newest stored contact; 0 when none
 
 
+# Rejected API records remembered per source, so a re-read one is not counted again.
+MAX_REMEMBERED_REJECTIONS = 10_000
+
+
 class HealthState:
     """Thread-safe per-source health plus scheduler counters.
 
@@ -60,6 +64,7 @@ class HealthState:
         self._webhooks: Counter[tuple[str, str]] = Counter()
         self._extra: dict[str, float] = {}
         self._store_errors: Counter[str] = Counter()
+        self._seen_rejections: dict[str, OrderedDict[tuple[str, str], None]] = {}
         self._rendered = (b"", gzip_member(b""))
         self._render()
 
@@ -70,6 +75,7 @@ class HealthState:
             for name in list(self._sources):
                 if name not in intervals:
                     del self._sources[name]
+                    self._seen_rejections.pop(name, None)
             for name, interval in intervals.items():
                 state = self._sources.setdefault(name, SourceState(interval))
                 state.interval_seconds = interval
@@ -94,9 +100,9 @@ class HealthState:
             state.duplicates += duplicates
             state.excluded.update(r.reason for r in excluded)
             state.rotation_losses += rotation_losses
+            state.rejected.update(r.reason for r in self._first_seen(source, rejections))
             if newest is not None:
                 state.last_record = max(state.last_record, newest)
-            state.rejected.update(r.reason for r in rejections)
             self._render()
 
     def record_run(self, source: str, ok: bool, finished: float, duration: float,
@@ -112,6 +118,27 @@ class HealthState:
             if ok:
                 state.last_success = finished
             self._render()
+
+    def _first_seen(self, source: str, rejections: Iterable[Rejection]) -> list[Rejection]:
+        """The rejections not counted before: a record's (reason, fingerprint) counts once.
+
+        An API adapter re-reads its overlap window on every poll; without this, one bad
+        record would be counted again each time and the rejected-records alert never settle.
+        The memory is bounded (least recently seen forgotten first).
+        """
+        seen = self._seen_rejections.setdefault(source, OrderedDict())
+        fresh: list[Rejection] = []
+        for rejection in rejections:
+            if rejection.record:
+                key = (rejection.reason, rejection.record)
+                if key in seen:
+                    seen.move_to_end(key)
+                    continue
+                seen[key] = None
+                if len(seen) > MAX_REMEMBERED_REJECTIONS:
+                    seen.popitem(last=False)
+            fresh.append(rejection)
+        return fresh
 
     def set_last_record(self, source: str, newest: float | None) -> None:
         """The start of the source's newest stored contact, as read from the store."""

@@ -360,12 +360,13 @@ def test_liveagent_future_call_is_rejected() -> None:
     from adapters.liveagent import LiveAgentSettings, parse_call
 
     settings = LiveAgentSettings(name="la", adapter="liveagent", subdomain="x", api_key="k")
-    # A LiveAgent /calls item: "YYYY-MM-DD HH:MM:SS" in api_timezone (UTC here).
-    call = {"id": "c1", "direction": "in", "date_created": "2026-11-30 00:00:00",
-            "date_answered": "2026-11-30 00:00:10", "date_finished": "2026-11-30 00:01:10"}
+    # A LiveAgent /calls item (CallListItem, camelCase): "YYYY-MM-DD HH:MM:SS" in
+    # api_timezone (UTC here).
+    call = {"id": "c1", "type": "I", "dateCreated": "2026-11-30 00:00:00",
+            "dateAnswered": "2026-11-30 00:00:10", "dateFinished": "2026-11-30 00:01:10"}
     assert parse_call(call, settings, NOW) is not None
     with pytest.raises(FieldError) as caught:
-        parse_call({**call, "date_created": "9999-12-31 23:59:59"}, settings, NOW)
+        parse_call({**call, "dateCreated": "9999-12-31 23:59:59"}, settings, NOW)
     assert caught.value.reason == "future"
 
 

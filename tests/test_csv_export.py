@@ -129,9 +129,10 @@ def test_calls_fixture_golden_with_every_mapping() -> None:
             "c1", "voice", "inbound", "callcenter", day + 1800, True, 560.0, 400.0, 400.0,
             "sale", hash_customer("+47 555 01"), 0.12, "",
         ),
-        # Explicit UTC; no parts: handle = end - start = 300. Not handled.
+        # Explicit UTC; no parts: handle = end - start = 300. Not handled, and no talk or
+        # billable column: billable 0 (its 300 s are ring time, not billed talk).
         Contact(
-            "c2", "voice", "outbound", "callcenter", day + 3600, False, 300.0, 300.0, 300.0,
+            "c2", "voice", "outbound", "callcenter", day + 3600, False, 300.0, 300.0, 0.0,
             "", hash_customer("+47 555 02"), None, "not_handled",
         ),
         # Explicit +01:00: 03:00+01:00 = 02:00Z. "fax" is not in `channels`: "other".
