@@ -237,6 +237,15 @@ def _leg_of_row(row: tuple[object, ...]) -> Leg:
     )
 
 
+# Bounds on what a long-running process keeps (issue 10 item 14, measured by bench/soak.py).
+# The day caches hold one entry per quarter hour that any contact started in: an export
+# spread over years, or with garbage dates, grew them without end. Cleared when full.
+DAY_CACHE_LIMIT = 8192  # quarter hours: 85 days
+# SQLite's page cache per connection, in KiB. It fills over the first half hour of a soak
+# (main RSS +2 MB, then flat); set here so that the bound does not depend on the build.
+SQLITE_CACHE_KIB = 2048
+
+
 class DayMapper:
     """UTC epoch seconds -> local calendar day ordinal, with offsets cached per 15 minutes."""
 
@@ -254,6 +263,8 @@ class DayMapper:
         if offset is None:
             moment = datetime.fromtimestamp(bucket * _BUCKET, UTC).astimezone(self.tz)
             offset = int(moment.utcoffset().total_seconds())  # type: ignore[union-attr]
+            if len(self._offsets) >= DAY_CACHE_LIMIT:
+                self._offsets.clear()
             self._offsets[bucket] = offset
         return offset
 
@@ -266,6 +277,8 @@ class DayMapper:
             offset = self.offset(epoch)
             day = int((epoch + offset) // 86400) + _EPOCH_ORDINAL
             if offset % _BUCKET == 0:
+                if len(self._days) >= DAY_CACHE_LIMIT:
+                    self._days.clear()
                 self._days[bucket] = day
         return day
 
@@ -328,12 +341,14 @@ class SqliteStore:
                 f"file:{self.path}?mode=ro", uri=True, timeout=busy_timeout,
                 isolation_level=None, check_same_thread=False,
             )
+            self._db.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             return
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
+        self._db.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._check_version()
