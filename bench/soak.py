@@ -308,8 +308,10 @@ def summarise(rows: list[dict[str, float]], args: argparse.Namespace, appended: 
 
     warm = min(10.0, rows[-1]["elapsed_s"] / 120)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    commit = subprocess.run(["git", "-C", str(args.tree), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, check=False).stdout.strip()
+    marker = args.tree / "COMMIT"  # a `git archive` copy has no .git: its commit, written down
+    commit = marker.read_text().strip() if marker.exists() else subprocess.run(
+        ["git", "-C", str(args.tree), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False).stdout.strip()
     return "\n".join([
         BEGIN,
         f"## Soak: memory over {rows[-1]['elapsed_s'] / 60:.0f} minutes ({stamp})",
