@@ -121,6 +121,7 @@ class WebhookReceiver:
             self.health.record_batch(source, inserted, [])
             self.health.record_webhook(source, "accepted")
             return 200, TEXT, b"accepted\n"
+        self.health.record_batch(source, 0, [], duplicates=1)  # a redelivery, stored once
         self.health.record_webhook(source, "duplicate")
         return 200, TEXT, b"duplicate\n"
 

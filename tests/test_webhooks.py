@@ -118,6 +118,7 @@ def test_twilio_callback_is_stored_once_and_redelivery_is_a_duplicate(
     assert counts[("twilio-main", "accepted")] == 1 and counts[("twilio-main", "duplicate")] == 1
     sources = receiver.health.sources()
     assert sources["twilio-main"].records == 1
+    assert sources["twilio-main"].duplicates == 1  # contactcenter_source_duplicate_records
 
 
 def test_twilio_invalid_or_missing_signature_is_401_and_never_stored(
