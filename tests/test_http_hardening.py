@@ -24,7 +24,7 @@ from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer
 from collector.webconfig import BasicAuth, WebConfig, load_web_config
 
-from .conftest import wait_for
+from .conftest import ExporterProcess, wait_for
 from .pki import Pki, make_pki
 
 # The scraper's own loopback address: Linux routes all of 127.0.0.0/8 to lo, so a socket bound
@@ -332,6 +332,31 @@ def test_the_per_client_limit_is_a_cli_flag() -> None:
     args = build_parser().parse_args(["--web.max-connections-per-client", "3"])
     assert args.max_connections_per_client == 3
     assert build_parser().parse_args([]).max_connections_per_client == 8
+
+
+@pytest.mark.e2e
+def test_the_flag_reaches_the_running_exporter(
+    tmp_path: Path, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'interval = "1s"\nstore = "{tmp_path / "s.db"}"\n')
+    exporter = start_exporter(config, ["--web.max-connections-per-client", "2"])
+    idle = [socket.create_connection(("127.0.0.1", exporter.port), timeout=5) for _ in range(2)]
+    try:
+        wait_for(lambda: _answer_from(exporter.port, "127.0.0.1") == 503, timeout=5,
+                 what="a third connection from 127.0.0.1 refused")
+        assert _answer_from(exporter.port, SCRAPER) == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def _answer_from(port: int, source: str) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        found = statuses(read_all(sock))
+    return found[0] if found else 0
 
 
 # -- 8. An unknown user costs the same bcrypt as a wrong password ------------------------------
