@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -48,11 +51,22 @@ def figures_body(settings: Settings, moment: datetime, computed_at: float) -> Re
     return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, figures.duration)
 
 
-def ignore_interrupts() -> None:
-    """Runs first in the worker: Ctrl-C reaches the whole foreground process group, but
+def init_worker() -> None:
+    """Runs first in the worker. Ctrl-C reaches the whole foreground process group, but
     only the serving process acts on it; the worker exits when that process shuts the pool
-    down (no KeyboardInterrupt traceback from the worker)."""
+    down (no KeyboardInterrupt traceback from the worker), or at once if that process is
+    gone without a word (kill -9), instead of lingering with its store open."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True
+        ).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # readable once the parent has exited
+    os._exit(0)
 
 
 class RecomputeWorker:
@@ -67,7 +81,7 @@ class RecomputeWorker:
             self._pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=ignore_interrupts,
+                initializer=init_worker,
             )
         return self._pool
 

@@ -122,3 +122,18 @@ def test_signals_stop_everything_quietly(tmp_path: Path, sig: int, group: bool) 
     assert "KeyboardInterrupt" not in stderr, stderr
     assert proc.returncode in (0, 130), (proc.returncode, stderr)
     assert f"received {signal.Signals(sig).name}, shutting down" in stderr
+
+
+def test_the_worker_does_not_outlive_a_killed_exporter(tmp_path: Path) -> None:
+    # kill -9 gives the exporter no chance to shut the pool down: the worker notices its
+    # parent is gone and exits, instead of lingering with the store open.
+    proc, children = start(tmp_path)
+    proc.kill()
+    proc.wait(timeout=10)
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in children), 15, what="the worker to exit")
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
