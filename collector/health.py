@@ -232,9 +232,9 @@ class HealthState:
                 for reason, count in sorted(s.excluded.items())
             ],
         )
-        losses = [({"source": n}, s.rotation_losses) for n, s in sources if s.rotation_losses]
-        if losses:  # from the first loss on (keeps a healthy exposition as it was)
-            yield render_family(SOURCE_ROTATION_LOSSES, losses)
+        yield render_family(
+            SOURCE_ROTATION_LOSSES, [({"source": n}, s.rotation_losses) for n, s in sources]
+        )
         yield render_family(
             SCHEDULER_JOB_RUNS,
             [

@@ -201,9 +201,8 @@ SOURCE_ROTATION_LOSSES = MetricFamily(
     "counter",
     "Times the source's file was rotated, truncated or replaced and the rest of its old "
     "content was not found (compressed at once, or moved where rotated_glob does not look): "
-    "rows written after the previous read are lost, if there were any. From the first loss on.",
+    "rows written after the previous read are lost, if there were any.",
     ("source",),
-    optional=True,
 )
 SOURCE_REJECTED = MetricFamily(
     "contactcenter_source_rejected_records",

@@ -661,7 +661,7 @@ def sources() -> dict[str, Any]:
             "Rotation losses per source",
             "Times a file source's file was rotated or truncated and the rest of its old "
             "content was not found (rows written since the previous read lost), per interval. "
-            "Absent while nothing was lost; any value fires ContactCostRotationLoss.",
+            "Any loss fires ContactCostRotationLoss.",
             [
                 target(
                     "A",

@@ -191,7 +191,7 @@ def test_rules_load_and_evaluate_cleanly(stack: Stack) -> None:
         )
 
     rules = wait_for("every rule evaluated once", all_rules_evaluated, servers=stack.servers)
-    assert len(rules) == 19 + 6 + 6
+    assert len(rules) == 20 + 7 + 8  # recording_rules.yml, thresholds.yml, alert_rules.yml
     bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert bad == {}
 
