@@ -181,8 +181,11 @@ def parse_calls_page(
                       top=max((contact.start for contact in contacts), default=None))
 
 
-def parse_status_callback(params: Mapping[str, str], settings: TwilioSettings) -> Contact | None:
+def parse_status_callback(
+    params: Mapping[str, str], settings: TwilioSettings, latest: float | None = None
+) -> Contact | None:
     """A status callback's form parameters -> Contact; None before the call is final.
+    A call that starts after `latest` (now + max_future) is `future`.
 
     Status callbacks carry no price: a call first stored from a callback keeps price None.
     """
@@ -200,7 +203,7 @@ def parse_status_callback(params: Mapping[str, str], settings: TwilioSettings) -
     if direction is None:
         raise FieldError("direction", f"{sid}: unknown direction {params.get('Direction')!r}")
     duration = seconds(params.get("CallDuration"), "CallDuration", default=0.0)
-    start = rfc2822(params.get("Timestamp"), "Timestamp") - duration
+    start = fields.not_future(rfc2822(params.get("Timestamp"), "Timestamp") - duration, latest)
     return _call_contact(settings, sid, str(status), direction, start, duration,
                          params.get("To"), params.get("From"))
 
@@ -279,7 +282,8 @@ class TwilioAdapter(ApiAdapter):
         if not valid:
             raise WebhookRefused(401, "unauthorized", "invalid signature")
         try:
-            return parse_status_callback(dict(params), self.settings)
+            latest = now + self.settings.max_future.total_seconds()
+            return parse_status_callback(dict(params), self.settings, latest)
         except ITEM_ERRORS as exc:
             raise as_field_error(exc) from None
 

@@ -391,3 +391,18 @@ def test_zendesk_and_freshdesk_tickets_created_in_the_future_are_rejected() -> N
         freshdesk.parse_ticket({**ticket, "created_at": "2999-01-01T00:00:00Z"}, f_settings,
                                NOW + DAY)
     assert caught.value.reason == "future"
+
+
+def test_twilio_status_callback_from_the_future_is_rejected() -> None:
+    from adapters.twilio import TwilioSettings, parse_status_callback
+
+    settings = TwilioSettings(name="tw", adapter="twilio", account_sid="AC" + "0" * 32,
+                              auth_token="t")
+    # Twilio's status callback parameters (form-encoded): Timestamp is RFC 2822.
+    params = {"CallSid": "CA2", "CallStatus": "completed", "Direction": "inbound",
+              "CallDuration": "30", "Timestamp": "Mon, 30 Nov 2026 00:10:00 +0000"}
+    assert parse_status_callback(params, settings, NOW + DAY) is not None
+    with pytest.raises(FieldError) as caught:
+        parse_status_callback({**params, "Timestamp": "Tue, 01 Jan 2999 00:00:00 +0000"},
+                              settings, NOW + DAY)
+    assert caught.value.reason == "future"
