@@ -130,7 +130,6 @@ def parse_call(
         raise FieldError("direction", f"{call_id}: type {kind!r} is not I, O or T")
     created = _when(call.get("dateCreated"), "dateCreated", zone)
     fields.not_future(created, now + settings.max_future.total_seconds(), "dateCreated")
-    fields.not_future(created, now + settings.max_future.total_seconds(), "dateCreated")
     if not call.get("dateFinished"):
         if now - created < settings.pending_max_age.total_seconds():
             return None
@@ -140,7 +139,6 @@ def parse_call(
         raise FieldError("duration", f"{call_id}: dateFinished before dateCreated")
     answered = call.get("dateAnswered")
     talk = max(0.0, finished - _when(answered, "dateAnswered", zone)) if answered else 0.0
-    fields.duration(talk, "talk time")
     fields.duration(talk, "talk time")
     # The carrier bills a connected call: callDuration (a string of seconds) when it was
     # answered, else nothing (a missed call's ring time is not billed talk).
