@@ -159,6 +159,17 @@ def test_a_body_over_the_cap_on_a_get_is_413_and_closed(
         assert statuses(answer) == [413] and b"Connection: close" in answer
 
 
+def test_expect_100_continue_is_refused_before_the_body_is_invited(
+    serve: Callable[..., ExporterHTTPServer]
+) -> None:
+    # A client that waits for "100 Continue" must hear the 413 instead, never an invitation
+    # to send 2 MB that would then be refused.
+    srv = serve()
+    answer = exchange(srv, b"POST /webhooks/generic/x HTTP/1.1\r\nHost: x\r\n"
+                           b"Expect: 100-continue\r\nContent-Length: 2000000\r\n\r\n")
+    assert statuses(answer) == [413], answer[:300]
+
+
 # -- 7. The header section is capped at 64 KiB: 431 -------------------------------------------
 def test_headers_over_64_kib_in_all_are_431(serve: Callable[..., ExporterHTTPServer]) -> None:
     srv = serve()
