@@ -21,7 +21,7 @@ import bcrypt
 import pytest
 
 from collector.runtime import Exporter
-from collector.server import ExporterHTTPServer
+from collector.server import ExporterHTTPServer, client_key
 from collector.webconfig import BasicAuth, WebConfig, load_web_config
 
 from .conftest import ExporterProcess, wait_for
@@ -343,6 +343,15 @@ def test_the_per_client_limit_is_a_cli_flag() -> None:
     args = build_parser().parse_args(["--web.max-connections-per-client", "3"])
     assert args.max_connections_per_client == 3
     assert build_parser().parse_args([]).max_connections_per_client == 8
+
+
+def test_clients_are_counted_by_address_and_ipv6_by_its_64() -> None:
+    # One IPv6 host picks any address in its /64 at will, so the /64 is the client.
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") \
+        == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"  # dual-stack socket, IPv4 client
+    assert client_key("192.0.2.7") == "192.0.2.7" != client_key("192.0.2.8")
 
 
 @pytest.mark.e2e
