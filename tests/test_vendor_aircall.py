@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 import pytest
 from pytest_httpserver import HTTPServer
 
-from adapters.aircall import AircallAdapter, AircallSettings
+from adapters.aircall import AircallAdapter, AircallSettings, parse_call, parse_calls_page
 from adapters.base import SourceError
 from tests.vendor_support import (
     CONTEXT,
@@ -66,7 +66,12 @@ def test_pages_through_a_window_and_maps_the_call_fields(
     by_id = {c.id: c for b in batches for c in b.contacts}
     answered = by_id["812345001"]
     assert answered.handled and answered.queue == "support" and answered.outcome == "sale"
-    assert answered.talk_seconds == 380 and answered.handle_seconds == 410  # + wrap-up (ACW)
+    # talk = ended_at - answered_at = 1773133600 - 1773133220 = 380 s. The user's
+    # `wrap_up_time` (30) is not added: Aircall documents it as the user's pre-set wrap-up
+    # timer, "triggered after a call has ended, during which the user can't receive any
+    # calls" (Call object, developer.aircall.io; reproduced in Monta's partner DWH docs,
+    # docs.partner-dwh.monta.com/docs/aircall-calls), i.e. a setting, not measured work.
+    assert answered.talk_seconds == 380 and answered.handle_seconds == 380
     assert answered.billable_seconds == 400 and answered.start == 1773133200
     missed = by_id["812345002"]
     assert not missed.handled and missed.reason == "no_available_agent"
@@ -153,3 +158,28 @@ def test_malformed_page_is_counted_and_the_position_stays(
     (batch,) = drain(adapter(httpserver), store)
     assert [r.reason for r in batch.rejections] == ["shape"] and batch.position is None
     assert store.position("aircall-eu") is None
+
+
+def test_wrap_up_time_is_the_configured_allowance_not_measured_work() -> None:
+    """The same call, once with the user's timer at 30 s and once at 300 s: same handle.
+
+    `user.wrap_up_time` is part of the user object, present before the call has ended, so
+    it cannot be a measurement of this call's after-call work.
+    """
+    call = fixture("aircall", "calls_page1.json")["calls"][0]
+    settings = AircallSettings(name="a", adapter="aircall", api_id="id", api_token="t")
+    short = parse_call({**call, "user": {**call["user"], "wrap_up_time": 30}}, settings)
+    long = parse_call({**call, "user": {**call["user"], "wrap_up_time": 300}}, settings)
+    assert short is not None and long is not None
+    assert short.handle_seconds == long.handle_seconds == 380.0  # talk only
+
+
+def test_a_reread_bad_call_carries_one_fingerprint() -> None:
+    """A bad call read twice (Aircall windows overlap) is the same record both times."""
+    call = {**fixture("aircall", "calls_page1.json")["calls"][0], "direction": "sideways"}
+    page = {"meta": {"total": 1, "next_page_link": None}, "calls": [call]}
+    settings = AircallSettings(name="a", adapter="aircall", api_id="id", api_token="t")
+    first = parse_calls_page(page, settings, now=1773190000).rejections
+    again = parse_calls_page(page, settings, now=1773190600).rejections
+    assert [r.reason for r in first] == ["direction"]
+    assert first[0].record and first[0].record == again[0].record
