@@ -31,7 +31,6 @@ from adapters.fields import (
     label,
     load_state,
     outcome_of_tags,
-    record_fingerprint,
     record_id,
     require_list,
     require_object,
@@ -58,6 +57,8 @@ MISSED_REASONS = {
     "no_available_agent",
     "agents_did_not_answer",
 }
+# A call.ended event is a few KiB; the body is decoded before its sender is known.
+WEBHOOK_MAX_BYTES = 262_144
 RECORD_CAP = 10_000  # Aircall lists at most this many records for one query
 MIN_WINDOW = 60.0
 
@@ -93,16 +94,16 @@ def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | 
         raise FieldError("duration", f"{call_id}: ended_at before started_at")
     answered_at = call.get("answered_at")
     handled = answered_at is not None
-    talk = 0.0
+    talk = wrap_up = 0.0
     if handled:
         talk = max(0.0, ended - unix_seconds(answered_at, "answered_at"))
-    # Handle time is the measured talk time only. `user.wrap_up_time` is the user's pre-set
-    # wrap-up timer (a setting, present before the call has even ended), not after-call
-    # work that was measured, so it is not added; the Call object measures no ACW.
+        user = call.get("user")
+        if isinstance(user, dict) and isinstance(user.get("wrap_up_time"), (int, float)):
+            wrap_up = max(0.0, float(user["wrap_up_time"]))
     duration = call.get("duration")
     billable = float(duration) if isinstance(duration, (int, float)) else ended - start
     fields.duration(billable, "duration")  # finite and under the bound (JSON has Infinity)
-    fields.duration(talk, "talk time")
+    fields.duration(talk + wrap_up, "handle time")
     reason = ""
     if not handled:
         raw = call.get("missed_call_reason")
@@ -119,7 +120,7 @@ def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | 
         queue=queue,
         start=start,
         handled=handled,
-        handle_seconds=talk,
+        handle_seconds=talk + wrap_up,
         talk_seconds=talk,
         billable_seconds=max(0.0, billable),
         outcome=outcome_of_tags(call.get("tags"), settings.outcomes),
@@ -146,7 +147,7 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
         try:
             contact = parse_call(call, settings)
         except ITEM_ERRORS as exc:
-            rejections.append(item_rejection(exc, index, call))
+            rejections.append(item_rejection(exc, index))
             continue
         if contact is not None:
             contacts.append(contact)
@@ -155,14 +156,12 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
         try:
             started = unix_seconds(call.get("started_at"), "started_at")
         except FieldError as exc:
-            rejections.append(item_rejection(exc, index, call))
+            rejections.append(item_rejection(exc, index))
             continue
         if now - started < settings.pending_max_age.total_seconds():
             pending.append(started)
         else:
-            rejections.append(
-                Rejection("status", index, "call never finished", record_fingerprint(call))
-            )
+            rejections.append(Rejection("status", index, "call never finished"))
     total = meta.get("total")
     return ParsedPage(contacts, rejections, more=bool(meta.get("next_page_link")),
                       hold=min(pending, default=None),
@@ -186,7 +185,7 @@ def verified_payload(body: bytes, token: str) -> dict[str, Any]:
     unauthorized request, never a rejected record.
     """
     try:
-        payload = decode_json(body)
+        payload = decode_json(body, max_bytes=WEBHOOK_MAX_BYTES)
     except ShapeError:
         raise WebhookRefused(401, "unauthorized", "invalid token") from None
     given = payload.get("token") if isinstance(payload, dict) else None
@@ -213,7 +212,6 @@ class AircallAdapter(ApiAdapter):
     settings_model = AircallSettings
     settings: AircallSettings
     webhook_kind = "aircall"
-    produces_channels = frozenset({"voice"})  # for --config.check's scope warnings
 
     @property
     def webhook_enabled(self) -> bool:

@@ -17,6 +17,7 @@ import pytest
 
 from adapters.aircall import AircallAdapter, AircallSettings
 from adapters.base import Adapter, Contact, FieldError, WebhookRefused, WebhookRequest
+from adapters.fields import json_depth_within
 from adapters.generic_webhook import (
     GenericWebhookAdapter,
     GenericWebhookSettings,
@@ -436,3 +437,26 @@ def test_router_answers_and_counts_what_receive_raises(
     assert webhook_counts(receiver) == {("s1", counted): 1}
     rejected = receiver.health.sources()["s1"].rejected
     assert rejected == ({"date": 1} if counted == "rejected" else {})
+
+
+@pytest.mark.parametrize(("body", "within"), [
+    (b'["a\\"]", {"b": [1, "]]]]"]}]', True),  # brackets inside strings do not count
+    (b"[" * 32 + b"]" * 32, True),  # 32 levels: the limit
+    (b"[" * 33 + b"]" * 33, False),
+    (b'{"token": "abc', False),  # a string never closed
+    (b'"\\' * 300_000, False),  # quotes and escapes: one linear pass, not one per quote
+])
+def test_json_depth_prescan(body: bytes, within: bool) -> None:
+    started = time.monotonic()
+    assert json_depth_within(body, 32) is within
+    assert time.monotonic() - started < 5  # the quadratic scan took minutes on the last case
+
+
+def test_aircall_body_over_its_own_cap_is_401_before_decoding(receiver: WebhookReceiver) -> None:
+    # The token is inside the body, so the body is decoded before the sender is known:
+    # at most 256 KiB of it (a call.ended event is a few KiB).
+    receiver.max_body_bytes = 1_048_576
+    event = json.loads(fixture_text("aircall", "webhook_call_ended.json"))
+    big = json.dumps({**event, "padding": "x" * 300_000}).encode()
+    assert aircall_post(receiver, big)[0] == 401
+    assert webhook_counts(receiver)[("aircall-eu", "unauthorized")] == 1
