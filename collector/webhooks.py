@@ -118,7 +118,7 @@ class WebhookReceiver:
             self.health.record_webhook(source, "error")
             return 503, TEXT, b"try again later\n"
         if inserted:
-            self.health.record_batch(source, inserted, [])
+            self.health.record_batch(source, inserted, [], newest=contact.start)
             self.health.record_webhook(source, "accepted")
             return 200, TEXT, b"accepted\n"
         self.health.record_batch(source, 0, [], duplicates=1)  # a redelivery, stored once

@@ -96,3 +96,23 @@ def test_landing_page_counts_come_from_the_store(workdir: Path) -> None:
     assert "<td>chat</td><td>csv</td><td>not read yet</td><td>0</td><td>0</td>" in page
     assert "<th>stored contacts</th>" in page
     restarted.close()
+
+
+def test_a_webhook_contact_moves_the_newest_record_time(tmp_path: Path) -> None:
+    """A push-only source has no reads: each stored event sets its newest contact time."""
+    from collector.config import Settings
+    from collector.health import HealthState
+    from collector.webhooks import WebhookReceiver
+
+    from .test_webhooks import EVENT, NOW, adapters, generic_post
+    from .vendor_support import new_store
+
+    health = HealthState()
+    health.configure({"crm": 60.0})
+    receiver = WebhookReceiver(Settings(), adapters(), new_store(tmp_path), health,
+                               max_body_bytes=4096, clock=lambda: NOW)
+    values = parse_exposition(health.body.decode())
+    assert values[(METRIC, frozenset({("source", "crm")}))] == 0.0
+    assert generic_post(receiver, EVENT)[0] == 200  # start 2026-03-10T09:00:00Z
+    values = parse_exposition(health.body.decode())
+    assert values[(METRIC, frozenset({("source", "crm")}))] == 1773133200.0
