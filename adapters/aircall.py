@@ -31,6 +31,7 @@ from adapters.fields import (
     label,
     load_state,
     outcome_of_tags,
+    record_fingerprint,
     record_id,
     require_list,
     require_object,
@@ -80,30 +81,33 @@ class AircallSettings(LookbackSettings):
 
 
 # -- pure parser -------------------------------------------------------------------------------
-def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | None:
-    """One Aircall call object -> Contact; None until its status is "done". Raises FieldError."""
+def parse_call(
+    call: Mapping[str, Any], settings: AircallSettings, latest: float | None = None
+) -> Contact | None:
+    """One Aircall call object -> Contact; None until its status is "done". Raises FieldError;
+    `future` for a start after `latest` (now + max_future)."""
     call_id = record_id(call, "id")
     if call.get("status") != "done":
         return None
     direction = DIRECTIONS.get(str(call.get("direction")))
     if direction is None:
         raise FieldError("direction", f"{call_id}: unknown direction {call.get('direction')!r}")
-    start = unix_seconds(call.get("started_at"), "started_at")
+    start = fields.not_future(unix_seconds(call.get("started_at"), "started_at"), latest)
     ended = unix_seconds(call.get("ended_at"), "ended_at")
     if ended < start:
         raise FieldError("duration", f"{call_id}: ended_at before started_at")
     answered_at = call.get("answered_at")
     handled = answered_at is not None
-    talk = wrap_up = 0.0
+    talk = 0.0
     if handled:
         talk = max(0.0, ended - unix_seconds(answered_at, "answered_at"))
-        user = call.get("user")
-        if isinstance(user, dict) and isinstance(user.get("wrap_up_time"), (int, float)):
-            wrap_up = max(0.0, float(user["wrap_up_time"]))
+    # Handle time is the measured talk time only. `user.wrap_up_time` is the user's pre-set
+    # wrap-up timer (a setting, present before the call has even ended), not after-call
+    # work that was measured, so it is not added; the Call object measures no ACW.
     duration = call.get("duration")
     billable = float(duration) if isinstance(duration, (int, float)) else ended - start
     fields.duration(billable, "duration")  # finite and under the bound (JSON has Infinity)
-    fields.duration(talk + wrap_up, "handle time")
+    fields.duration(talk, "talk time")
     reason = ""
     if not handled:
         raw = call.get("missed_call_reason")
@@ -120,7 +124,7 @@ def parse_call(call: Mapping[str, Any], settings: AircallSettings) -> Contact | 
         queue=queue,
         start=start,
         handled=handled,
-        handle_seconds=talk + wrap_up,
+        handle_seconds=talk,
         talk_seconds=talk,
         billable_seconds=max(0.0, billable),
         outcome=outcome_of_tags(call.get("tags"), settings.outcomes),
@@ -145,9 +149,9 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
             rejections.append(Rejection("shape", index, "call is not an object"))
             continue
         try:
-            contact = parse_call(call, settings)
+            contact = parse_call(call, settings, now + settings.max_future.total_seconds())
         except ITEM_ERRORS as exc:
-            rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index, call))
             continue
         if contact is not None:
             contacts.append(contact)
@@ -156,25 +160,29 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
         try:
             started = unix_seconds(call.get("started_at"), "started_at")
         except FieldError as exc:
-            rejections.append(item_rejection(exc, index))
+            rejections.append(item_rejection(exc, index, call))
             continue
         if now - started < settings.pending_max_age.total_seconds():
             pending.append(started)
         else:
-            rejections.append(Rejection("status", index, "call never finished"))
+            rejections.append(
+                Rejection("status", index, "call never finished", record_fingerprint(call))
+            )
     total = meta.get("total")
     return ParsedPage(contacts, rejections, more=bool(meta.get("next_page_link")),
                       hold=min(pending, default=None),
                       total=total if isinstance(total, int) else None)
 
 
-def parse_webhook(payload: Any, settings: AircallSettings) -> Contact | None:
+def parse_webhook(
+    payload: Any, settings: AircallSettings, latest: float | None = None
+) -> Contact | None:
     """A webhook body -> Contact for a finished call; None for other events. Raises ShapeError."""
     body = require_object(payload, "webhook")
     if body.get("resource") != "call" or body.get("event") != "call.ended":
         return None
     data = require_object(body.get("data"), "webhook data")
-    return parse_call(data, settings)
+    return parse_call(data, settings, latest)
 
 
 def verified_payload(body: bytes, token: str) -> dict[str, Any]:
@@ -212,6 +220,7 @@ class AircallAdapter(ApiAdapter):
     settings_model = AircallSettings
     settings: AircallSettings
     webhook_kind = "aircall"
+    produces_channels = frozenset({"voice"})  # for --config.check's scope warnings
 
     @property
     def webhook_enabled(self) -> bool:
@@ -224,7 +233,8 @@ class AircallAdapter(ApiAdapter):
             raise WebhookRefused(404, "not_found", "no such webhook")
         payload = verified_payload(request.body, token.get_secret_value())
         try:
-            return parse_webhook(payload, self.settings)
+            latest = now + self.settings.max_future.total_seconds()
+            return parse_webhook(payload, self.settings, latest)
         except ITEM_ERRORS as exc:
             raise as_field_error(exc) from None
 
