@@ -82,6 +82,8 @@ def _adapter(settings: Settings, path: Path) -> AsteriskCdrAdapter:
     data: dict[str, Any] = source.model_dump(by_alias=True, exclude_unset=True)
     data.update(source.model_extra or {})
     data["path"] = str(path)
+    # The generated history runs years past today: read all of it, as before max_future.
+    data["max_future"] = "36500d"
     context = AdapterContext(timezone=settings.tz, currency=settings.currency)
     return AsteriskCdrAdapter(AsteriskCdrSettings.model_validate(data), context)
 
