@@ -115,15 +115,20 @@ def test_exporter_end_to_end(tmp_path: Path, start_exporter: Callable[..., Expor
     assert series(text, "contactcenter_source_up", source="pbx") == 1
     assert series(text, "contactcenter_source_records_total", source="pbx") == 3
 
-    # Append a sale on an outbound call plus a bad row and a partial last line.
+    # Append a sale on an outbound call, a bad row, and a last row without its newline:
+    # once the file has not changed for a read, that row is complete (issue 10 item 1).
     with cdr.open("a") as handle:
         handle.write(cdr_line("1.4", start, 300, dcontext="sales-out", userfield="SALE"))
         handle.write('"broken","row"\n')
-        handle.write(cdr_line("1.5", start, 30)[:40])  # still being written
+        handle.write(cdr_line("1.5", start, 30).rstrip("\n"))
     telesales = {**SUPPORT, "direction": "outbound", "queue": "telesales"}
     text = wait_for(
-        lambda: scrape_if(exporter, lambda t: series(t, "contactcenter_contacts", **telesales) == 1),
-        what="the appended sale",
+        lambda: scrape_if(
+            exporter,
+            lambda t: series(t, "contactcenter_contacts", **telesales) == 1
+            and series(t, "contactcenter_contacts", **SUPPORT) == 3,
+        ),
+        what="the appended sale and the unterminated last row",
     )
     # By hand: 2.00 per contact + 0.6 x 300 / 60 = 3.00 -> 5.00 for one sale.
     assert series(text, "contactcenter_cost_per_contact", **telesales) == pytest.approx(5.0)
@@ -133,16 +138,18 @@ def test_exporter_end_to_end(tmp_path: Path, start_exporter: Callable[..., Expor
                   queue="telesales", outcome="sale") == pytest.approx(5.0)
     assert series(text, "contactcenter_source_rejected_records_total", source="pbx",
                   reason="columns") == 1
-    assert series(text, "contactcenter_source_records_total", source="pbx") == 4
-
-    # The partial line completes: it is read whole, once.
-    with cdr.open("a") as handle:
-        handle.write(cdr_line("1.5", start, 30)[40:])
-    text = wait_for(
-        lambda: scrape_if(exporter, lambda t: series(t, "contactcenter_contacts", **SUPPORT) == 3),
-        what="the completed partial line",
-    )
     assert series(text, "contactcenter_source_records_total", source="pbx") == 5
+
+    # The writer terminates that row and goes on: it is not read again nor glued on.
+    with cdr.open("a") as handle:
+        handle.write("\n" + cdr_line("1.6", start, 30))
+    text = wait_for(
+        lambda: scrape_if(exporter, lambda t: series(t, "contactcenter_contacts", **SUPPORT) == 4),
+        what="the row after the terminated one",
+    )
+    assert series(text, "contactcenter_source_records_total", source="pbx") == 6
+    assert series(text, "contactcenter_source_rejected_records_total", source="pbx",
+                  reason="columns") == 1
 
     # promtool (Prometheus 2.42) accepts the whole exposition.
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
