@@ -42,9 +42,8 @@ from adapters.http import (
     Credentials,
     LookbackSettings,
     ParsedPage,
-    endpoint_of,
     lowest,
-    shape_rejection,
+    malformed_page,
 )
 
 log = logging.getLogger(__name__)
@@ -262,7 +261,7 @@ class AircallAdapter(ApiAdapter):
             try:
                 parsed = parse_calls_page(page.data, self.settings, now)
             except ShapeError as exc:
-                yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
+                yield malformed_page(page, exc)
                 return
             if page_no == 1 and parsed.total is not None and parsed.total > RECORD_CAP:
                 if end - start > MIN_WINDOW:
@@ -275,13 +274,13 @@ class AircallAdapter(ApiAdapter):
             if parsed.more and page_no * self.settings.per_page < RECORD_CAP:
                 state = {"from": start, "to": end, "page": page_no + 1, "hold": hold}
                 yield Batch(parsed.contacts, parsed.rejections, json.dumps(state),
-                            endpoint_of(page.url))
+                            page.location)
                 page_no += 1
                 continue
             next_from = min(hold, end) if hold is not None else end
             state = {"from": next_from}
             yield Batch(parsed.contacts, parsed.rejections, json.dumps(state),
-                        endpoint_of(page.url))
+                        page.location)
             if end >= horizon or next_from <= start:
                 return  # caught up, or a call still in progress holds this window open
             start, end = next_from, None

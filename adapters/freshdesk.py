@@ -26,9 +26,8 @@ from adapters.http import (
     Credentials,
     LookbackSettings,
     ParsedPage,
-    endpoint_of,
     highest,
-    shape_rejection,
+    malformed_page,
 )
 
 TICKETS = "api/v2/tickets"
@@ -151,7 +150,7 @@ class FreshdeskAdapter(ApiAdapter):
                 latest = self.clock() + self.settings.max_future.total_seconds()
                 parsed = parse_tickets_page(page.data, self.settings, latest)
             except ShapeError as exc:
-                yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
+                yield malformed_page(page, exc)
                 return
             newest = highest(newest, parsed.top)
             more = "next" in page.response.links
@@ -160,7 +159,7 @@ class FreshdeskAdapter(ApiAdapter):
             else:
                 state = {"since": newest or since}
             yield Batch(parsed.contacts, parsed.rejections, json.dumps(state),
-                        endpoint_of(page.url))
+                        page.location)
             if not more:
                 return
             if page_no >= MAX_PAGE:

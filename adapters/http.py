@@ -19,6 +19,7 @@ from urllib3.util.retry import Retry
 from adapters.base import (
     Adapter,
     AdapterContext,
+    Batch,
     Contact,
     Duration,
     LabelMap,
@@ -159,6 +160,11 @@ class Page(NamedTuple):
     response: requests.Response
     url: str
 
+    @property
+    def location(self) -> str:
+        """The endpoint, without query or credentials, for a Batch's location and logs."""
+        return endpoint_of(self.url)
+
 
 class ApiClient:
     """One per source: a requests.Session with timeouts, urllib3 retries and a rate limiter."""
@@ -245,7 +251,13 @@ class ApiClient:
 
 def shape_rejection(page: Page, detail: str) -> Rejection:
     """A page of an unexpected shape, as one rejection naming its endpoint."""
-    return Rejection("shape", 0, f"{endpoint_of(page.url)}: {detail}"[:200])
+    return Rejection("shape", 0, f"{page.location}: {detail}"[:200])
+
+
+def malformed_page(page: Page, exc: Exception) -> Batch:
+    """A page of an unexpected shape: one `shape` rejection and no new position, so the
+    next run asks for the same page again."""
+    return Batch([], [shape_rejection(page, str(exc))], None, page.location)
 
 
 Credentials = tuple[tuple[str, str] | None, Mapping[str, str] | None]

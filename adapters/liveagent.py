@@ -35,11 +35,10 @@ from adapters.http import (
     Credentials,
     LookbackSettings,
     ParsedPage,
-    endpoint_of,
     held_or_top,
     highest,
     lowest,
-    shape_rejection,
+    malformed_page,
 )
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -308,8 +307,7 @@ class LiveAgentAdapter(ApiAdapter):
                 parsed = parse_page(page.data, parse_call, self.settings, now,
                                     "dateCreated", _call_pending)
             except ShapeError as exc:
-                yield (Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url)),
-                       dict(sub))
+                yield malformed_page(page, exc), dict(sub)
                 return
             hold, top = lowest(hold, parsed.hold), highest(top, parsed.top)
             following = page.response.headers.get(NEXT_CURSOR_HEADER) or None
@@ -321,7 +319,7 @@ class LiveAgentAdapter(ApiAdapter):
                 new = {"since": since, "cursor": following, "hold": hold, "top": top}
             else:
                 new = {"since": held_or_top(hold, top, since)}
-            yield Batch(parsed.contacts, parsed.rejections, "", endpoint_of(page.url)), new
+            yield Batch(parsed.contacts, parsed.rejections, "", page.location), new
             if not more:
                 return
             cursor = following
@@ -341,8 +339,7 @@ class LiveAgentAdapter(ApiAdapter):
             try:
                 parsed = parse_page(page.data, parse_ticket, self.settings, now)
             except ShapeError as exc:
-                yield (Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url)),
-                       dict(sub))
+                yield malformed_page(page, exc), dict(sub)
                 return
             hold, top = lowest(hold, parsed.hold), highest(top, parsed.top)
             more = isinstance(page.data, list) and len(page.data) >= per_page
@@ -350,7 +347,7 @@ class LiveAgentAdapter(ApiAdapter):
                 new = {"since": since, "page": page_no + 1, "hold": hold, "top": top}
             else:
                 new = {"since": held_or_top(hold, top, since)}
-            yield Batch(parsed.contacts, parsed.rejections, "", endpoint_of(page.url)), new
+            yield Batch(parsed.contacts, parsed.rejections, "", page.location), new
             if not more:
                 return
             page_no += 1

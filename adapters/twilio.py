@@ -45,11 +45,10 @@ from adapters.http import (
     ApiSourceSettings,
     Credentials,
     ParsedPage,
-    endpoint_of,
     held_or_top,
     highest,
     lowest,
-    shape_rejection,
+    malformed_page,
 )
 
 log = logging.getLogger(__name__)
@@ -323,7 +322,7 @@ class TwilioAdapter(ApiAdapter):
                 )
             except ShapeError as exc:
                 # keep the old position: the next run asks for this page again
-                yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
+                yield malformed_page(page, exc)
                 return
             hold, top = lowest(hold, parsed.hold), highest(top, parsed.top)
             next_uri = parsed.next
@@ -333,7 +332,7 @@ class TwilioAdapter(ApiAdapter):
                 mark = held_or_top(hold, top, None)
                 new_state = {"since": _day(mark) if mark is not None else since}
             yield Batch(
-                parsed.contacts, parsed.rejections, json.dumps(new_state), endpoint_of(page.url)
+                parsed.contacts, parsed.rejections, json.dumps(new_state), page.location
             )
             if not next_uri:
                 return

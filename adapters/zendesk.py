@@ -27,8 +27,7 @@ from adapters.http import (
     Credentials,
     LookbackSettings,
     ParsedPage,
-    endpoint_of,
-    shape_rejection,
+    malformed_page,
 )
 
 EXPORT = "api/v2/incremental/tickets/cursor.json"
@@ -181,11 +180,11 @@ class ZendeskAdapter(ApiAdapter):
                 latest = self.clock() + self.settings.max_future.total_seconds()
                 parsed = parse_export_page(page.data, self.settings, latest)
             except ShapeError as exc:
-                yield Batch([], [shape_rejection(page, str(exc))], None, endpoint_of(page.url))
+                yield malformed_page(page, exc)
                 return
             after = parsed.next
             state = json.dumps({"cursor": after}) if after else None
-            yield Batch(parsed.contacts, parsed.rejections, state, endpoint_of(page.url))
+            yield Batch(parsed.contacts, parsed.rejections, state, page.location)
             if not parsed.more or not after:
                 return
             params = {k: v for k, v in params.items() if k != "start_time"} | {"cursor": after}
