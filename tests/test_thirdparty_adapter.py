@@ -70,10 +70,10 @@ def test_the_installed_package_is_listed_and_loaded_by_name(plugin_path: str) ->
 def test_thirdparty_adapter_pulls_its_file_and_receives_a_signed_push(
     tmp_path: Path, start_exporter: Callable[..., Any], plugin_path: str
 ) -> None:
-    now = time.time()
+    now = time.time()  # starts a few seconds ago: today's window, unless run at midnight
     lines = [
-        {"id": "c-1", "start": now - 120, "channel": "chat", "queue": "Team A", "seconds": 100},
-        {"id": "c-2", "start": now - 90, "channel": "chat", "queue": "Team A", "seconds": 50},
+        {"id": "c-1", "start": now - 3, "channel": "chat", "queue": "Team A", "seconds": 100},
+        {"id": "c-2", "start": now - 2, "channel": "chat", "queue": "Team A", "seconds": 50},
         {"id": "c-3", "start": "yesterday", "channel": "chat"},  # line 3: rejected, date
     ]
     export = tmp_path / "contacts.jsonl"
@@ -118,7 +118,7 @@ def test_thirdparty_adapter_pulls_its_file_and_receives_a_signed_push(
         except urllib.error.HTTPError as exc:
             return exc.code
 
-    pushed = json.dumps({"id": "c-4", "start": now - 30, "channel": "chat",
+    pushed = json.dumps({"id": "c-4", "start": now - 1, "channel": "chat",
                          "queue": "Team A", "seconds": 40}).encode()
     signature = hmac.new(SECRET.encode(), pushed, hashlib.sha256).hexdigest()
     assert post(pushed, signature) == 200
