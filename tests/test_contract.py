@@ -50,3 +50,21 @@ def test_the_fixture_plugin_imports_only_the_contract() -> None:
     modules = imported_modules(plugin)
     assert {m for m in modules if m.startswith(("adapters", "collector"))} == {
         "adapters.base", "adapters.fields"}
+
+
+def test_record_fields_added_after_the_first_release_have_defaults() -> None:
+    # A plug-in written against the first contract builds records with these fields only;
+    # every field added since must have a default so that code keeps working.
+    from adapters.base import Batch, Contact, Rejection
+
+    first = {
+        Contact: ("id", "channel", "direction", "queue", "start", "handled", "handle_seconds",
+                  "talk_seconds", "billable_seconds"),
+        Rejection: ("reason", "line"),
+        Batch: ("contacts", "rejections", "position"),
+    }
+    for record, required in first.items():
+        assert record._fields[: len(required)] == required, record.__name__
+        assert set(record._fields) - set(required) <= set(record._field_defaults), record.__name__
+    old_style = Contact("c-1", "chat", "inbound", "other", 0.0, True, 1.0, 1.0, 0.0)
+    assert old_style.outcome == "" and old_style.customer is None
