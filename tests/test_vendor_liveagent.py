@@ -184,6 +184,31 @@ def test_a_bad_call_reread_in_the_overlap_is_counted_once() -> None:
     assert health.sources()["la"].rejected == {"date": 2}
 
 
+def test_the_exporter_counts_a_bad_call_once_across_polls(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Through the real ingest path: the bad call holds no watermark, so each poll reads it
+    again from the same `since`; the rejected-records counter stays at 1."""
+    from collector.config import Settings
+    from collector.runtime import Exporter, LoadedConfig
+
+    from .conftest import parse_exposition
+
+    bad = {**fixture("liveagent", "calls_page1.json")[0], "dateFinished": "yesterday"}
+    httpserver.expect_request("/api/v3/calls").respond_with_json([bad])
+    source = adapter(httpserver, read_tickets=False)
+    exporter = Exporter(LoadedConfig(Settings(store=tmp_path / "s.db"), (source,), "test"),
+                        clock=lambda: NOW)
+    for _ in range(3):
+        exporter.ingest("liveagent")
+    assert len(httpserver.log) == 3  # three polls, each read the bad call
+    values = parse_exposition(exporter.health.body.decode())
+    key = ("contactcenter_source_rejected_records_total",
+           frozenset({("source", "liveagent"), ("reason", "date")}))
+    assert values[key] == 1.0
+    exporter.close()
+
+
 def test_iso_times_and_internal_calls() -> None:
     settings = LiveAgentSettings(name="la", adapter="liveagent", subdomain="a", api_key="k",
                                  api_timezone="Europe/Bratislava")
