@@ -16,6 +16,7 @@ from collector import __version__
 from collector.config import Settings
 from collector.costing import compute_figures, first_day_needed
 from collector.metrics import Sample
+from collector.pagefigures import PageFigures, page_figures
 from collector.snapshot import Snapshot, build_snapshot
 from collector.store import Store
 
@@ -34,23 +35,30 @@ class Figures:
     info: dict[str, str]
     computed_at: float  # unix time the figures were ready, stamped on the snapshot
     duration: float  # seconds from reading the store to the figures (rendering excluded)
+    page: PageFigures | None = field(default=None, repr=False)  # the landing page's figures
 
     @cached_property
     def snapshot(self) -> Snapshot:
-        return build_snapshot(self.samples, self.info, self.computed_at, self.duration)
+        return build_snapshot(self.samples, self.info, self.computed_at, self.duration, self.page)
 
 
 def figures_at(
-    store: Store, settings: Settings, moment: datetime, clock: Callable[[], float] = time.time
+    store: Store,
+    settings: Settings,
+    moment: datetime,
+    clock: Callable[[], float] = time.time,
+    with_page: bool = False,
 ) -> Figures:
     """Read the rollups the windows of `moment` need and compute every figure.
 
     `moment` is taken in the configured zone; `clock` gives the wall-clock time stamped
     on the snapshot once the figures are ready (the exporter's clock, fixed in tests).
+    `with_page`: also the landing page's figures (the serving exporter; not backfill).
     """
     started = time.monotonic()
     moment = moment.astimezone(settings.tz)
     rollups = store.rollups_as_of(first_day_needed(moment), moment)
     samples = compute_figures(settings, rollups, moment)
+    page = page_figures(settings, samples, rollups, moment, store.counts()) if with_page else None
     duration = time.monotonic() - started
-    return Figures(moment, samples, exporter_info(settings), clock(), duration)
+    return Figures(moment, samples, exporter_info(settings), clock(), duration, page)

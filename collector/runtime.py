@@ -329,10 +329,10 @@ class Exporter:
                 "read", self.worker.render, settings, moment, self.clock()
             )
             snapshot = Snapshot(rendered.body, self.clock(), rendered.duration, rendered.series,
-                                gzipped=rendered.gzipped)
+                                gzipped=rendered.gzipped, page=rendered.page)
         else:
             figures = self._store_call(
-                "read", figures_at, self.store, settings, moment, self.clock
+                "read", figures_at, self.store, settings, moment, self.clock, True
             )
             snapshot = figures.snapshot
         self.snapshots.current = snapshot

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import html
 import http.client
 import io
 import ipaddress
@@ -11,7 +10,6 @@ import logging
 import re
 import select
 import socket
-import sqlite3
 import ssl
 import sys
 import threading
@@ -22,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from collector import __version__
+from collector.landing import LandingPage
+from collector.landing import landing_page as landing_page  # tests import it from here
 from collector.runtime import Exporter
 from collector.webconfig import WebConfig
 
@@ -158,6 +158,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.telemetry_path = telemetry_path
         self.webhooks = webhooks
         self.reload = reload
+        self.landing = LandingPage()  # rendered once per new snapshot or health change
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self.max_connections_per_client = max_connections_per_client
@@ -435,7 +436,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         elif path == "/":
             self._send(
                 HTTPStatus.OK,
-                landing_page(exporter, self.server.telemetry_path).encode(),
+                self.server.landing.body(exporter, self.server.telemetry_path),
                 "text/html; charset=utf-8",
                 SECURITY_HEADERS,
             )
@@ -481,51 +482,3 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, f"reload failed: {error}\n".encode())
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
-
-
-def _stored_contacts(exporter: Exporter) -> dict[str, int]:
-    """Contacts stored per source, from the store (so a restart does not zero them)."""
-    try:
-        return exporter.store.counts()
-    except sqlite3.Error:
-        return {}  # the page still renders; the store error shows in the metrics
-
-
-def landing_page(exporter: Exporter, telemetry_path: str) -> str:
-    """The HTML landing page: version, each source's status, a link to the metrics."""
-    snapshot = exporter.snapshots.current
-    stored = _stored_contacts(exporter)
-    rows = []
-    for name, state in sorted(exporter.health.sources().items()):
-        adapter = exporter.adapters.get(name)
-        status = "up" if state.up else ("down" if state.last_run else "not read yet")
-        rows.append(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                html.escape(name),
-                html.escape(adapter.settings.adapter if adapter else ""),
-                status,
-                stored.get(name, 0),
-                sum(state.rejected.values()),
-                html.escape(state.last_error),
-            )
-        )
-    if snapshot:
-        figures = f"{snapshot.series} series, recomputed in {snapshot.duration * 1000:.1f} ms"
-    else:
-        figures = "waiting for the first recompute"
-    path = html.escape(telemetry_path)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>contact-cost-exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
-</head><body>
-<h1>contact-cost-exporter</h1>
-<p>Version {__version__}. Cost per contact, recomputed every
-{exporter.settings.interval.total_seconds():g}s. Figures: {html.escape(figures)}.</p>
-<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">Health</a></p>
-<h2>Sources</h2>
-<table><tr><th>source</th><th>adapter</th><th>status</th><th>stored contacts</th>
-<th>rejected since start</th><th>last error</th></tr>
-{"".join(rows)}
-</table>
-</body></html>
-"""

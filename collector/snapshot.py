@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from collector.metrics import (
     FIGURES,
@@ -14,6 +15,9 @@ from collector.metrics import (
     Sample,
     render_family,
 )
+
+if TYPE_CHECKING:
+    from collector.pagefigures import PageFigures
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class Snapshot:
     # gzip of `body`, made once with it. gzip members concatenate (RFC 1952), so /metrics
     # serves this followed by the health block's own member, compressing nothing per scrape.
     gzipped: bytes = field(default=b"", repr=False)
+    # The landing page's figures, computed with the samples (None where nobody asked).
+    page: PageFigures | None = field(default=None, repr=False)
 
 
 class SnapshotHolder:
@@ -48,6 +54,7 @@ def build_snapshot(
     info: Mapping[str, str],
     computed_at: float,
     duration: float,
+    page: PageFigures | None = None,
 ) -> Snapshot:
     """Group samples into the declared figure families, add the exporter's own, render once."""
     grouped: dict[str, list[tuple[Mapping[str, str], float]]] = {f.name: [] for f in FIGURES}
@@ -66,7 +73,7 @@ def build_snapshot(
     parts.append(render_family(LAST_RECOMPUTE, [({}, computed_at)]))
     series = sum(len(bucket) for bucket in grouped.values()) + 3
     body = "".join(parts).encode("utf-8")
-    return Snapshot(body, computed_at, duration, series, gzip_member(body))
+    return Snapshot(body, computed_at, duration, series, gzip_member(body), page)
 
 
 def gzip_member(body: bytes) -> bytes:

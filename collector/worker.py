@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector.config import Settings
+from collector.pagefigures import PageFigures
 from collector.pipeline import figures_at
 from collector.store import SqliteStore
 
@@ -38,6 +39,7 @@ class Rendered:
     gzipped: bytes
     series: int
     duration: float
+    page: PageFigures | None = None  # the landing page's figures
 
 
 def figures_body(settings: Settings, moment: datetime, computed_at: float) -> Rendered:
@@ -46,9 +48,10 @@ def figures_body(settings: Settings, moment: datetime, computed_at: float) -> Re
     store = _stores.get(key)
     if store is None:
         store = _stores[key] = SqliteStore(key[0], settings.tz, readonly=True)
-    figures = figures_at(store, settings, moment, lambda: computed_at)
+    figures = figures_at(store, settings, moment, lambda: computed_at, with_page=True)
     snapshot = figures.snapshot
-    return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, figures.duration)
+    return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, figures.duration,
+                    figures.page)
 
 
 def init_worker() -> None:
