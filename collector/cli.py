@@ -114,11 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--period",
-        default="month",
+        default=None,
         choices=["day", "week", "month", "quarter", "year"],
-        help="period to report (default: %(default)s)",
+        help="period to report, both windows (default: month, unless --from/--to)",
     )
-    report.add_argument("--format", default="table", choices=["table", "json"])
+    report.add_argument(
+        "--from", dest="from_", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+        help="instead of --period: first local date of a window (with --to, inclusive)",
+    )
+    report.add_argument(
+        "--to", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+        help="last local date of the window, inclusive; a window past --at ends at --at",
+    )
+    report.add_argument(
+        "--by", default=None, metavar="DIMS",
+        help="with --from/--to: any of channel,direction,queue,component, comma-separated "
+        "(default: channel,direction,queue)",
+    )
+    report.add_argument(
+        "--format", default="table", choices=["table", "json", "csv"],
+        help="table or json; csv with --from/--to only (default: %(default)s)",
+    )
     backfill = sub.add_parser(
         "backfill",
         help="write the hourly history of the gauges as OpenMetrics and TSDB blocks",
@@ -258,19 +274,50 @@ def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
         exporter.close()
 
 
+def _report_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str, ...]:
+    """Check the report arguments; the --by dimensions of a window report, () for a period."""
+    from collector.report import DEFAULT_BY, WindowError, check_window, parse_by
+
+    window = args.from_ is not None or args.to is not None
+    if not window:
+        if args.by is not None:
+            parser.error("--by needs --from and --to")
+        if args.format == "csv":
+            parser.error("--format csv needs --from and --to")
+        return ()
+    if args.from_ is None or args.to is None:
+        parser.error("--from and --to go together")
+    if args.period is not None:
+        parser.error("--period and --from/--to exclude each other")
+    try:
+        check_window(args.from_, args.to)
+        return DEFAULT_BY if args.by is None else parse_by(args.by)
+    except WindowError as exc:
+        parser.error(str(exc))
+
+
 def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from collector.pipeline import figures_at
-    from collector.report import render_report
+    from collector.report import render_report, render_window, window_report_from_store
 
+    by = _report_mode(args, parser)
     config = _load_or_exit(parser, args.config_file)
     with _ingested(config) as exporter:
         at = args.at or datetime.now(UTC)
         if at.tzinfo is None:
             at = at.replace(tzinfo=config.settings.tz)
-        figures = figures_at(exporter.store, config.settings, at, exporter.clock)
-        sys.stdout.write(
-            render_report(figures.samples, config.settings, at, args.period, args.format)
-        )
+        if by:
+            data = window_report_from_store(
+                exporter.store, config.settings, args.from_, args.to, at, by
+            )
+            sys.stdout.write(render_window(data, args.format, by))
+        else:
+            figures = figures_at(exporter.store, config.settings, at, exporter.clock)
+            sys.stdout.write(
+                render_report(
+                    figures.samples, config.settings, at, args.period or "month", args.format
+                )
+            )
         down = [n for n, s in exporter.health.sources().items() if not s.up]
         for name in down:
             sys.stderr.write(f"warning: source {name} could not be read; figures may be short\n")

@@ -1,15 +1,25 @@
-"""The `report` subcommand's output: one period's KPIs from the figures, as a table or JSON."""
+"""The `report` subcommand's output: one period's KPIs from the figures (table or JSON), or
+cost and contacts over any window of local dates by the dimensions asked for (table, JSON, CSV).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from collector.config import Settings
+from collector.accrual import AccrualSchedule
+from collector.allocation import Key, RollupIndex, allocate_window
+from collector.config import COMPONENTS, Settings
 from collector.metrics import Sample
+from collector.model import Rollup
+from collector.periods import ReportWindow, elapsed_day_fraction
+from collector.store import Store
 
 WINDOWS = ("current", "previous")
 
@@ -164,3 +174,228 @@ def render_report(
         # Strict JSON: a non-finite figure is a bug to see (ValueError), never `Infinity`.
         return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
     return _table(data)
+
+
+# -- any window ---------------------------------------------------------------------------------
+DIMENSIONS = ("channel", "direction", "queue", "component")
+DEFAULT_BY = ("channel", "direction", "queue")
+# A window longer than this is refused (CLI and API alike): ten years of days bounds the work.
+MAX_WINDOW_DAYS = 3660
+
+
+class WindowError(ValueError):
+    """The window or the dimensions asked for cannot be reported (one readable line)."""
+
+
+def parse_by(text: str) -> tuple[str, ...]:
+    """``"queue,channel"`` -> ``("channel", "queue")``: known names, in the canonical order."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(names - set(DIMENSIONS))
+    if unknown:
+        raise WindowError(
+            f"--by: unknown dimension {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})"
+        )
+    if not names:
+        raise WindowError(f"--by: name at least one of {', '.join(DIMENSIONS)}")
+    return tuple(d for d in DIMENSIONS if d in names)
+
+
+def check_window(first: date, last: date) -> None:
+    if last < first:
+        raise WindowError(f"--to {last} is before --from {first}")
+    if (last - first).days + 1 > MAX_WINDOW_DAYS:
+        raise WindowError(f"the window is longer than {MAX_WINDOW_DAYS} days")
+
+
+def window_report(
+    settings: Settings,
+    rollups: Iterable[Rollup],
+    first: date,
+    last: date,
+    now: datetime,
+    by: Sequence[str] = DEFAULT_BY,
+) -> dict[str, Any]:
+    """Contacts and cost over local days ``first``..``last`` (inclusive) grouped by ``by``.
+
+    Pure: ``now`` (aware) is passed in. Rules:
+
+    - Costs are the periods' (:mod:`collector.allocation`): shared items accrue by
+      :mod:`collector.accrual` over the window's days (over open seconds with ``[hours]``)
+      and are allocated to the window's handled contacts in scope; usage costs attach to
+      the contacts that caused them.
+    - A window reaching past ``now`` ends at ``now``, as a current period does: today
+      carries its share up to ``now`` and later days carry nothing.
+    - ``contacts`` are handled contacts. Under ``component`` each row's ``contacts`` are
+      those of its other dimensions: the same handled contacts carry every component.
+    - Cost that found no handled contact in scope (the window's unallocated cost) is a row
+      whose other dimensions are None, with 0 contacts: nothing is dropped, so the rows'
+      costs always add up to ``total.cost``.
+    - ``cost_per_contact`` is cost / contacts, None when there are no contacts.
+    """
+    check_window(first, last)
+    by = tuple(d for d in DIMENSIONS if d in by)
+    local_now = now.astimezone(settings.tz)
+    today = local_now.date()
+    end = min(last, today)
+    fraction = elapsed_day_fraction(local_now, settings.tz) if last >= today else 1.0
+    rows: list[dict[str, Any]] = []
+    if end >= first:
+        index = RollupIndex(rollups, first, end)
+        schedules = [
+            AccrualSchedule(item, first, end, settings.open_hours)
+            for item in settings.costs
+            if not item.is_usage
+        ]
+        # The period name is not used by the allocation; the window is days first..end.
+        window = ReportWindow("day", "window", first, end, fraction)
+        totals, cost, unallocated = allocate_window(settings, index, schedules, window)
+        used = {item.component for item in settings.costs}
+        if index.has_price:
+            used.add("telephony")
+        components = [c for c in COMPONENTS if c in used]
+        rows = _window_rows(by, components, totals, cost, unallocated)
+    contacts = _contacts_of(rows, by)
+    total_cost = math.fsum(r["cost"] for r in rows)
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "currency": settings.currency,
+        "rows": rows,
+        "total": {
+            "contacts": contacts,
+            "cost": total_cost,
+            "cost_per_contact": total_cost / contacts if contacts else None,
+        },
+    }
+
+
+def _window_rows(
+    by: tuple[str, ...],
+    components: Sequence[str],
+    totals: dict[Key, Any],
+    cost: dict[Key, dict[str, float]],
+    unallocated: dict[str, float],
+) -> list[dict[str, Any]]:
+    """One row per combination of the ``by`` dimensions, unallocated cost rows last."""
+    others = [d for d in by if d != "component"]
+    position = {"channel": 0, "direction": 1, "queue": 2}
+    contacts: dict[tuple[str, ...], float] = defaultdict(float)
+    costs: dict[tuple[str, ...], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for key, t in totals.items():
+        group = tuple(key[position[d]] for d in others)
+        contacts[group] += t.handled
+        for component in components:
+            costs[group][component].append(cost[key].get(component, 0.0))
+    rows: list[dict[str, Any]] = []
+    for group in sorted(contacts):
+        dims = dict(zip(others, group, strict=True))
+        parts = {c: math.fsum(v) for c, v in costs[group].items()}
+        if "component" in by:
+            for component in components:
+                rows.append(_row(by, {**dims, "component": component}, contacts[group],
+                                 parts.get(component, 0.0)))
+        else:
+            rows.append(_row(by, dims, contacts[group], math.fsum(parts.values())))
+    left = {c: v for c, v in unallocated.items() if v}
+    nobody = dict.fromkeys(others)
+    if "component" in by:
+        for component in (c for c in COMPONENTS if c in left):
+            rows.append(_row(by, {**nobody, "component": component}, 0.0, left[component]))
+    elif left:
+        rows.append(_row(by, nobody, 0.0, math.fsum(left.values())))
+    return rows
+
+
+def _row(by: tuple[str, ...], dims: dict[str, Any], contacts: float, cost: float) -> dict[str, Any]:
+    return {
+        **{d: dims[d] for d in by},
+        "contacts": round(contacts),  # a count of contacts: an integer in JSON and CSV
+        "cost": cost,
+        "cost_per_contact": cost / contacts if contacts else None,
+    }
+
+
+def _contacts_of(rows: list[dict[str, Any]], by: tuple[str, ...]) -> int:
+    """Handled contacts of all rows, each group once under ``component``."""
+    if "component" not in by:
+        return sum(r["contacts"] for r in rows)
+    seen: dict[tuple[Any, ...], int] = {}
+    for r in rows:
+        seen[tuple(r[d] for d in by if d != "component")] = r["contacts"]
+    return sum(seen.values())
+
+
+def window_by(data: dict[str, Any]) -> tuple[str, ...]:
+    """The dimensions a window report was grouped by (its rows' keys before the figures)."""
+    rows = data["rows"]
+    keys = rows[0].keys() if rows else ()
+    return tuple(d for d in DIMENSIONS if d in keys)
+
+
+def render_window(data: dict[str, Any], fmt: str, by: Sequence[str]) -> str:
+    """A window report as JSON, CSV (header = the row keys) or a table."""
+    if fmt == "json":
+        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+    keys = [*(d for d in DIMENSIONS if d in by), "contacts", "cost", "cost_per_contact"]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(keys)
+        for row in data["rows"]:
+            writer.writerow(["" if row[k] is None else _csv_value(row[k]) for k in keys])
+        return out.getvalue()
+    return _window_table(data, keys)
+
+
+def _csv_value(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite figure {value!r}")  # a bug to see, as in JSON
+        return f"{value:.0f}" if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _window_table(data: dict[str, Any], keys: list[str]) -> str:
+    dims = keys[:-3]
+    widths = {d: max([len(d), 13, *(len(str(r[d] or "")) for r in data["rows"])]) for d in dims}
+    first = date.fromisoformat(data["from"])
+    last = date.fromisoformat(data["to"])
+    days = (last - first + timedelta(days=1)).days
+    lines = [
+        f"Cost per contact, {data['from']} to {data['to']} "
+        f"({days} day{'' if days == 1 else 's'}, {data['currency']})",
+        "",
+    ]
+    header = " ".join(f"{d:<{widths[d]}}" for d in dims) + (
+        f" {'contacts':>9} {'cost':>14} {'per contact':>11}"
+    )
+    lines += [header, "-" * len(header)]
+    for r in data["rows"]:
+        names = " ".join(
+            f"{'(unallocated)' if r[d] is None else r[d]:<{widths[d]}}" for d in dims
+        )
+        lines.append(
+            f"{names} {r['contacts']:>9.0f} {_money(r['cost']):>14} "
+            f"{_money(r['cost_per_contact']):>11}"
+        )
+    total = data["total"]
+    width = sum(widths.values()) + len(dims) - 1
+    lines.append(
+        f"{'all':<{width}} {total['contacts']:>9.0f} {_money(total['cost']):>14} "
+        f"{_money(total['cost_per_contact']):>11}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def window_report_from_store(
+    store: Store,
+    settings: Settings,
+    first: date,
+    last: date,
+    now: datetime,
+    by: Sequence[str] = DEFAULT_BY,
+) -> dict[str, Any]:
+    """The thin I/O shell of :func:`window_report`: the window's rollups read from the store."""
+    check_window(first, last)
+    rollups = store.rollups_as_of(first, now.astimezone(settings.tz))
+    return window_report(settings, rollups, first, last, now, by)
