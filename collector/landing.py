@@ -78,6 +78,10 @@ class SourceRow(NamedTuple):
     state: SourceState
 
 
+def contacts(count: float) -> str:
+    return f"{count:,.0f} contact" + ("" if count == 1 else "s")
+
+
 def money(value: float, currency: str) -> str:
     return f"{value:,.2f} {currency}"
 
@@ -111,7 +115,7 @@ def _cell(figures: WindowFigures, view: ChannelView, currency: str, with_sl: boo
     state = status(cpc, view.low, view.high)
     if cpc is None:
         return f"<td>&mdash; {_chip(state)}<span class=\"small\">0 contacts</span></td>"
-    details = [f"{figures.contacts:,.0f} contacts"]
+    details = [contacts(figures.contacts)]
     aht = figures.average_handle_seconds
     if aht is not None:
         details.append(f"AHT {duration_words(aht)}")
@@ -151,7 +155,8 @@ def chart(view: ChannelView, currency: str) -> str:
         f'<line x1="{LEFT}" y1="{base:.1f}" x2="{WIDTH - RIGHT}" y2="{base:.1f}" '
         'stroke="#9aa0a6"/>',
     ]
-    for edge, label in ((view.low, "low"), (view.high, "high")):
+    edges = (view.low, view.high)
+    for edge, label in zip(edges, ("low", "high"), strict=True):
         y = _y(edge, top)
         parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
                      'stroke="#34a853" stroke-dasharray="4 3"/>')
@@ -160,6 +165,10 @@ def chart(view: ChannelView, currency: str) -> str:
         parts.append(f'<text x="{WIDTH - RIGHT - 2}" y="{y - 3:.1f}" text-anchor="end">'
                      f'band {label}</text>')
     parts.append(f'<text x="{LEFT - 6}" y="{base + 4:.1f}" text-anchor="end">0</text>')
+    highest = max((v for v in values if v is not None), default=None)
+    if highest is not None and min(abs(_y(highest, top) - _y(e, top)) for e in edges) > 12:
+        parts.append(f'<text x="{LEFT - 6}" y="{_y(highest, top) + 4:.1f}" text-anchor="end">'
+                     f'{highest:.2f}</text>')  # the highest day, where no band label is
     # The line, broken where a day has no handled contacts.
     path: list[str] = []
     pen_down = False
@@ -185,7 +194,7 @@ def chart(view: ChannelView, currency: str) -> str:
         parts.append(
             f'<circle class="day {STATUS_CLASS[state]}" cx="{x:.1f}" cy="{_y(v, top):.1f}" '
             f'r="4" fill="{colours[state]}"><title>{when}: {money(v, currency)} per contact, '
-            f'{day.contacts:,.0f} contacts ({STATUS_WORDS[state]})</title></circle>'
+            f'{contacts(day.contacts)} ({STATUS_WORDS[state]})</title></circle>'
         )
     for i in sorted({0, 7, 14, 21, len(days) - 1}):
         if i < len(days):
