@@ -7,7 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
+import sqlite3
+import threading
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -16,10 +20,13 @@ from typing import Any
 from collector.accrual import AccrualSchedule
 from collector.allocation import Key, RollupIndex, allocate_window
 from collector.config import COMPONENTS, Settings
+from collector.logsafe import printable
 from collector.metrics import Sample
 from collector.model import Rollup
 from collector.periods import ReportWindow, elapsed_day_fraction
 from collector.store import Store
+
+log = logging.getLogger(__name__)
 
 WINDOWS = ("current", "previous")
 
@@ -399,3 +406,57 @@ def window_report_from_store(
     check_window(first, last)
     rollups = store.rollups_as_of(first, now.astimezone(settings.tz))
     return window_report(settings, rollups, first, last, now, by)
+
+
+class ReportEndpoint:
+    """``GET /api/v1/report?from=YYYY-MM-DD&to=YYYY-MM-DD&by=channel,queue`` as JSON.
+
+    An explicit request, so it reads the window's rollups from the store, in the request's
+    own thread (scrapes only copy the snapshot's bytes and never wait for it). Bounded: one
+    report at a time (another is answered 429 at once, never queued) and a window of at
+    most :data:`MAX_WINDOW_DAYS` days.
+    """
+
+    def __init__(self) -> None:
+        self._busy = threading.Lock()
+
+    @staticmethod
+    def parse_query(query: str) -> tuple[date, date, tuple[str, ...]]:
+        """The window and dimensions of a query string; WindowError with the reason if bad."""
+        fields = urllib.parse.parse_qs(query, keep_blank_values=True)
+        unknown = sorted(set(fields) - {"from", "to", "by"})
+        if unknown:
+            raise WindowError(f"unknown parameter {printable(unknown[0], 40)} "
+                              "(give from, to and optionally by)")
+        days: list[date] = []
+        for name in ("from", "to"):
+            values = fields.get(name, [])
+            if len(values) != 1:
+                raise WindowError(f"give {name}=YYYY-MM-DD once")
+            try:
+                days.append(date.fromisoformat(values[0]))
+            except ValueError:
+                raise WindowError(f"{name}: not a date YYYY-MM-DD") from None
+        by = DEFAULT_BY if "by" not in fields else parse_by(",".join(fields["by"]))
+        check_window(days[0], days[1])
+        return days[0], days[1], by
+
+    def answer(
+        self, query: str, store: Store, settings: Settings, now: datetime
+    ) -> tuple[int, bytes]:
+        """HTTP status and JSON body; never raises on a bad query."""
+        try:
+            first, last, by = self.parse_query(query)
+        except WindowError as exc:
+            message = str(exc).replace("--", "")  # the CLI flags are query parameters here
+            return 400, json.dumps({"error": message}).encode() + b"\n"
+        if not self._busy.acquire(blocking=False):
+            return 429, b'{"error": "another report is being computed; try again shortly"}\n'
+        try:
+            data = window_report_from_store(store, settings, first, last, now, by)
+        except sqlite3.Error as exc:
+            log.warning("report %s..%s: the store could not be read: %s", first, last, exc)
+            return 503, b'{"error": "the store could not be read; see the exporter log"}\n'
+        finally:
+            self._busy.release()
+        return 200, render_window(data, "json", by).encode()

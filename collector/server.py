@@ -1,4 +1,4 @@
-"""The HTTP surface: landing page, /metrics, /healthz, webhooks and the reload endpoint."""
+"""The HTTP surface: landing page, /metrics, /healthz, the report API, webhooks and reload."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 from collector import __version__
 from collector.landing import LandingPage
 from collector.landing import landing_page as landing_page  # tests import it from here
+from collector.report import ReportEndpoint
 from collector.runtime import Exporter
 from collector.webconfig import WebConfig
 
@@ -159,6 +161,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.webhooks = webhooks
         self.reload = reload
         self.landing = LandingPage()  # rendered once per new snapshot or health change
+        self.report_api = ReportEndpoint()  # GET /api/v1/report, one at a time
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self.max_connections_per_client = max_connections_per_client
@@ -440,6 +443,13 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
                 "text/html; charset=utf-8",
                 SECURITY_HEADERS,
             )
+        elif path == "/api/v1/report":
+            # An explicit request: it reads the store, in this request's thread, one at a time.
+            moment = datetime.fromtimestamp(exporter.clock(), UTC)
+            status, body = self.server.report_api.answer(
+                self.path.partition("?")[2], exporter.store, exporter.settings, moment
+            )
+            self._send(status, body, "application/json", SECURITY_HEADERS)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
 
