@@ -63,7 +63,9 @@ class Contact(NamedTuple):
     customer: str | None = None  # hashed, never the raw number or address
     price: float | None = None  # telephony price carried by the export itself
     reason: str = ""  # why an unhandled contact was not handled (no_answer, busy, ...)
-    wait_seconds: float | None = None  # arrival to first answer by a person; None if never
+    # Seconds in queue: arrival to the first answer by a person, or, for a contact not
+    # handled, until the caller left (when the source knows it); None when not known.
+    wait_seconds: float | None = None
 
 
 class Leg(NamedTuple):
@@ -87,6 +89,22 @@ class Leg(NamedTuple):
     customer: str | None = None
     price: float | None = None
     reason: str = ""  # why this leg was not answered by a person (no_answer, no_agent, ...)
+
+
+class QueueCall(NamedTuple):
+    """How one call went through a queue (Asterisk queue_log), to enrich another source's
+    contact of the same call id: its queue, its exact wait and how the caller left.
+
+    The store keeps it until the contact `call` of source `target` arrives, then applies it
+    (and again each time that call's contact is recomputed), so it counts exactly once.
+    """
+
+    call: str  # the caller channel's uniqueid (the CDR's linkedid or uniqueid)
+    target: str  # name of the source whose contact this enriches (an asterisk_cdr source)
+    queue: str  # mapped queue label; "" keeps the contact's own
+    enter: float  # UTC epoch of ENTERQUEUE
+    wait: float  # seconds in queue: holdtime when answered, else waittime
+    left: str  # answered, abandoned, timeout, key, empty, transfer
 
 
 class Rejection(NamedTuple):
@@ -116,16 +134,65 @@ class Batch(NamedTuple):
     excluded: Sequence[Rejection] = ()  # records left out on purpose (configured), by reason
     # The file was rotated or truncated and the rest of its old content was not found.
     rotation_losses: int = 0
+    queue_calls: Sequence[QueueCall] = ()  # enrichments of another source's contacts
+
+
+# Caller IDs that name nobody: no customer key (else every withheld number is one customer).
+NO_CUSTOMER = frozenset({
+    "", "anonymous", "unknown", "restricted", "private", "withheld", "unavailable",
+    "blocked", "none", "null", "asterisk", "s",
+})
+_PHONE = re.compile(r"^\+?[\d\s\-().]*\d[\d\s\-().]*$")
+_CUSTOMER_HASH_BYTES = 8
+
+
+def customer_identity(raw: str | None) -> str | None:
+    """The normalised identity a customer key is made of; None when it names nobody.
+
+    E-mail addresses compare case-insensitively; phone numbers by their digits (spaces,
+    dashes, dots and parentheses dropped; a leading '+' or '00' read alike); a caller ID
+    `"Name" <number>` by its number. Anonymous, unknown, restricted and empty IDs: None.
+    """
+    if raw is None:
+        return None
+    cleaned = raw.strip()
+    if cleaned.endswith(">") and "<" in cleaned:  # "Alice" <5551234> (Asterisk clid)
+        cleaned = cleaned[cleaned.rindex("<") + 1 : -1].strip()
+    cleaned = cleaned.strip('"').strip().lower()
+    if cleaned in NO_CUSTOMER:
+        return None
+    if "@" in cleaned:
+        return "email:" + cleaned
+    if _PHONE.match(cleaned):
+        digits = "".join(ch for ch in cleaned if ch.isdigit())
+        if cleaned.startswith("+"):
+            pass
+        elif digits.startswith("00"):
+            digits = digits[2:]
+        if not digits.strip("0"):
+            return None
+        return "tel:" + digits
+    return "id:" + cleaned
 
 
 def hash_customer(raw: str | None) -> str | None:
-    """A stable, non-reversible key for a customer (phone number, e-mail address)."""
-    if raw is None:
+    """A customer's key before the store keys it: a digest of `customer_identity(raw)`.
+
+    The store hashes it again with its secret key (`key_customer`) before anything is
+    written, so no stored key can be reversed by trying every phone number without that
+    secret. The raw value is never kept.
+    """
+    identity = customer_identity(raw)
+    if identity is None:
         return None
-    cleaned = raw.strip().lower()
-    if not cleaned:
-        return None
-    return hashlib.blake2b(cleaned.encode("utf-8", "replace"), digest_size=8).hexdigest()
+    return hashlib.blake2b(identity.encode("utf-8", "replace"), digest_size=16).hexdigest()
+
+
+def key_customer(digest: str, key: bytes) -> str:
+    """The stored customer key: a keyed BLAKE2b (a MAC) of hash_customer's digest."""
+    return hashlib.blake2b(
+        digest.encode("ascii", "replace"), digest_size=_CUSTOMER_HASH_BYTES, key=key[:64]
+    ).hexdigest()
 
 
 def row_id(parts: tuple[str, ...] | list[str]) -> str:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from itertools import accumulate
 from typing import NamedTuple
@@ -60,6 +60,12 @@ class Totals(NamedTuple):
     billable_seconds: float
     price: float
     talk_seconds: float
+    waited: float = 0.0  # contacts whose wait is known
+    wait_seconds: float = 0.0  # over handled contacts
+    answered_in_threshold: float = 0.0
+    abandoned_short: float = 0.0
+    identified: float = 0.0  # handled contacts with a customer key
+    repeats: float = 0.0
 
 
 _ZERO = Totals(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -86,6 +92,7 @@ class RollupIndex:
         by_key: dict[Key, dict[date, list[float]]] = {}
         by_outcome: dict[tuple[str, str], dict[date, list[float]]] = defaultdict(dict)
         channels: set[str] = set()
+        waiting_queues: set[str] = set()
         # Unpacking the tuple is several times faster than attribute access per field.
         for (
             day,
@@ -99,6 +106,12 @@ class RollupIndex:
             talk,
             billable,
             price,
+            waited,
+            wait,
+            in_threshold,
+            short,
+            identified,
+            repeats,
         ) in rollups:
             channels.add(channel)
             if day < first or day > last:
@@ -108,7 +121,8 @@ class RollupIndex:
                 days = by_key[(channel, direction, queue)] = {}
             cell = days.get(day)
             if cell is None:
-                days[day] = [n, handled, handle, billable, price, talk]
+                days[day] = [n, handled, handle, billable, price, talk, waited, wait,
+                             in_threshold, short, identified, repeats]
             else:
                 cell[0] += n
                 cell[1] += handled
@@ -116,9 +130,18 @@ class RollupIndex:
                 cell[3] += billable
                 cell[4] += price
                 cell[5] += talk
+                cell[6] += waited
+                cell[7] += wait
+                cell[8] += in_threshold
+                cell[9] += short
+                cell[10] += identified
+                cell[11] += repeats
+            if waited:
+                waiting_queues.add(queue)
             if outcome and handled:
                 by_outcome[(queue, outcome)].setdefault(day, [0.0])[0] += handled
         self.channels = channels
+        self.waiting_queues = waiting_queues  # queues with a contact whose wait is known
         self.has_price = any(c[4] != 0 for days in by_key.values() for c in days.values())
         self.keys = sorted(by_key)
         self._by_key = {key: RunningTotals(days) for key, days in by_key.items()}
@@ -180,6 +203,37 @@ def allocate_window(
     return totals, cost, unallocated
 
 
+def add_service_figures(
+    add: Callable[[str, dict[str, str], float], None],
+    labels: dict[str, str],
+    t: Totals,
+    cost: float,
+) -> None:
+    """Service level, speed of answer, abandonment and first contact resolution of one
+    label set in one window, with their parts. Ratios are left out when their
+    denominator is 0; wait figures when no contact of the set has a known wait."""
+    abandoned = t.contacts - t.handled
+    add("contactcenter_contacts_abandoned_short", labels, t.abandoned_short)
+    offered = t.handled + abandoned - t.abandoned_short
+    if t.waited > 0:
+        add("contactcenter_contacts_answered_in_threshold", labels, t.answered_in_threshold)
+        add("contactcenter_wait_seconds", labels, t.wait_seconds)
+        if t.handled > 0:
+            add("contactcenter_average_speed_of_answer_seconds", labels,
+                t.wait_seconds / t.handled)
+        if offered > 0:
+            add("contactcenter_service_level_ratio", labels, t.answered_in_threshold / offered)
+    if offered > 0:
+        add("contactcenter_abandonment_ratio", labels, (abandoned - t.abandoned_short) / offered)
+    add("contactcenter_contacts_identified", labels, t.identified)
+    add("contactcenter_contacts_repeat", labels, t.repeats)
+    if t.identified > 0:
+        add("contactcenter_first_contact_resolution_ratio", labels,
+            1 - t.repeats / t.identified)
+    if t.handled - t.repeats > 0:
+        add("contactcenter_cost_per_resolution", labels, cost / (t.handled - t.repeats))
+
+
 def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime) -> list[Sample]:
     """All cost-model gauges as of ``now`` (aware), grouped by metric name."""
     tz = settings.tz
@@ -220,6 +274,7 @@ def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime
                     t.handle_seconds / t.handled,
                 )
             add("contactcenter_talk_time_seconds", labels, t.talk_seconds)
+            add_service_figures(add, labels, t, key_cost)
         for component in components:
             add(
                 "contactcenter_cost_unallocated",
@@ -238,6 +293,12 @@ def compute_figures(settings: Settings, rollups: Sequence[Rollup], now: datetime
         band = bench.band_for(channel)
         add("contactcenter_benchmark_low", {"channel": channel}, band.low)
         add("contactcenter_benchmark_high", {"channel": channel}, band.high)
+    defs = settings.kpi_definitions
+    add("contactcenter_service_level_threshold_seconds", {"queue": "default"}, defs.threshold)
+    for queue in sorted(index.waiting_queues - {"default"}):
+        add("contactcenter_service_level_threshold_seconds", {"queue": queue},
+            defs.threshold_for(queue))
+    add("contactcenter_fcr_window_seconds", {}, defs.fcr_window)
     if hours is not None:
         add("contactcenter_open", {}, 1.0 if hours.is_open(local_now) else 0.0)
     return [sample for samples in out.values() for sample in samples]

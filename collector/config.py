@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -49,6 +50,7 @@ from collector.hours import (
     parse_days,
     parse_intervals,
 )
+from collector.model import KpiDefinitions
 
 ENV_PREFIX = "CONTACT_COST_"
 Component = Literal[
@@ -248,6 +250,55 @@ class HoursSettings(BaseModel):
         return text
 
 
+class QueueServiceLevel(BaseModel):
+    """`[service_level.queues.<queue>]`: a queue's own threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: Duration
+
+
+class ServiceLevelSettings(BaseModel):
+    """`[service_level]`: what counts as answered in time and as a short abandon.
+
+    service level = handled with wait <= threshold / (handled + abandoned - short abandons);
+    a short abandon is an unhandled contact with wait <= short_abandon.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: Duration = timedelta(seconds=20)
+    short_abandon: Duration = timedelta(seconds=5)
+    queues: dict[str, QueueServiceLevel] = Field(default_factory=dict)
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: dict[str, QueueServiceLevel]) -> dict[str, QueueServiceLevel]:
+        for name in value:
+            check_label_value(name, "service_level queue")
+            if name == "default":
+                raise ValueError("queue 'default' is the label of the default threshold; "
+                                 "set [service_level] threshold instead")
+        return value
+
+
+class FcrSettings(BaseModel):
+    """`[fcr]`: first contact resolution. A handled contact followed, within `window`
+    after its start, by another contact of the same customer is a repeat."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    window: Duration = timedelta(days=7)
+    # Key of the customer hashes (HMAC). Unset: a random key made when the store is first
+    # created and kept in it. Set it (CONTACT_COST_FCR__CUSTOMER_KEY) on every exporter
+    # whose stores must recognise the same customer. Never logged or shown.
+    customer_key: SecretStr | None = None
+
+    @field_validator("customer_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("customer_key must be at least 16 characters")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration. Defaults, types and docs live here and only here."""
 
@@ -265,6 +316,8 @@ class Settings(BaseSettings):
     sources: list[SourceSettings] = Field(default_factory=list)
     costs: list[CostItem] = Field(default_factory=list)
     hours: HoursSettings | None = None  # None: open around the clock
+    service_level: ServiceLevelSettings = Field(default_factory=ServiceLevelSettings)
+    fcr: FcrSettings = Field(default_factory=FcrSettings)
 
     @field_validator("currency")
     @classmethod
@@ -300,6 +353,22 @@ class Settings(BaseSettings):
     def open_hours(self) -> OpenHours | None:
         """The service hours, or None when the center is open around the clock."""
         return None if self.hours is None else open_hours_for(self.hours, self.timezone)
+
+    @property
+    def kpi_definitions(self) -> KpiDefinitions:
+        """The service-level and repeat definitions the store rolls up by."""
+        sl = self.service_level
+        return KpiDefinitions(
+            sl.threshold.total_seconds(),
+            tuple(sorted((q, s.threshold.total_seconds()) for q, s in sl.queues.items())),
+            sl.short_abandon.total_seconds(),
+            self.fcr.window.total_seconds(),
+        )
+
+    @property
+    def customer_key(self) -> bytes | None:
+        key = self.fcr.customer_key
+        return None if key is None else key.get_secret_value().encode("utf-8")
 
     def source_interval(self, source: SourceSettings) -> timedelta:
         return source.interval or self.interval

@@ -104,6 +104,69 @@ FIGURES: tuple[MetricFamily, ...] = (
         _SLICE,
     ),
     _figure(
+        "contactcenter_contacts_abandoned_short",
+        "Short abandons: contacts not handled whose wait was at most [service_level] "
+        "short_abandon (inclusive); left out of abandonment and service level. 0 where no "
+        "wait is known.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_contacts_answered_in_threshold",
+        "Handled contacts whose wait was at most the queue's service-level threshold "
+        "(inclusive). Absent for label sets whose contacts carry no wait.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_wait_seconds",
+        "Sum of the wait (time in queue until a person answered) of handled contacts. "
+        "Absent for label sets whose contacts carry no wait.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_average_speed_of_answer_seconds",
+        "Average speed of answer = contactcenter_wait_seconds / contactcenter_contacts. "
+        "Absent without handled contacts or without a known wait.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_service_level_ratio",
+        "Service level = contactcenter_contacts_answered_in_threshold / (contactcenter_contacts "
+        "+ contactcenter_contacts_abandoned - contactcenter_contacts_abandoned_short). Absent "
+        "when the denominator is 0 or no wait is known.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_abandonment_ratio",
+        "Abandonment = (contactcenter_contacts_abandoned - contactcenter_contacts_abandoned_short)"
+        " / (contactcenter_contacts + contactcenter_contacts_abandoned - "
+        "contactcenter_contacts_abandoned_short). Absent when the denominator is 0.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_contacts_identified",
+        "Handled contacts that carry a customer key (the denominator of first contact "
+        "resolution).",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_contacts_repeat",
+        "Repeats: handled contacts followed, within [fcr] window after their start "
+        "(inclusive), by another contact of the same customer (any channel, any queue).",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_first_contact_resolution_ratio",
+        "First contact resolution = 1 - contactcenter_contacts_repeat / "
+        "contactcenter_contacts_identified. Absent when no handled contact has a customer key.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_cost_per_resolution",
+        "Cost per resolution = sum of contactcenter_cost / (contactcenter_contacts - "
+        "contactcenter_contacts_repeat). Absent when the denominator is 0.",
+        _SLICE,
+    ),
+    _figure(
         "contactcenter_benchmark_low",
         "Lower edge of the healthy cost-per-contact band for the channel.",
         ("channel",),
@@ -112,6 +175,18 @@ FIGURES: tuple[MetricFamily, ...] = (
         "contactcenter_benchmark_high",
         "Upper edge of the healthy cost-per-contact band for the channel.",
         ("channel",),
+    ),
+    _figure(
+        "contactcenter_service_level_threshold_seconds",
+        "The service-level threshold ([service_level] threshold, per queue where set): one "
+        "series per queue whose contacts carry a wait, and queue=\"default\".",
+        ("queue",),
+    ),
+    _figure(
+        "contactcenter_fcr_window_seconds",
+        "The first-contact-resolution window ([fcr] window): a later contact of the same "
+        "customer within it makes a handled contact a repeat.",
+        (),
     ),
     MetricFamily(
         "contactcenter_open",

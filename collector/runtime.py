@@ -83,7 +83,10 @@ class Exporter:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.store: Store = store or SqliteStore(config.settings.store, config.settings.tz)
+        self.store: Store = store or SqliteStore(
+            config.settings.store, config.settings.tz, kpi=config.settings.kpi_definitions,
+            customer_key=config.settings.customer_key,
+        )
         self.health = HealthState()
         self.snapshots = SnapshotHolder()
         self.web = web or WebConfig()  # TLS, basic auth, headers: replaced whole on reload
@@ -265,7 +268,7 @@ class Exporter:
         """Commit one batch (contacts, or call legs the store merges per call)."""
         committed: Committed = self._store_call(
             "commit", self.store.commit_records, source, batch.contacts, batch.legs,
-            batch.position,
+            batch.position, *((batch.queue_calls,) if batch.queue_calls else ()),
         )
         stored = committed.records
         newest = self._store_call("read", self.store.newest_start, source) if stored else None
@@ -365,4 +368,7 @@ def reload_check(old: Settings, new: Settings, origin: str) -> str | None:
     if new.timezone != old.timezone:
         return (f"{origin}: timezone: changed from {old.timezone} to {new.timezone}; "
                 "the store keeps local days in the old zone, so this needs a restart")
+    if new.kpi_definitions != old.kpi_definitions or new.customer_key != old.customer_key:
+        return (f"{origin}: service_level/fcr: changed; the store rolls up service level and "
+                "repeats (and keys customers) by them, so this needs a restart")
     return None

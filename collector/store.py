@@ -14,21 +14,25 @@ grow with history.
 
 from __future__ import annotations
 
+import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from adapters.base import Leg
+from adapters.base import Leg, QueueCall, key_customer
 from collector.calls import leg_of_contact, merge_legs, single_leg_contact, single_leg_rows
-from collector.model import Contact, Rollup
+from collector.model import Contact, KpiDefinitions, Rollup
+from collector.service import enrich_contact, repeats_of, service_parts
 
 # 1: contacts, positions, daily. 2: + contacts.wait_seconds, + legs (opens a 1 in place).
-SCHEMA_VERSION = "2"
+# 3: + daily service columns (waited .. repeats), + repeats, + queue_calls, + keyed
+# customer hashes (opens a 1 or 2 in place and rebuilds its rollups once).
+SCHEMA_VERSION = "3"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _BUCKET = 900  # offsets of every IANA zone change on quarter-hour boundaries
 # Epochs a day inside datetime's range (years 1..9999): a start beyond them (a parser let
@@ -100,9 +104,47 @@ CREATE TABLE IF NOT EXISTS daily (
     billable_seconds REAL NOT NULL,
     price REAL NOT NULL,
     max_start REAL NOT NULL,
+    waited INTEGER NOT NULL DEFAULT 0,
+    wait_seconds REAL NOT NULL DEFAULT 0,
+    in_threshold INTEGER NOT NULL DEFAULT 0,
+    short INTEGER NOT NULL DEFAULT 0,
+    identified INTEGER NOT NULL DEFAULT 0,
+    repeats INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, channel, direction, queue, outcome)
 ) WITHOUT ROWID;
+-- A handled contact counted as a repeat, and the daily row it is counted in.
+CREATE TABLE IF NOT EXISTS repeats (
+    customer TEXT NOT NULL,
+    start REAL NOT NULL,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    PRIMARY KEY (customer, start, source, id)
+) WITHOUT ROWID;
+-- A queue_log entry for a contact of another source (cdr_source), kept until it arrives.
+CREATE TABLE IF NOT EXISTS queue_calls (
+    target TEXT NOT NULL,
+    call TEXT NOT NULL,
+    source TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    enter REAL NOT NULL,
+    wait REAL NOT NULL,
+    left TEXT NOT NULL,
+    PRIMARY KEY (target, call)
+) WITHOUT ROWID;
 """
+_CUSTOMER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS contacts_by_customer ON contacts (customer, start) "
+    "WHERE customer IS NOT NULL"
+)
+_SERVICE_COLUMNS = (
+    ("waited", "INTEGER"), ("wait_seconds", "REAL"), ("in_threshold", "INTEGER"),
+    ("short", "INTEGER"), ("identified", "INTEGER"), ("repeats", "INTEGER"),
+)
 
 _CONTACT_COLUMNS = (
     "id, channel, direction, queue, start, handled, handle_seconds, talk_seconds, "
@@ -141,8 +183,9 @@ _DELETE_EMPTY_DAILY = (
 )
 _UPSERT_DAILY = """
 INSERT INTO daily (day, channel, direction, queue, outcome, contacts, handled,
-    handle_seconds, talk_seconds, billable_seconds, price, max_start)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+    handle_seconds, talk_seconds, billable_seconds, price, max_start,
+    waited, wait_seconds, in_threshold, short, identified, repeats)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (day, channel, direction, queue, outcome) DO UPDATE SET
     contacts = contacts + excluded.contacts,
     handled = handled + excluded.handled,
@@ -150,16 +193,46 @@ ON CONFLICT (day, channel, direction, queue, outcome) DO UPDATE SET
     talk_seconds = talk_seconds + excluded.talk_seconds,
     billable_seconds = billable_seconds + excluded.billable_seconds,
     price = price + excluded.price,
-    max_start = max(max_start, excluded.max_start)
+    max_start = max(max_start, excluded.max_start),
+    waited = waited + excluded.waited,
+    wait_seconds = wait_seconds + excluded.wait_seconds,
+    in_threshold = in_threshold + excluded.in_threshold,
+    short = short + excluded.short,
+    identified = identified + excluded.identified,
+    repeats = repeats + excluded.repeats
 """
 _AGGREGATE = """
 SELECT day, channel, direction, queue, outcome, count(*), sum(handled),
     total(CASE WHEN handled THEN handle_seconds END),
     total(CASE WHEN handled THEN talk_seconds END),
-    total(billable_seconds), total(price), max(start)
+    total(billable_seconds), total(price), max(start),
+    count(wait_seconds),
+    total(CASE WHEN handled THEN wait_seconds END),
+    total(CASE WHEN handled AND wait_seconds <= {threshold} THEN 1 END),
+    total(CASE WHEN NOT handled AND wait_seconds <= {short} THEN 1 END),
+    total(CASE WHEN handled AND customer IS NOT NULL THEN 1 END),
+    0
 FROM contacts WHERE {where}
 GROUP BY day, channel, direction, queue, outcome
 """
+_REPEATS_OF_DAY = """
+SELECT day, channel, direction, queue, outcome, count(*) FROM repeats
+WHERE day = ? AND start <= ? GROUP BY day, channel, direction, queue, outcome
+"""
+
+
+def aggregate_sql(defs: KpiDefinitions, where: str) -> str:
+    """_AGGREGATE for the definitions: the threshold per queue as one CASE expression."""
+    threshold = repr(float(defs.threshold))
+    if defs.queue_thresholds:
+        cases = " ".join(
+            "WHEN '{}' THEN {!r}".format(q.replace("'", "''"), float(t))
+            for q, t in defs.queue_thresholds
+        )
+        threshold = f"(CASE queue {cases} ELSE {threshold} END)"
+    return _AGGREGATE.format(
+        threshold=threshold, short=repr(float(defs.short_abandon)), where=where
+    )
 
 
 class Committed(NamedTuple):
@@ -182,6 +255,7 @@ class Store(Protocol):
         contacts: Sequence[Contact],
         legs: Sequence[Leg],
         position: str | None,
+        queue_calls: Sequence[QueueCall] = (),
     ) -> Committed: ...
 
     def rollups_as_of(self, first_day: date, now: datetime) -> list[Rollup]: ...
@@ -283,7 +357,22 @@ class DayMapper:
         return day
 
 
-Totals = dict[tuple[int, str, str, str, str], list[float]]
+class Totals(dict[tuple[int, str, str, str, str], list[float]]):
+    """Rollup deltas of one commit, by daily row: contacts .. max_start, then the service
+    columns waited, wait_seconds, in_threshold, short, identified, repeats."""
+
+    def __init__(self, defs: KpiDefinitions) -> None:
+        super().__init__()
+        self.defs = defs
+
+
+def _service(acc: list[float], c: Sequence[Any], sign: int, defs: KpiDefinitions) -> None:
+    waited, wait, in_threshold, short, identified = service_parts(c, defs)
+    acc[7] += sign * waited
+    acc[8] += sign * wait
+    acc[9] += sign * in_threshold
+    acc[10] += sign * short
+    acc[11] += sign * identified
 
 
 def _add(totals: Totals, day: int, c: Contact, sign: int = 1) -> None:
@@ -291,7 +380,8 @@ def _add(totals: Totals, day: int, c: Contact, sign: int = 1) -> None:
     key = (day, c.channel, c.direction, c.queue, c.outcome)
     acc = totals.get(key)
     if acc is None:
-        acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, c.start]
+        acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, c.start, 0, 0.0, 0, 0, 0, 0]
+    _service(acc, c, sign, totals.defs)
     acc[0] += sign
     if c.handled:
         acc[1] += sign
@@ -307,11 +397,28 @@ def _add(totals: Totals, day: int, c: Contact, sign: int = 1) -> None:
 def _add_rows(totals: Totals, rows: list[tuple[Any, ...]]) -> None:
     """_add for many contact rows at once (Contact's fields, then source, day, ...)."""
     get = totals.get
+    defs = totals.defs
+    short_abandon = defs.short_abandon
+    thresholds = dict(defs.queue_thresholds)
+    default = defs.threshold
     for c in rows:
         key = (c[15], c[1], c[2], c[3], c[9])  # day, channel, direction, queue, outcome
         acc = get(key)
         if acc is None:
-            acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, c[4]]
+            acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, c[4], 0, 0.0, 0, 0, 0, 0]
+        wait = c[13]
+        if c[5]:  # handled
+            if c[10] is not None:
+                acc[11] += 1
+            if wait is not None:
+                acc[7] += 1
+                acc[8] += wait
+                if wait <= thresholds.get(c[3], default):
+                    acc[9] += 1
+        elif wait is not None:
+            acc[7] += 1
+            if wait <= short_abandon:
+                acc[10] += 1
         acc[0] += 1
         if c[5]:  # handled
             acc[1] += 1
@@ -328,9 +435,21 @@ class SqliteStore:
     """The default Store: one SQLite file in WAL mode, one writer at a time."""
 
     def __init__(
-        self, path: Path | str, tz: ZoneInfo, busy_timeout: float = 10.0, readonly: bool = False
+        self,
+        path: Path | str,
+        tz: ZoneInfo,
+        busy_timeout: float = 10.0,
+        readonly: bool = False,
+        kpi: KpiDefinitions | None = None,
+        customer_key: bytes | None = None,
     ) -> None:
+        """`kpi`: the service-level and repeat definitions (default: [service_level] and
+        [fcr] defaults). `customer_key`: the secret customer hashes are keyed with; None
+        uses the random key this store was created with."""
         self.path = Path(path)
+        self._kpi = kpi or KpiDefinitions()
+        self._key = b""
+        self._targets: set[str] = set()  # sources with queue_log entries waiting for them
         self._days = DayMapper(tz)
         self._lock = threading.RLock()
         self._legs_written = 0
@@ -342,6 +461,7 @@ class SqliteStore:
                 isolation_level=None, check_same_thread=False,
             )
             self._db.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            self._kpi = self._stored_kpi() or self._kpi  # the writer's, for today's rows
             return
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -354,7 +474,9 @@ class SqliteStore:
         self._check_version()
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._db.execute(_CUSTOMER_INDEX)
         self._check_meta(tz)
+        self._check_kpi(customer_key)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'legs'").fetchone()
         self._legs_written = int(row[0]) if row else 0  # the file order of the next leg
 
@@ -381,6 +503,12 @@ class SqliteStore:
                            ("billsec", "REAL"), ("flags", "INTEGER")):
             if name not in columns:
                 self._db.execute(f"ALTER TABLE contacts ADD COLUMN {name} {kind}")
+        daily = {row[1] for row in self._db.execute("PRAGMA table_info(daily)")}
+        for name, kind in _SERVICE_COLUMNS:  # schema 3; filled by _check_kpi's rebuild
+            if name not in daily:
+                self._db.execute(
+                    f"ALTER TABLE daily ADD COLUMN {name} {kind} NOT NULL DEFAULT 0"
+                )
 
     def _check_meta(self, tz: ZoneInfo) -> None:
         with self._lock:
@@ -405,10 +533,277 @@ class SqliteStore:
             "UPDATE contacts SET day = ? WHERE source = ? AND id = ?",
             ((self._days.day(start), source, cid) for source, cid, start in rows),
         )
+        self._rebuild_rollups(repeats=True)  # the repeat marks name days too
+
+    # -- service figures and repeats (issue 11) -------------------------------------------
+    def _stored_kpi(self) -> KpiDefinitions | None:
+        try:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'kpi'"
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        if not row:
+            return None
+        try:
+            threshold, queues, short, window = json.loads(row[0])
+            return KpiDefinitions(
+                float(threshold), tuple((str(q), float(t)) for q, t in queues),
+                float(short), float(window),
+            )
+        except (ValueError, TypeError):
+            return None
+
+    def _check_kpi(self, customer_key: bytes | None) -> None:
+        """Keep the definitions the rollups were made with, and the customer-hash key.
+
+        A store without a key gets a random one (kept in meta, never shown). Rollups made
+        with other definitions are rebuilt once from the stored contacts; a changed window
+        recomputes every repeat mark too.
+        """
+        with self._lock:
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                stored_key = meta.get("customer_key")
+                if stored_key is None:
+                    stored_key = secrets.token_hex(32)
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('customer_key', ?)", (stored_key,)
+                    )
+                self._key = customer_key or bytes.fromhex(stored_key)
+                old = self._stored_kpi()
+                if old != self._kpi:
+                    self._rebuild_rollups(
+                        repeats=old is None or old.fcr_window != self._kpi.fcr_window
+                    )
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('kpi', ?)",
+                        (json.dumps([self._kpi.threshold, self._kpi.queue_thresholds,
+                                     self._kpi.short_abandon, self._kpi.fcr_window]),),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._targets = {
+                row[0] for row in self._db.execute("SELECT DISTINCT target FROM queue_calls")
+            }
+
+    def _rebuild_rollups(self, repeats: bool) -> None:
+        """Daily rollups (and, with `repeats`, every repeat mark) from the stored contacts."""
+        if repeats:
+            self._db.execute("DELETE FROM repeats")
+            self._db.execute(
+                """INSERT INTO repeats SELECT c.customer, c.start, c.source, c.id, c.day,
+                    c.channel, c.direction, c.queue, c.outcome
+                FROM contacts c WHERE c.handled AND c.customer IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM contacts d WHERE d.customer IS NOT NULL
+                    AND d.customer = c.customer AND d.start > c.start
+                    AND d.start <= c.start + ?)""",
+                (self._kpi.fcr_window,),
+            )
         self._db.execute("DELETE FROM daily")
+        self._db.execute("INSERT INTO daily " + aggregate_sql(self._kpi, "1"))
         self._db.execute(
-            "INSERT INTO daily " + _AGGREGATE.format(where="1")
+            """UPDATE daily SET repeats = (SELECT count(*) FROM repeats r WHERE
+                r.day = daily.day AND r.channel = daily.channel
+                AND r.direction = daily.direction AND r.queue = daily.queue
+                AND r.outcome = daily.outcome)"""
         )
+
+    def _key_records(
+        self, contacts: Sequence[Contact], legs: Sequence[Leg]
+    ) -> tuple[Sequence[Contact], Sequence[Leg]]:
+        """Contacts and legs with their customer digests keyed with the store's secret."""
+        key = self._key
+        keyed: dict[str, str] = {}
+
+        def mac(digest: str) -> str:
+            value = keyed.get(digest)
+            if value is None:
+                value = keyed[digest] = key_customer(digest, key)
+            return value
+
+        if any(c.customer is not None for c in contacts):
+            contacts = [
+                c if c.customer is None else c._replace(customer=mac(c.customer))
+                for c in contacts
+            ]
+        if legs:
+            new = tuple.__new__
+            legs = [
+                leg if leg[11] is None
+                else new(Leg, (*leg[:11], mac(leg[11]), *leg[12:]))
+                for leg in legs
+            ]
+        return contacts, legs
+
+    def _commit_queue_calls(
+        self, source: str, entries: Sequence[QueueCall], totals: Totals,
+        touched: list[tuple[int, tuple[Any, ...]]], moved: list[tuple[int, str, str, str, str]],
+    ) -> int:
+        """Keep new queue_log entries; enrich the contacts that have arrived already."""
+        fresh: list[QueueCall] = []
+        for entry in entries:
+            before = self._db.total_changes
+            self._db.execute(
+                "INSERT OR IGNORE INTO queue_calls VALUES (?,?,?,?,?,?,?)",
+                (entry.target, entry.call, source, entry.queue, entry.enter, entry.wait,
+                 entry.left),
+            )
+            if self._db.total_changes != before:
+                fresh.append(entry)
+                self._targets.add(entry.target)
+        by_target: dict[str, dict[str, QueueCall]] = {}
+        for entry in fresh:
+            by_target.setdefault(entry.target, {})[entry.call] = entry
+        for target, calls in by_target.items():
+            stored = self._stored_calls(target, list(calls))
+            for call, (day, contact, _leg) in stored.items():
+                self._enrich(target, day, contact, calls[call], totals, touched, moved)
+        return len(fresh)
+
+    def _enrich(
+        self, source: str, day: int, contact: Contact, entry: QueueCall, totals: Totals,
+        touched: list[tuple[int, tuple[Any, ...]]], moved: list[tuple[int, str, str, str, str]],
+    ) -> None:
+        new = enrich_contact(contact, entry)
+        if new == contact:
+            return
+        _add(totals, day, contact, -1)
+        _add(totals, day, new)
+        if new.queue != contact.queue:
+            moved.append((day, contact.channel, contact.direction, contact.queue,
+                          contact.outcome))
+        self._db.execute(
+            "UPDATE contacts SET queue = ?, wait_seconds = ?, reason = ? "
+            "WHERE source = ? AND id = ?",
+            (new.queue, new.wait_seconds, new.reason, source, new.id),
+        )
+        touched.append((day, new))
+
+    def _apply_queue_calls(
+        self, source: str, touched: list[tuple[int, tuple[Any, ...]]], totals: Totals,
+        moved: list[tuple[int, str, str, str, str]],
+    ) -> None:
+        """Enrich this commit's contacts of `source` that have a queue_log entry waiting."""
+        ids = [c[0] for _, c in touched]
+        entries: dict[str, QueueCall] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for call, queue, enter, wait, left in self._db.execute(
+                "SELECT call, queue, enter, wait, left FROM queue_calls "  # noqa: S608
+                f"WHERE target = ? AND call IN ({marks})",
+                (source, *part),
+            ):
+                entries[call] = QueueCall(call, source, queue, enter, wait, left)
+        if not entries:
+            return
+        enriched: list[tuple[int, tuple[Any, ...]]] = []
+        for i, (day, c) in enumerate(touched):
+            entry = entries.get(c[0])
+            if entry is None:
+                continue
+            contact = c if isinstance(c, Contact) else Contact._make(c[:14])
+            before = len(enriched)
+            self._enrich(source, day, contact, entry, totals, enriched, moved)
+            if len(enriched) != before:
+                touched[i] = enriched[-1]
+
+    def _mark_repeats(
+        self, touched: Sequence[tuple[int, tuple[Any, ...]]], totals: Totals,
+        moved: list[tuple[int, str, str, str, str]],
+    ) -> None:
+        """Mark repeats around this commit's contacts that carry a customer key.
+
+        For each such customer, every handled contact from (earliest touched start -
+        window) to its latest touched start is checked against the contacts that follow it
+        within the window; a mark that appears or goes (or moves to another daily row, when
+        a call's contact was recomputed) changes its day's repeats in the same transaction.
+        """
+        window = self._kpi.fcr_window
+        spans: dict[str, list[float]] = {}
+        for _, c in touched:
+            customer = c[10]
+            if customer is None:
+                continue
+            span = spans.get(customer)
+            if span is None:
+                spans[customer] = [c[4], c[4]]
+            elif c[4] < span[0]:
+                span[0] = c[4]
+            elif c[4] > span[1]:
+                span[1] = c[4]
+        if not spans:
+            return
+        lo = min(span[0] for span in spans.values()) - window
+        hi = max(span[1] for span in spans.values()) + window
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        marks: dict[tuple[str, str], tuple[Any, ...]] = {}
+        outside: list[tuple[Any, ...]] = []
+        customers = list(spans)
+        for i in range(0, len(customers), 500):
+            part = customers[i : i + 500]
+            qs = ",".join("?" * len(part))
+            for row in self._db.execute(
+                "SELECT customer, start, source, id, handled, day, channel, direction, "  # noqa: S608
+                f"queue, outcome FROM contacts WHERE customer IN ({qs}) "
+                "AND customer IS NOT NULL AND start >= ? AND start <= ?",
+                (*part, lo, hi),
+            ):
+                found.setdefault(row[0], []).append(row)
+            outside.extend(self._db.execute(
+                "SELECT customer, start, source, id, day, channel, direction, queue, "  # noqa: S608
+                f"outcome FROM repeats WHERE customer IN ({qs}) AND start >= ? AND start <= ?",
+                (*part, lo, hi),
+            ))
+        add_marks: list[tuple[Any, ...]] = []
+        drop_marks: list[tuple[Any, ...]] = []
+        if outside:
+            where = {(row[2], row[3]): row for rows in found.values() for row in rows}
+            for mark in outside:
+                first, last = spans[mark[0]]
+                if first - window <= mark[1] <= last:
+                    marks[(mark[2], mark[3])] = mark  # checked below
+                    continue
+                held = where.get((mark[2], mark[3]))
+                if held is None or (*held[:2], *held[5:]) != (*mark[:2], *mark[4:]):
+                    drop_marks.append(mark)  # its contact moved (a recomputed call)
+        for customer, rows in found.items():
+            first, last = spans[customer]
+            rows.sort(key=lambda row: row[1])
+            flags = repeats_of([(row[1], bool(row[4])) for row in rows], window)
+            for row, repeat in zip(rows, flags, strict=True):
+                if not first - window <= row[1] <= last:
+                    continue
+                old = marks.pop((row[2], row[3]), None)
+                want = (row[0], row[1], row[2], row[3], row[5], row[6], row[7], row[8], row[9])
+                if old == want and repeat:
+                    continue
+                if old is not None:
+                    drop_marks.append(old)
+                if repeat:
+                    add_marks.append(want)
+        drop_marks.extend(marks.values())  # marks whose contact left this customer or span
+        for sign, group in ((-1, drop_marks), (1, add_marks)):
+            for mark in group:
+                key = (mark[4], mark[5], mark[6], mark[7], mark[8])
+                acc = totals.get(key)
+                if acc is None:
+                    acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, mark[1], 0, 0.0, 0, 0, 0, 0]
+                acc[12] += sign
+        if drop_marks:
+            self._db.executemany(
+                "DELETE FROM repeats WHERE customer = ? AND start = ? AND source = ? "
+                "AND id = ?",
+                (mark[:4] for mark in drop_marks),
+            )
+        if add_marks:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO repeats VALUES (?,?,?,?,?,?,?,?,?)", add_marks
+            )
 
     # -- Store interface -----------------------------------------------------------------
     def position(self, source: str) -> str | None:
@@ -428,8 +823,14 @@ class SqliteStore:
         contacts: Sequence[Contact],
         legs: Sequence[Leg],
         position: str | None,
+        queue_calls: Sequence[QueueCall] = (),
     ) -> Committed:
         """Store new contacts and legs, roll them up and move the position, atomically.
+
+        Customer digests are keyed with the store's secret first. `queue_calls` (a
+        queue_log with cdr_source) enrich another source's contacts: kept, and applied now
+        to those already stored and later to each that arrives. Repeats are marked around
+        every stored contact that carries a customer key, in the same transaction.
 
         A contact or leg already stored for this source (same id; for a leg, same call and
         id) is a duplicate: re-reading an export or a redelivered webhook counts once. Each
@@ -438,14 +839,23 @@ class SqliteStore:
         """
         with self._lock:
             legs_before = self._legs_written
+            contacts, legs = self._key_records(contacts, legs)
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                totals: Totals = {}
+                totals = Totals(self._kpi)
                 inserted = self._insert(source, contacts)
                 for day, contact in inserted:
                     _add(totals, day, contact)
-                merged: list[tuple[int, Contact]] = []
+                merged: list[tuple[int, tuple[Any, ...]]] = []
                 fresh_legs, moved = self._commit_legs(source, legs, totals, merged)
+                touched: list[tuple[int, tuple[Any, ...]]] = [*inserted, *merged]
+                if source in self._targets and touched:
+                    self._apply_queue_calls(source, touched, totals, moved)
+                fresh_entries = (
+                    self._commit_queue_calls(source, queue_calls, totals, touched, moved)
+                    if queue_calls else 0
+                )
+                self._mark_repeats(touched, totals, moved)
                 self._db.executemany(
                     _UPSERT_DAILY, (key + tuple(acc) for key, acc in totals.items())
                 )
@@ -467,12 +877,12 @@ class SqliteStore:
                 self._rollback()
                 raise
             if source in self._newest:
-                starts = [c.start for _, c in inserted] + [c.start for _, c in merged]
+                starts = [c.start for _, c in inserted] + [c[4] for _, c in merged]
                 known = self._newest[source]
                 if starts and (known is None or max(starts) > known):
                     self._newest[source] = max(starts)
-        records = len(inserted) + fresh_legs
-        return Committed(records, len(contacts) + len(legs) - records)
+        records = len(inserted) + fresh_legs + fresh_entries
+        return Committed(records, len(contacts) + len(legs) + len(queue_calls) - records)
 
     def _rollback(self) -> None:
         """Roll back the open transaction, if SQLite has not already (disk full, I/O error
@@ -506,7 +916,7 @@ class SqliteStore:
         source: str,
         legs: Sequence[Leg],
         totals: Totals,
-        merged: list[tuple[int, Contact]],
+        merged: list[tuple[int, tuple[Any, ...]]],
     ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
         """Store the new legs and recompute their calls' contacts into `merged`.
 
@@ -525,8 +935,9 @@ class SqliteStore:
             if self._db.total_changes - before == len(rows):
                 self._db.execute("RELEASE calls")
                 _add_rows(totals, rows)
-                newest = max(rows, key=itemgetter(4))  # for newest_start, not every row
-                merged.append((newest[15], Contact._make(newest[:14])))
+                # The rows as they are (Contact's fields first): for newest_start, queue
+                # enrichment and repeats, without a Contact per row.
+                merged.extend([(row[15], row) for row in rows])
                 return len(legs), []
             # Some calls are known already (a re-read, a call's next leg): the general path.
             self._db.execute("ROLLBACK TO calls")
@@ -539,7 +950,7 @@ class SqliteStore:
         source: str,
         legs: Sequence[Leg],
         totals: Totals,
-        merged: list[tuple[int, Contact]],
+        merged: list[tuple[int, tuple[Any, ...]]],
     ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
         by_call: dict[str, list[Leg]] = {}
         for leg in legs:
@@ -660,11 +1071,19 @@ class SqliteStore:
             ).fetchall()
             if any(r[0] == today and r[11] > now_epoch for r in rows):
                 rows = [r for r in rows if r[0] != today]
-                rows += self._db.execute(
-                    _AGGREGATE.format(where="day = ? AND start <= ?"), (today, now_epoch)
-                ).fetchall()
+                partial = {
+                    tuple(r[:5]): list(r) for r in self._db.execute(
+                        aggregate_sql(self._kpi, "day = ? AND start <= ?"), (today, now_epoch)
+                    )
+                }
+                for *key, count in self._db.execute(_REPEATS_OF_DAY, (today, now_epoch)):
+                    if tuple(key) in partial:
+                        partial[tuple(key)][17] = count
+                rows += [tuple(r) for r in partial.values()]
         return [
-            Rollup(date.fromordinal(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], *r[7:11])
+            Rollup(date.fromordinal(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                   r[9], r[10], int(r[12]), r[13], int(r[14]), int(r[15]), int(r[16]),
+                   int(r[17]))
             for r in rows
         ]
 

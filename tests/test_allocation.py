@@ -395,10 +395,12 @@ def test_output_contract() -> None:
 
 def test_no_rollups_and_no_costs() -> None:
     samples = compute_figures(Settings(), [], datetime(2026, 10, 13, 12, tzinfo=OSLO))
-    # Only the default benchmark band remains.
-    assert [(s.name, s.labels) for s in samples] == [
-        ("contactcenter_benchmark_low", {"channel": "default"}),
-        ("contactcenter_benchmark_high", {"channel": "default"}),
+    # Only the default benchmark band and the service definitions remain.
+    assert [(s.name, s.labels, s.value) for s in samples] == [
+        ("contactcenter_benchmark_low", {"channel": "default"}, 2.70),
+        ("contactcenter_benchmark_high", {"channel": "default"}, 5.60),
+        ("contactcenter_service_level_threshold_seconds", {"queue": "default"}, 20.0),
+        ("contactcenter_fcr_window_seconds", {}, 604800.0),  # 7 d = 7 x 86,400 s
     ]
 
 

@@ -271,7 +271,7 @@ def test_a_schema_1_store_opens_and_keeps_its_contacts(tmp_path: Path) -> None:
     assert store.position("pbx") == "p1"
     assert store.counts() == {"pbx": 1}
     assert stored_contacts(store) == [("q1", 1, 120.0, 120.0, "", "", None)]
-    assert store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     # A later leg of that call joins it: the old contact is its first leg, [10:00, 10:02];
     # the new leg's talk [10:05, 10:06] adds 60 s: one call, talk 180.
     assert store.commit_records("pbx", [], [leg("n", 240, 360, 60, True, True)], "p2") == (1, 0)
