@@ -460,3 +460,15 @@ def test_aircall_body_over_its_own_cap_is_401_before_decoding(receiver: WebhookR
     big = json.dumps({**event, "padding": "x" * 300_000}).encode()
     assert aircall_post(receiver, big)[0] == 401
     assert webhook_counts(receiver)[("aircall-eu", "unauthorized")] == 1
+
+
+def test_generic_timestamp_of_thousands_of_digits_is_401_not_an_error(
+    receiver: WebhookReceiver,
+) -> None:
+    # int() raises ValueError past 4300 digits: signed or not, such a stamp is refused.
+    body = json.dumps(EVENT).encode()
+    stamp = "9" * 5000
+    headers = {"X-Contact-Cost-Timestamp": stamp,
+               "X-Contact-Cost-Signature": generic_signature(SECRET, stamp, body)}
+    assert receiver.handle("POST", "/webhooks/generic/crm", headers, body, "http://x/")[0] == 401
+    assert webhook_counts(receiver) == {("crm", "unauthorized"): 1}
