@@ -334,6 +334,7 @@ class AsteriskCdrAdapter(Adapter):
     """Reads new lines of an Asterisk Master.csv, surviving rotation and truncation."""
 
     settings_model = AsteriskCdrSettings
+    exclusion_reasons = ("excluded_context", "internal_leg")
 
     def pull(self, position: str | None) -> Iterator[Batch]:
         settings = self.settings

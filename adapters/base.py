@@ -407,6 +407,9 @@ class Adapter(abc.ABC):
     """
 
     settings_model: ClassVar[type[SourceSettings]] = SourceSettings
+    # Reasons this adapter may leave records out for (Batch.excluded): their counters start
+    # at 0, so the first exclusion shows in increase().
+    exclusion_reasons: ClassVar[tuple[str, ...]] = ()
     webhook_kind: ClassVar[str | None] = None
 
     def __init__(self, settings: SourceSettings, context: AdapterContext) -> None:

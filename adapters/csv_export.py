@@ -438,6 +438,7 @@ class CsvAdapter(Adapter):
     """Reads new records of a CSV export, remembering its header across reads."""
 
     settings_model = CsvSettings
+    exclusion_reasons = ("excluded_value",)
 
     def pull(self, position: str | None) -> Iterator[Batch]:
         settings = self.settings

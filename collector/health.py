@@ -81,6 +81,16 @@ class HealthState:
                 state.interval_seconds = interval
             self._render()
 
+    def expect_exclusions(self, source: str, reasons: Iterable[str]) -> None:
+        """Start the source's excluded-records counters at 0 for the reasons it may use."""
+        with self._lock:
+            state = self._sources.get(source)
+            if state is None:
+                return
+            for reason in reasons:
+                state.excluded.setdefault(reason, 0)
+            self._render()
+
     def record_batch(
         self,
         source: str,

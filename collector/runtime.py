@@ -124,6 +124,7 @@ class Exporter:
         )
         # The newest stored contact per source comes from the store: it survives restarts.
         for adapter in self.config.adapters:
+            self.health.expect_exclusions(adapter.name, type(adapter).exclusion_reasons)
             try:
                 newest = self._store_call("read", self.store.newest_start, adapter.name)
             except sqlite3.Error:
