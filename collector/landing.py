@@ -110,7 +110,11 @@ def _chip(state: str) -> str:
     return f'<span class="st st-{STATUS_CLASS[state]}">{STATUS_WORDS[state]}</span>'
 
 
-def _cell(figures: WindowFigures, view: ChannelView, currency: str, with_sl: bool) -> str:
+def _percent(value: float | None) -> str:
+    return f"{value * 100:.1f}%" if value is not None else "&mdash;"
+
+
+def _cell(figures: WindowFigures, view: ChannelView, currency: str, page: PageFigures) -> str:
     cpc = figures.cost_per_contact
     state = status(cpc, view.low, view.high)
     if cpc is None:
@@ -119,17 +123,18 @@ def _cell(figures: WindowFigures, view: ChannelView, currency: str, with_sl: boo
     aht = figures.average_handle_seconds
     if aht is not None:
         details.append(f"AHT {duration_words(aht)}")
-    if with_sl:
-        sl = figures.service_level
-        details.append(f"SL {sl * 100:.1f}%" if sl is not None else "SL &mdash;")
+    if page.has_service_level:
+        details.append(f"SL {_percent(figures.service_level)}")
+    if page.has_fcr:
+        details.append(f"FCR {_percent(figures.first_contact_resolution)}")
     return (f'<td><span class="cpc">{money(cpc, currency)}</span>{_chip(state)}'
             f'<span class="small">{" &middot; ".join(details)}</span></td>')
 
 
-def _row(row: Row, view: ChannelView, currency: str, with_sl: bool, total: bool) -> str:
+def _row(row: Row, view: ChannelView, currency: str, page: PageFigures, total: bool) -> str:
     name = f"All {html.escape(row.channel)}" if total else f"queue {html.escape(row.queue)}"
     cells = "".join(
-        _cell(row.windows[label], view, currency, with_sl) for _, label in WINDOWS
+        _cell(row.windows[label], view, currency, page) for _, label in WINDOWS
     )
     css = ' class="total"' if total else ""
     return f"<tr{css}><td>{name}</td>{cells}</tr>"
@@ -210,11 +215,11 @@ def chart(view: ChannelView, currency: str) -> str:
     )
 
 
-def _channel(view: ChannelView, currency: str, with_sl: bool) -> str:
+def _channel(view: ChannelView, currency: str, page: PageFigures) -> str:
     name = html.escape(view.channel)
     heads = "".join(f"<th>{label}</th>" for _, label in WINDOWS)
-    rows = [_row(view.total, view, currency, with_sl, total=True)]
-    rows += [_row(q, view, currency, with_sl, total=False) for q in view.queues]
+    rows = [_row(view.total, view, currency, page, total=True)]
+    rows += [_row(q, view, currency, page, total=False) for q in view.queues]
     first, last = view.days[0].day, view.days[-1].day
     return f"""<section id="channel-{name}">
 <h2>{name.capitalize()}</h2>
@@ -278,7 +283,13 @@ def render_page(
         facts = (f"Figures as of {as_of}, recomputed every {interval_seconds:g} s "
                  f"(last in {snapshot.duration * 1000:.1f} ms, {snapshot.series} series).")
     if page is not None:
-        body = "".join(_channel(v, currency, page.has_service_level) for v in page.channels)
+        terms = ["AHT: average handle time"]
+        if page.has_service_level:
+            terms.append("SL: service level, answered within the threshold of those offered")
+        if page.has_fcr:
+            terms.append("FCR: first contact resolution")
+        body = (f'<p class="band">{" &middot; ".join(terms)}.</p>'
+                + "".join(_channel(v, currency, page) for v in page.channels))
         if not page.channels:
             body = '<section><p class="waiting">No contacts stored yet.</p></section>'
     elif snapshot is None:

@@ -8,8 +8,12 @@ Pure: no I/O and no clock reads; the caller passes ``now``. Rules:
   components, directions and queues; cost per contact is that cost over the sum of handled
   contacts, average handle time the handle seconds over them (parts summed, then divided:
   never an average of ratios). A window without handled contacts has no ratio.
-- Service level, when the samples carry its parts (contacts answered within target and
-  contacts offered), is the sum of the first over the sum of the second.
+- Service level, over the label sets whose contacts carry a wait (those with
+  ``contactcenter_contacts_answered_in_threshold``): the sum of contacts answered within the
+  threshold over the sum of offered contacts (handled + abandoned - short abandons), as
+  ``contactcenter_service_level_ratio`` is for one label set. First contact resolution:
+  1 - the sum of repeats over the sum of identified contacts. Both are absent where their
+  denominator is 0, and left off the page when no row has them.
 - The status compares cost per contact with the channel's band: ``below`` under ``low``,
   ``above`` over ``high``, else ``in band`` (the edges are in band).
 - The chart's days are the last 30 local days up to today, each allocated exactly as a
@@ -39,17 +43,16 @@ WINDOWS: tuple[tuple[tuple[str, str], str], ...] = (
     (("month", "current"), "Month to date"),
     (("month", "previous"), "Previous month"),
 )
-# Service-level parts, when the cost model writes them: answered within target, offered.
-SERVICE_LEVEL_PARTS = (
-    "contactcenter_service_level_answered_in_target",
-    "contactcenter_service_level_offered",
-)
-_SUMMED = {
+# The parts read from the samples, per label set.
+_PARTS = {
     "contactcenter_contacts": "contacts",
+    "contactcenter_contacts_abandoned": "abandoned",
+    "contactcenter_contacts_abandoned_short": "abandoned_short",
+    "contactcenter_contacts_answered_in_threshold": "in_threshold",
     "contactcenter_cost": "cost",
     "contactcenter_handle_time_seconds": "handle_seconds",
-    SERVICE_LEVEL_PARTS[0]: "sl_in_target",
-    SERVICE_LEVEL_PARTS[1]: "sl_offered",
+    "contactcenter_contacts_identified": "identified",
+    "contactcenter_contacts_repeat": "repeats",
 }
 
 
@@ -62,6 +65,8 @@ class WindowFigures:
     handle_seconds: float = 0.0
     sl_in_target: float = 0.0
     sl_offered: float = 0.0
+    identified: float = 0.0
+    repeats: float = 0.0
 
     @property
     def cost_per_contact(self) -> float | None:
@@ -74,6 +79,10 @@ class WindowFigures:
     @property
     def service_level(self) -> float | None:
         return self.sl_in_target / self.sl_offered if self.sl_offered > 0 else None
+
+    @property
+    def first_contact_resolution(self) -> float | None:
+        return 1 - self.repeats / self.identified if self.identified > 0 else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class PageFigures:
     timezone: str
     channels: tuple[ChannelView, ...]
     has_service_level: bool
+    has_fcr: bool
     stored: Mapping[str, int] = field(default_factory=dict)  # stored contacts per source
 
 
@@ -137,19 +147,38 @@ _Sums = dict[tuple[str, str | None], dict[str, dict[str, float]]]
 def _rows(samples: Iterable[Sample]) -> _Sums:
     """(channel, queue; None for the whole channel) -> window label -> summed parts."""
     labels_of = {pw: label for pw, label in WINDOWS}
-    sums: _Sums = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(float))
+    # First each label set's parts (the service level pairs parts of one set), then the rows.
+    slices: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(
+        lambda: defaultdict(float)
     )
     for name, labels, value in samples:
-        part = _SUMMED.get(name)
-        if part is None:
+        part = _PARTS.get(name)
+        if part is None or "channel" not in labels:
             continue
         window = labels_of.get((labels.get("period", ""), labels.get("window", "")))
-        if window is None or "channel" not in labels:
+        if window is None:
             continue
-        channel = labels["channel"]
-        sums[(channel, None)][window][part] += value
-        sums[(channel, labels.get("queue", ""))][window][part] += value
+        key = (window, labels["channel"], labels.get("direction", ""), labels.get("queue", ""))
+        slices[key][part] += value
+        if part == "in_threshold":
+            slices[key]["waited"] = 1.0
+    sums: _Sums = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
+    for (window, channel, _, queue), parts in slices.items():
+        summed = {
+            "contacts": parts["contacts"],
+            "cost": parts["cost"],
+            "handle_seconds": parts["handle_seconds"],
+            "identified": parts["identified"],
+            "repeats": parts["repeats"],
+        }
+        if parts["waited"]:
+            summed["sl_in_target"] = parts["in_threshold"]
+            summed["sl_offered"] = (
+                parts["contacts"] + parts["abandoned"] - parts["abandoned_short"]
+            )
+        for row in ((channel, None), (channel, queue)):
+            for part, value in summed.items():
+                sums[row][window][part] += value
     return sums
 
 
@@ -220,10 +249,10 @@ def page_figures(
             channel, band.low, band.high, row(channel, None),
             tuple(row(channel, q) for q in queues), daily.get(channel, empty_days),
         ))
-    has_sl = any(
-        w.get("sl_offered", 0) > 0 for by_window in sums.values() for w in by_window.values()
-    )
+    windows = [w for by_window in sums.values() for w in by_window.values()]
     return PageFigures(
-        now.astimezone(settings.tz), settings.currency, settings.timezone, tuple(views), has_sl,
-        dict(stored or {}),
+        now.astimezone(settings.tz), settings.currency, settings.timezone, tuple(views),
+        has_service_level=any(w.get("sl_offered", 0) > 0 for w in windows),
+        has_fcr=any(w.get("identified", 0) > 0 for w in windows),
+        stored=dict(stored or {}),
     )

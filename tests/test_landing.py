@@ -103,6 +103,33 @@ def test_the_chart_has_thirty_days_and_today_equals_the_today_figure(tmp_path: P
     assert all(d.cost == 0 for d in days[:-2])
 
 
+def test_service_level_and_fcr_sum_parts_over_the_sets_with_a_wait(tmp_path: Path) -> None:
+    # Today, voice: support has waits (12 offered-or-not, 10 handled, 8 within the threshold,
+    # 1 short abandon) and 10 identified customers, 2 of them repeats; sales has no wait
+    # known and no customer keys, so it takes no part in either ratio.
+    support = Rollup(TODAY, "voice", "inbound", "support", "", 12, 10, 3000, 3000, 0.0, 0.0,
+                     waited=12, wait_seconds=100, answered_in_threshold=8, abandoned_short=1,
+                     identified=10, repeats=2)
+    sales = rollup(TODAY, "sales", 15, 3000)
+    s = settings(tmp_path)
+    page = page_figures(s, compute_figures(s, [support, sales], NOW), [support, sales], NOW)
+    assert page.has_service_level and page.has_fcr
+    voice = page.channels[0]
+    today = voice.total.windows["Today"]
+    # 8 / (10 handled + 2 abandoned - 1 short) = 8 / 11; averaging the queues' ratios
+    # (8/11 and none) or counting sales' 15 would give something else.
+    assert today.service_level == pytest.approx(8 / 11)
+    assert today.first_contact_resolution == pytest.approx(0.8)  # 1 - 2 / 10
+    sales_today = voice.queues[0].windows["Today"]
+    assert sales_today.service_level is None and sales_today.first_contact_resolution is None
+    info = {"currency": "EUR", "timezone": "UTC", "version": "x"}
+    text = render_page(build_snapshot([], info, NOW.timestamp(), 0.0, page), [], currency="EUR",
+                       timezone="UTC", interval_seconds=60).decode()
+    assert "25 contacts &middot; AHT 4 min 00 s &middot; SL 72.7% &middot; FCR 80.0%" in text
+    assert "15 contacts &middot; AHT 3 min 20 s &middot; SL &mdash; &middot; FCR &mdash;" in text
+    assert "SL: service level" in text
+
+
 def test_status_edges_are_in_band() -> None:
     assert status(2.0, 2.0, 6.0) == "in band"
     assert status(6.0, 2.0, 6.0) == "in band"
