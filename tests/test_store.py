@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.base import Leg
+from collector.calls import merge_legs
 from collector.model import Contact, Rollup
 from collector.store import Committed, DayMapper, SqliteStore, StoreVersionError
 
@@ -308,3 +312,55 @@ def test_a_one_leg_call_keeps_its_leg_inline_until_a_second_arrives(store: Sqlit
         ("1:1",), ("1:3",)]
     assert stored_contacts(store) == [("q1", 1, 300.0, 300.0, "sale", "", 55.0)]
     assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
+
+
+# -- property: any split, order and repetition of the same legs gives the same figures -------
+LEG = st.builds(
+    lambda call, n, start, ring, billsec, answered, person, queue, outcome: Leg(
+        f"l{n}", f"c{call}", "voice", T + start, T + start + ring + billsec, float(billsec),
+        answered, answered and person, queue, "", outcome, None, None,
+        "" if answered and person else "no_answer"),
+    st.integers(0, 2), st.integers(0, 7), st.integers(-90_000, 3600), st.integers(0, 60),
+    st.integers(0, 600), st.booleans(), st.booleans(), st.sampled_from(["", "support", "sales"]),
+    st.sampled_from(["", "sale"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(legs=st.lists(LEG, min_size=1, max_size=12), cuts=st.lists(st.integers(0, 12), max_size=4),
+       repeats=st.lists(st.integers(0, 11), max_size=4))
+def test_any_split_of_the_legs_gives_each_call_once(
+    tmp_path_factory: pytest.TempPathFactory, legs: list[Leg], cuts: list[int], repeats: list[int]
+) -> None:
+    unique: dict[tuple[str, str], Leg] = {}
+    for one in legs:
+        unique.setdefault((one.call, one.id), one)  # a repeated id is the same leg re-read
+    legs = list(unique.values())
+    stream = legs + [legs[i % len(legs)] for i in repeats]  # re-reads after the first pass
+    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    store = SqliteStore(tmp_path_factory.mktemp("p") / "s.db", OSLO)
+    records = duplicates = 0
+    for a, b in itertools.pairwise(bounds):
+        committed = store.commit_records("pbx", [], stream[a:b], None)
+        records, duplicates = records + committed.records, duplicates + committed.duplicates
+    assert (records, duplicates) == (len(legs), len(stream) - len(legs))
+    calls: dict[str, list[Leg]] = {}
+    for one in legs:  # first appearance is file order
+        calls.setdefault(one.call, []).append(one)
+    expected = {call: merge_legs(call, sorted(group, key=lambda leg: leg.start))
+                for call, group in calls.items()}
+    rows = store._db.execute(
+        "SELECT id, start, handled, talk_seconds, billable_seconds, wait_seconds, queue, outcome,"
+        " reason FROM contacts").fetchall()
+    assert {r[0]: r[1:] for r in rows} == {
+        c.id: (c.start, int(c.handled), c.talk_seconds, c.billable_seconds, c.wait_seconds,
+               c.queue, c.outcome, c.reason) for c in expected.values()}
+    first, moment = date(2026, 10, 30), datetime(2026, 11, 4, tzinfo=UTC)
+    rollups = store.rollups_as_of(first, moment)
+    assert sum(r.contacts for r in rollups) == len(expected)
+    assert all(r.contacts > 0 for r in rollups)  # no row left at 0 by a call that moved
+    assert sum(r.talk_seconds for r in rollups) == sum(
+        c.talk_seconds for c in expected.values() if c.handled)
+    assert sum(r.billable_seconds for r in rollups) == sum(
+        c.billable_seconds for c in expected.values())
+    store.close()
