@@ -53,6 +53,7 @@ table{border-collapse:collapse;width:100%}
 th,td{padding:.45em .7em;text-align:left;vertical-align:top;border-bottom:1px solid #e8eaed}
 th{font-weight:600;color:#5f6368;font-size:.9em}
 td.num,th.num{text-align:right}
+td.name{white-space:nowrap}
 tr.total td{font-weight:600;background:#f8f9fa}
 .cpc{font-size:1.15em;font-variant-numeric:tabular-nums}
 .small{display:block;color:#5f6368;font-size:.82em;font-weight:400}
@@ -114,7 +115,19 @@ def _percent(value: float | None) -> str:
     return f"{value * 100:.1f}%" if value is not None else "&mdash;"
 
 
-def _cell(figures: WindowFigures, view: ChannelView, currency: str, page: PageFigures) -> str:
+class Shown(NamedTuple):
+    """Which of the optional figures a channel's rows show (those its contacts have)."""
+
+    service_level: bool
+    fcr: bool
+
+    @classmethod
+    def of(cls, view: ChannelView) -> Shown:
+        windows = view.total.windows.values()
+        return cls(any(w.sl_offered > 0 for w in windows), any(w.identified > 0 for w in windows))
+
+
+def _cell(figures: WindowFigures, view: ChannelView, currency: str, shown: Shown) -> str:
     cpc = figures.cost_per_contact
     state = status(cpc, view.low, view.high)
     if cpc is None:
@@ -123,21 +136,21 @@ def _cell(figures: WindowFigures, view: ChannelView, currency: str, page: PageFi
     aht = figures.average_handle_seconds
     if aht is not None:
         details.append(f"AHT {duration_words(aht)}")
-    if page.has_service_level:
+    if shown.service_level:
         details.append(f"SL {_percent(figures.service_level)}")
-    if page.has_fcr:
+    if shown.fcr:
         details.append(f"FCR {_percent(figures.first_contact_resolution)}")
     return (f'<td><span class="cpc">{money(cpc, currency)}</span>{_chip(state)}'
             f'<span class="small">{" &middot; ".join(details)}</span></td>')
 
 
-def _row(row: Row, view: ChannelView, currency: str, page: PageFigures, total: bool) -> str:
+def _row(row: Row, view: ChannelView, currency: str, shown: Shown, total: bool) -> str:
     name = f"All {html.escape(row.channel)}" if total else f"queue {html.escape(row.queue)}"
     cells = "".join(
-        _cell(row.windows[label], view, currency, page) for _, label in WINDOWS
+        _cell(row.windows[label], view, currency, shown) for _, label in WINDOWS
     )
     css = ' class="total"' if total else ""
-    return f"<tr{css}><td>{name}</td>{cells}</tr>"
+    return f'<tr{css}><td class="name">{name}</td>{cells}</tr>'
 
 
 def _y(value: float, top: float) -> float:
@@ -215,11 +228,12 @@ def chart(view: ChannelView, currency: str) -> str:
     )
 
 
-def _channel(view: ChannelView, currency: str, page: PageFigures) -> str:
+def _channel(view: ChannelView, currency: str) -> str:
     name = html.escape(view.channel)
     heads = "".join(f"<th>{label}</th>" for _, label in WINDOWS)
-    rows = [_row(view.total, view, currency, page, total=True)]
-    rows += [_row(q, view, currency, page, total=False) for q in view.queues]
+    shown = Shown.of(view)
+    rows = [_row(view.total, view, currency, shown, total=True)]
+    rows += [_row(q, view, currency, shown, total=False) for q in view.queues]
     first, last = view.days[0].day, view.days[-1].day
     return f"""<section id="channel-{name}">
 <h2>{name.capitalize()}</h2>
@@ -289,7 +303,7 @@ def render_page(
         if page.has_fcr:
             terms.append("FCR: first contact resolution")
         body = (f'<p class="band">{" &middot; ".join(terms)}.</p>'
-                + "".join(_channel(v, currency, page) for v in page.channels))
+                + "".join(_channel(v, currency) for v in page.channels))
         if not page.channels:
             body = '<section><p class="waiting">No contacts stored yet.</p></section>'
     elif snapshot is None:
