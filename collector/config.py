@@ -51,6 +51,7 @@ from collector.hours import (
     parse_intervals,
 )
 from collector.model import KpiDefinitions
+from collector.series import MetricsSettings
 
 ENV_PREFIX = "CONTACT_COST_"
 Component = Literal[
@@ -318,6 +319,7 @@ class Settings(BaseSettings):
     hours: HoursSettings | None = None  # None: open around the clock
     service_level: ServiceLevelSettings = Field(default_factory=ServiceLevelSettings)
     fcr: FcrSettings = Field(default_factory=FcrSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # [metrics]: series kept
 
     @field_validator("currency")
     @classmethod
@@ -343,6 +345,14 @@ class Settings(BaseSettings):
             if source.name in seen:
                 raise ValueError(f"source name {source.name!r} is used twice")
             seen.add(source.name)
+        names = {source.name: source.adapter for source in value}
+        for source in value:  # a queue_log enriching a CDR source must name one
+            target = (source.model_extra or {}).get("cdr_source")
+            if target is not None and names.get(str(target)) != "asterisk_cdr":
+                raise ValueError(
+                    f"source {source.name!r}: cdr_source {target!r} is not the name of an "
+                    "asterisk_cdr source"
+                )
         return value
 
     @property
