@@ -53,7 +53,7 @@ table{border-collapse:collapse;width:100%}
 th,td{padding:.45em .7em;text-align:left;vertical-align:top;border-bottom:1px solid #e8eaed}
 th{font-weight:600;color:#5f6368;font-size:.9em}
 td.num,th.num{text-align:right}
-td.name{white-space:nowrap}
+td.name,.nw{white-space:nowrap}
 tr.total td{font-weight:600;background:#f8f9fa}
 .cpc{font-size:1.15em;font-variant-numeric:tabular-nums}
 .small{display:block;color:#5f6368;font-size:.82em;font-weight:400}
@@ -111,6 +111,11 @@ def _chip(state: str) -> str:
     return f'<span class="st st-{STATUS_CLASS[state]}">{STATUS_WORDS[state]}</span>'
 
 
+def _item(text: str) -> str:
+    """One figure under the cost per contact, never broken across lines."""
+    return f'<span class="nw">{text}</span>'
+
+
 def _percent(value: float | None) -> str:
     return f"{value * 100:.1f}%" if value is not None else "&mdash;"
 
@@ -141,7 +146,7 @@ def _cell(figures: WindowFigures, view: ChannelView, currency: str, shown: Shown
     if shown.fcr:
         details.append(f"FCR {_percent(figures.first_contact_resolution)}")
     return (f'<td><span class="cpc">{money(cpc, currency)}</span>{_chip(state)}'
-            f'<span class="small">{" &middot; ".join(details)}</span></td>')
+            f'<span class="small">{" &middot; ".join(map(_item, details))}</span></td>')
 
 
 def _row(row: Row, view: ChannelView, currency: str, shown: Shown, total: bool) -> str:
