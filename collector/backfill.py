@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -53,9 +53,15 @@ def _backfill_help(family: MetricFamily) -> str:
 
 
 def write_openmetrics(
-    store: Store, settings: Settings, start: date, end: date, now: datetime, output: Path
+    store: Store,
+    settings: Settings,
+    start: date,
+    end: date,
+    now: datetime,
+    output: Path,
+    on_hour: Callable[[], object] | None = None,
 ) -> tuple[Path, int, int]:
-    """Write <output>/backfill.om; returns (path, hours, samples)."""
+    """Write <output>/backfill.om; returns (path, hours, samples). `on_hour` after each hour."""
     tz = settings.tz
     last = datetime.combine(end + timedelta(days=1), time(0), tz)
     if last > now - RECENT_LIMIT:
@@ -83,6 +89,8 @@ def write_openmetrics(
                 parts[INFO.name].write(f"{INFO.name}{info} 1 {stamp}\n")
                 samples += 1
                 hours += 1
+                if on_hour is not None:
+                    on_hour()
         finally:
             for handle in parts.values():
                 handle.close()

@@ -262,15 +262,24 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 @contextlib.contextmanager
 def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
-    """An exporter that has read what is new from every source, closed afterwards."""
+    """An exporter that has read what is new from every source, closed afterwards.
+
+    On a terminal a progress bar per source shows rows read, rows/s and time left.
+    """
+    from collector.progress import IngestProgress
     from collector.runtime import Exporter
 
     exporter = Exporter(config)
+    progress = IngestProgress()
+    exporter.on_batch = progress.batch
     try:
         for name in exporter.adapters:
+            progress.start(name)
             exporter.ingest(name)
+        progress.finish()
         yield exporter
     finally:
+        progress.finish()
         exporter.close()
 
 
@@ -325,15 +334,18 @@ def report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from collector.backfill import BackfillError, create_blocks, write_openmetrics
+    from collector.backfill import BackfillError, create_blocks, hours_between, write_openmetrics
+    from collector.progress import hour_bar
 
     config = _load_or_exit(parser, args.config_file)
     with _ingested(config) as exporter:
         try:
-            path, hours, samples = write_openmetrics(
-                exporter.store, config.settings, args.start, args.end,
-                datetime.now(UTC), args.output,
-            )
+            steps = sum(1 for _ in hours_between(args.start, args.end, config.settings.tz))
+            with hour_bar(steps) as bar:
+                path, hours, samples = write_openmetrics(
+                    exporter.store, config.settings, args.start, args.end,
+                    datetime.now(UTC), args.output, on_hour=lambda: bar.update(),
+                )
             command, ran = create_blocks(path, args.output / "blocks")
         except BackfillError as exc:
             parser.exit(1, f"contact-cost-exporter: backfill refused: {exc}\n")

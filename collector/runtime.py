@@ -101,6 +101,8 @@ class Exporter:
         self._retired: dict[str, list[Adapter]] = {}  # closed when their running read ends
         self._retired_lock = threading.Lock()
         self.on_initial_ingest_done: Callable[[], None] | None = None
+        # Called with the source and each batch once it is committed (progress bars).
+        self.on_batch: Callable[[str, Batch], None] | None = None
         # Set by the server (`serve`): recompute in a worker process, off the serving GIL.
         self.worker: RecomputeWorker | None = None
         self._stopping = threading.Event()  # set on shutdown: ingest ends after its batch
@@ -229,6 +231,8 @@ class Exporter:
                 if self._stopping.is_set():
                     break  # shutting down: the batches committed so far stay, the rest waits
                 stored += self._commit(source, batch)
+                if self.on_batch is not None:
+                    self.on_batch(source, batch)
                 rejected.update(r.reason for r in batch.rejections)
                 if batch.rejections:
                     self._log_rejections(source, batch.location, batch.rejections)
