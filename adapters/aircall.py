@@ -98,8 +98,15 @@ def parse_call(
     answered_at = call.get("answered_at")
     handled = answered_at is not None
     talk = 0.0
+    wait: float | None = None
     if handled:
-        talk = max(0.0, ended - unix_seconds(answered_at, "answered_at"))
+        answered = unix_seconds(answered_at, "answered_at")
+        talk = max(0.0, ended - answered)
+        # Wait: answered_at - started_at, for an inbound call (outbound: the callee's ring).
+        if direction == "inbound":
+            wait = fields.duration(max(0.0, answered - start), "wait")
+    elif direction == "inbound":
+        wait = fields.duration(ended - start, "wait")  # until the caller left
     # Handle time is the measured talk time only. `user.wrap_up_time` is the user's pre-set
     # wrap-up timer (a setting, present before the call has even ended), not after-call
     # work that was measured, so it is not added; the Call object measures no ACW.
@@ -131,6 +138,7 @@ def parse_call(
                                else None),
         price=None,
         reason=reason,
+        wait_seconds=wait,
     )
 
 

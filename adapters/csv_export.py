@@ -61,6 +61,9 @@ class CsvColumns(BaseModel):
     handle_seconds: str | None = None
     talk_seconds: str | None = None
     billable_seconds: str | None = None  # what the carrier bills; default: talk time
+    # seconds in queue before a person answered (or, not handled, before the caller left);
+    # an empty cell: not known
+    wait_seconds: str | None = None
     hold_seconds: str | None = None
     acw_seconds: str | None = None
     handled: str | None = None
@@ -392,6 +395,13 @@ def _contact(
         billable = parts["talk_seconds"]
     else:
         billable = handle if handled else 0.0
+    wait_raw = cell("wait_seconds")
+    wait: float | None = None
+    if wait_raw is not None and wait_raw.strip():
+        try:
+            wait = _number(wait_raw, "wait_seconds")
+        except ValueError as exc:
+            return Rejection("duration", 0, str(exc))
     return Contact(
         id=id_raw or row_id(row),
         channel=settings.channel or _label(channel_raw or "", settings.channels, CHANNELS_KNOWN),
@@ -406,6 +416,7 @@ def _contact(
         customer=hash_customer(cell("customer")),
         price=cost,
         reason="" if handled else "not_handled",
+        wait_seconds=wait,
     )
 
 
