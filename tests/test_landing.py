@@ -7,6 +7,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -131,6 +132,19 @@ def test_service_level_and_fcr_sum_parts_over_the_sets_with_a_wait(tmp_path: Pat
     assert items("25 contacts", "AHT 4 min 00 s", "SL 72.7%", "FCR 80.0%") in text
     assert items("15 contacts", "AHT 3 min 20 s", "SL &mdash;", "FCR &mdash;") in text
     assert "SL: service level" in text
+
+
+def test_the_chart_days_are_local_days_across_a_clock_change(tmp_path: Path) -> None:
+    """30 local days up to 10 November 2026 in Oslo hold 25 October (25 hours long) once."""
+    oslo = settings(tmp_path).model_copy(update={"timezone": "Europe/Oslo"})
+    now = datetime(2026, 11, 10, 12, tzinfo=ZoneInfo("Europe/Oslo"))
+    days = [date(2026, 10, 1) + timedelta(days=n) for n in range(41)]
+    rollups = [rollup(day, "support", 10, 600) for day in days]
+    voice = page_figures(oslo, compute_figures(oslo, rollups, now), rollups, now).channels[0]
+    assert [p.day for p in voice.days] == days[11:]  # 12 Oct .. 10 Nov, each once
+    # 100 EUR a day whatever its length: 10.00 per contact; today up to noon: 50 / 10.
+    assert [p.cost_per_contact for p in voice.days[:-1]] == pytest.approx([10.0] * 29)
+    assert voice.days[-1].cost_per_contact == pytest.approx(5.0)  # 12 of 24 hours
 
 
 def test_status_edges_are_in_band() -> None:
