@@ -26,6 +26,7 @@ from collector.config import (
 )
 from collector.model import CHANNELS_KNOWN
 from collector.runtime import LoadedConfig, load_config
+from collector.series import count_series
 
 OTHER = "other"
 PROG = "contact-cost-exporter"
@@ -243,6 +244,76 @@ def cost_line(item: CostItem) -> str:
     )
 
 
+def _produced_directions(adapter: Adapter) -> set[str]:
+    """Directions a source can give its contacts (generously)."""
+    settings = adapter.settings
+    mapped = getattr(settings, "directions", None)
+    fixed = getattr(settings, "direction", None)
+    column = getattr(getattr(settings, "columns", None), "direction", None)
+    if isinstance(fixed, str) and not column and not mapped:
+        return {fixed}
+    if isinstance(mapped, dict) and not column and getattr(settings, "queues", None) is not None:
+        return {"inbound", *mapped.values()}
+    return {"inbound", "outbound"}
+
+
+def series_estimate(config: LoadedConfig) -> tuple[int, dict[str, int]]:
+    """How many series /metrics carries: the exporter's own (about), and per figure family
+    at most.
+
+    The figure families count every (channel, direction, queue) slice the sources can
+    produce (a source whose queues cannot be known counts as queue `other`), each cost
+    component in use (telephony too: usage prices come with the records), every mapped
+    outcome per queue, and the [metrics] periods, windows and dropped labels; the health
+    block adds its per-source series.
+    """
+    settings = config.settings
+    slices: set[tuple[str, str, str]] = set()
+    queues: set[str] = set()
+    channels: set[str] = set()
+    outcomes: set[str] = set()
+    for adapter in config.adapters:
+        produced = _produced_queues(adapter) or {OTHER}
+        chans = _produced_channels(adapter)
+        for channel in chans:
+            for direction in _produced_directions(adapter):
+                slices.update((channel, direction, queue) for queue in produced)
+        queues |= produced
+        channels |= chans
+        mapped = getattr(adapter.settings, "outcomes", None)
+        if isinstance(mapped, dict):
+            outcomes.update(str(v) for v in mapped.values())
+    components = {item.component for item in settings.costs} | {"telephony"}
+    counts = count_series(
+        settings.metrics, len(slices), len(components), len(queues), len(outcomes),
+        len(channels),
+    )
+    if settings.hours is not None:
+        counts["contactcenter_open"] = 1
+    sources = len(config.adapters)
+    # info, recompute duration and time; per source: up, last success, last record,
+    # duration, interval, records, duplicates, rotation losses; job runs and reload gauges
+    own = 3 + 8 * sources + 3 * (sources + 1) + 2
+    return own, counts
+
+
+def _series_line(config: LoadedConfig) -> str:
+    own, counts = series_estimate(config)
+    total = sum(counts.values())
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    limits = config.settings.metrics
+    kept = f"periods {', '.join(limits.periods)}; windows {', '.join(limits.windows)}"
+    dropped = "; ".join(
+        f"{name} without {', '.join(labels)}" for name, labels in limits.drop_labels.items()
+        if labels
+    )
+    return (
+        f"series: at most {total:,} figure series ({kept}" + (f"; {dropped}" if dropped else "")
+        + "), largest " + ", ".join(f"{name} {n:,}" for name, n in top)
+        + f"; and about {own} of the exporter's own (more per rejection reason seen)"
+    )
+
+
 def summary(config: LoadedConfig) -> str:
     """What --config.check prints for a valid configuration: never a secret."""
     s: Settings = config.settings
@@ -266,6 +337,7 @@ def summary(config: LoadedConfig) -> str:
         )
     lines.append(f"{len(s.costs)} cost item(s):")
     lines.extend(f"  {cost_line(item)}" for item in s.costs)
+    lines.append(_series_line(config))
     return "\n".join(lines)
 
 

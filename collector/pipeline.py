@@ -17,6 +17,7 @@ from collector.config import Settings
 from collector.costing import compute_figures, first_day_needed
 from collector.metrics import Sample
 from collector.pagefigures import PageFigures, page_figures
+from collector.series import MetricsSettings
 from collector.snapshot import Snapshot, build_snapshot
 from collector.store import Store
 
@@ -36,10 +37,14 @@ class Figures:
     computed_at: float  # unix time the figures were ready, stamped on the snapshot
     duration: float  # seconds from reading the store to the figures (rendering excluded)
     page: PageFigures | None = field(default=None, repr=False)  # the landing page's figures
+    # [metrics]: the periods and labels /metrics carries (samples and report keep them all)
+    limits: MetricsSettings = field(default_factory=MetricsSettings, repr=False)
 
     @cached_property
     def snapshot(self) -> Snapshot:
-        return build_snapshot(self.samples, self.info, self.computed_at, self.duration, self.page)
+        return build_snapshot(
+            self.samples, self.info, self.computed_at, self.duration, self.page, self.limits
+        )
 
 
 def figures_at(
@@ -61,4 +66,6 @@ def figures_at(
     samples = compute_figures(settings, rollups, moment)
     page = page_figures(settings, samples, rollups, moment, store.counts()) if with_page else None
     duration = time.monotonic() - started
-    return Figures(moment, samples, exporter_info(settings), clock(), duration, page)
+    return Figures(
+        moment, samples, exporter_info(settings), clock(), duration, page, settings.metrics
+    )

@@ -15,6 +15,7 @@ from collector.metrics import (
     Sample,
     render_family,
 )
+from collector.series import MetricsSettings, limit_series, limited_families
 
 if TYPE_CHECKING:
     from collector.pagefigures import PageFigures
@@ -55,8 +56,15 @@ def build_snapshot(
     computed_at: float,
     duration: float,
     page: PageFigures | None = None,
+    limits: MetricsSettings | None = None,
 ) -> Snapshot:
-    """Group samples into the declared figure families, add the exporter's own, render once."""
+    """Group samples into the declared figure families, add the exporter's own, render once.
+
+    `limits` ([metrics]) leaves out periods and sums away dropped labels before rendering.
+    """
+    families = FIGURES if limits is None else limited_families(limits)
+    if limits is not None:
+        samples = limit_series(list(samples), limits)
     grouped: dict[str, list[tuple[Mapping[str, str], float]]] = {f.name: [] for f in FIGURES}
     for name, labels, value in samples:
         bucket = grouped.get(name)
@@ -65,7 +73,7 @@ def build_snapshot(
         bucket.append((labels, value))
     parts = [
         render_family(family, grouped[family.name])
-        for family in FIGURES
+        for family in families
         if grouped[family.name] or not family.optional
     ]
     parts.append(render_family(INFO, [(info, 1.0)]))
