@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 STATUS_WORDS = {"in band": "in band", "above": "above band", "below": "below band"}
 STATUS_CLASS = {"in band": "in", "above": "above", "below": "below", "": "none"}
 
+# A wall screen reloads the page once per recompute (no script needed), at most this often.
+MIN_REFRESH_SECONDS = 10
+
 # Chart geometry (SVG user units).
 WIDTH, HEIGHT = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 34
@@ -319,6 +322,7 @@ def render_page(
     text = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{max(round(interval_seconds), MIN_REFRESH_SECONDS)}">
 <title>Contact-center cost</title>
 <style>{STYLE}</style>
 </head><body>

@@ -169,6 +169,7 @@ def test_page_shows_figures_status_words_and_colours(tmp_path: Path) -> None:
     assert "Money in <strong>EUR</strong>" in text
     assert "time zone\n<strong>UTC</strong>" in text
     assert "Figures as of 2026-11-26 12:00" in text
+    assert '<meta http-equiv="refresh" content="60">' in text  # once per recompute
     # The channel row, today: 2.00 EUR in band (green class), week 7.78 above (red class).
     assert '<span class="cpc">2.00 EUR</span><span class="st st-in">in band</span>' in text
     assert '<span class="cpc">7.78 EUR</span><span class="st st-above">above band</span>' in text
