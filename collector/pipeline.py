@@ -20,6 +20,7 @@ from collector.pagefigures import PageFigures, page_figures
 from collector.series import MetricsSettings
 from collector.snapshot import Snapshot, build_snapshot
 from collector.store import Store
+from collector.storedcounts import stored_counts
 
 
 def exporter_info(settings: Settings) -> dict[str, str]:
@@ -64,7 +65,9 @@ def figures_at(
     moment = moment.astimezone(settings.tz)
     rollups = store.rollups_as_of(first_day_needed(moment), moment)
     samples = compute_figures(settings, rollups, moment)
-    page = page_figures(settings, samples, rollups, moment, store.counts()) if with_page else None
+    page = None
+    if with_page:  # the stored contacts are counted within a time budget (storedcounts)
+        page = page_figures(settings, samples, rollups, moment, stored_counts(store))
     duration = time.monotonic() - started
     return Figures(
         moment, samples, exporter_info(settings), clock(), duration, page, settings.metrics

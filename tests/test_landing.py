@@ -262,3 +262,36 @@ def test_the_exporter_page_is_rendered_once_per_snapshot(tmp_path: Path) -> None
         assert b"Figures as of 2026-11-26 12:00" in first
     finally:
         exporter.close()
+
+
+class _CountedStore:
+    """A store whose count takes `took` seconds of a fake clock."""
+
+    def __init__(self, clock: list[float], took: float) -> None:
+        self.clock, self.took, self.calls = clock, took, 0
+
+    def counts(self) -> dict[str, int]:
+        self.calls += 1
+        self.clock[0] += self.took
+        return {"pbx": self.calls}
+
+
+def test_stored_contacts_are_recounted_within_one_percent_of_the_time() -> None:
+    from collector.storedcounts import stored_counts
+
+    clock = [1000.0]
+    store = _CountedStore(clock, took=0.5)  # a count of a large store: 0.5 s
+
+    def now() -> float:
+        return clock[0]
+
+    assert stored_counts(store, now) == {"pbx": 1}  # type: ignore[arg-type]  # first: counted
+    clock[0] += 48.0  # 48.5 s after the first count began: under 0.5 / 0.01 = 50 s
+    assert stored_counts(store, now) == {"pbx": 1}  # type: ignore[arg-type]
+    clock[0] += 1.6  # 50.1 s: recounted
+    assert stored_counts(store, now) == {"pbx": 2}  # type: ignore[arg-type]
+    assert store.calls == 2
+    small = _CountedStore(clock, took=0.005)  # 5 ms: every recompute 0.5 s apart
+    assert stored_counts(small, now) == {"pbx": 1}  # type: ignore[arg-type]
+    clock[0] += 0.5
+    assert stored_counts(small, now) == {"pbx": 2}  # type: ignore[arg-type]
