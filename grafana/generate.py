@@ -1,20 +1,28 @@
-"""Generate the Grafana dashboards for contact-cost-exporter as JSON, from plain Python dicts.
+"""Generate the Grafana dashboards for contact-cost-exporter with grafana-foundation-sdk.
 
 The JSON under grafana/dashboards/ is committed and is what Grafana loads; this script is
-its source of truth. After editing, run:
+its source of truth, built with Grafana Labs' own builders (grafana-foundation-sdk, a
+test/dev dependency pinned to its Grafana 11 flavour in pyproject.toml). After editing:
 
-    python grafana/generate.py            # rewrite the JSON
+    python grafana/generate.py            # rewrite the committed JSON (currency USD)
     python grafana/generate.py --check    # exit 1 if the committed JSON is out of date
+    python grafana/generate.py --config /etc/contact-cost.toml --out /var/lib/grafana/dash
+                                          # dashboards in the configured currency
 
-Money panels carry a Grafana currency unit. The exporter's currency is a config value
-(`currency = "USD"`), so pass `--currency EUR` (any code Grafana knows as currencyXXX)
-to generate dashboards for another currency.
+Money panels carry a Grafana currency unit (currencyUSD, currencyEUR, ...). With
+`--config FILE` the unit follows the exporter's `currency` (environment overrides
+included, as the exporter reads it); `--currency EUR` gives it directly. Either needs
+`--out DIR`: the default run writes only the committed files, in USD.
 
 Colouring by the benchmark band: Grafana thresholds are static numbers, but the band is
 a per-channel value from the exporter. Each cost-per-contact stat is therefore split by
 PromQL into three queries (below, inside, above the band, joined on channel with
 channel:contactcenter_benchmark_low:min / _high:max); exactly one of them returns a
 value, and an override gives each query its colour. No band number is written here.
+
+Legends are Grafana templates: ``{{channel}}`` is replaced by Grafana, so they are built
+by concatenation, never with ``str.format`` (which turns ``{{channel}}`` into a literal
+``{channel}``); tests/test_dashboards.py checks every legend and title for leftovers.
 """
 
 from __future__ import annotations
@@ -22,27 +30,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as builders
+from grafana_foundation_sdk.builders import prometheus as prom
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common, units
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import prometheus as prom_model
 
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "dashboards"
 DEFAULT_CURRENCY = "USD"
-DS = {"type": "prometheus", "uid": "${datasource}"}
-SCHEMA_VERSION = 39
+DS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# Every currency unit Grafana knows (currencyUSD, currencyEUR, ...), from the SDK's list.
+CURRENCIES = sorted(
+    value.removeprefix("currency")
+    for value in vars(units).values()
+    if isinstance(value, str) and value.startswith("currency") and value[8:].isupper()
+)
 
 BAND_STATES = (
-    # refId suffix, colour, PromQL comparison against the band (on channel)
-    ("BELOW", "blue", "{q} < on (channel) group_left () channel:contactcenter_benchmark_low:min"),
+    # refId suffix, colour, PromQL comparison of Q against the band (on channel)
+    ("BELOW", "blue", "Q < on (channel) group_left () channel:contactcenter_benchmark_low:min"),
     (
         "IN",
         "green",
-        (
-            "({q} >= on (channel) group_left () channel:contactcenter_benchmark_low:min)"
-            " <= on (channel) group_left () channel:contactcenter_benchmark_high:max"
-        ),
+        "(Q >= on (channel) group_left () channel:contactcenter_benchmark_low:min)"
+        " <= on (channel) group_left () channel:contactcenter_benchmark_high:max",
     ),
-    ("ABOVE", "red", "{q} > on (channel) group_left () channel:contactcenter_benchmark_high:max"),
+    ("ABOVE", "red", "Q > on (channel) group_left () channel:contactcenter_benchmark_high:max"),
 )
 WINDOWS_NOW = (
     ("DAY", "day", "today"),
@@ -55,95 +77,24 @@ WINDOWS_NOW = (
 F_CQ = 'channel=~"$channel",queue=~"$queue"'
 F_PW = 'period="$period",window="$window"'
 
-
-def target(ref: str, expr: str, legend: str, instant: bool = False) -> dict[str, Any]:
-    return {
-        "datasource": DS,
-        "editorMode": "code",
-        "expr": expr,
-        "instant": instant,
-        "legendFormat": legend,
-        "range": not instant,
-        "refId": ref,
-    }
+Grid = tuple[int, int, int, int]  # x, y, w, h
+PanelBuilder = Builder[model.Panel]
 
 
-def panel(
-    kind: str,
-    title: str,
-    description: str,
-    targets: list[dict[str, Any]],
-    grid: tuple[int, int, int, int],
-    unit: str,
-    options: dict[str, Any] | None = None,
-    overrides: list[dict[str, Any]] | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    x, y, w, h = grid
-    field_defaults: dict[str, Any] = {
-        "unit": unit,
-        "color": {
-            "mode": "palette-classic" if kind in ("timeseries", "barchart") else "thresholds"
-        },
-        "thresholds": {"mode": "absolute", "steps": [{"color": "text", "value": None}]},
-    }
-    field_defaults.update(defaults or {})
-    return {
-        "datasource": DS,
-        "description": description,
-        "fieldConfig": {"defaults": field_defaults, "overrides": overrides or []},
-        "gridPos": {"h": h, "w": w, "x": x, "y": y},
-        "options": options or {},
-        "targets": targets,
-        "title": title,
-        "type": kind,
-    }
-
-
-def stat_options(text_mode: str = "value_and_name", color_mode: str = "value") -> dict[str, Any]:
-    return {
-        "colorMode": color_mode,
-        "graphMode": "none",
-        "justifyMode": "auto",
-        "orientation": "auto",
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "textMode": text_mode,
-    }
-
-
-def timeseries_options() -> dict[str, Any]:
-    return {
-        "legend": {"calcs": ["lastNotNull"], "displayMode": "table", "placement": "right"},
-        "tooltip": {"mode": "multi", "sort": "desc"},
-    }
-
-
-def fixed_colour(matcher: dict[str, Any], colour: str) -> dict[str, Any]:
-    return {
-        "matcher": matcher,
-        "properties": [{"id": "color", "value": {"fixedColor": colour, "mode": "fixed"}}],
-    }
-
-
-def band_stat(
-    title: str,
-    description: str,
-    base: dict[str, str],
-    legend: str,
-    grid: tuple[int, int, int, int],
-    money: str,
-) -> dict[str, Any]:
-    """A stat whose every value is coloured by where it sits in its channel's band."""
-    targets = []
-    overrides = []
-    for ref, _period, label in WINDOWS_NOW:
-        for suffix, colour, template in BAND_STATES:
-            ref_id = f"{ref}_{suffix}"
-            targets.append(
-                target(ref_id, template.format(q=base[ref]), legend.format(label=label), True)
-            )
-            overrides.append(fixed_colour({"id": "byFrameRefID", "options": ref_id}, colour))
-    return panel("stat", title, description, targets, grid, money, stat_options(), overrides)
+# -- queries -----------------------------------------------------------------------------------
+def target(
+    ref: str, expr: str, legend: str, instant: bool = False, as_table: bool = False
+) -> prom.Dataquery:
+    query = (
+        prom.Dataquery()
+        .datasource(DS)
+        .editor_mode(prom_model.QueryEditorMode.CODE)
+        .expr(expr)
+        .legend_format(legend)
+        .ref_id(ref)
+    )
+    query = query.instant() if instant else query.range()
+    return query.format(prom_model.PromQueryFormat.TABLE) if as_table else query
 
 
 def cost_per_contact_by(by: str, period: str, window: str, filters: str) -> str:
@@ -154,132 +105,293 @@ def cost_per_contact_by(by: str, period: str, window: str, filters: str) -> str:
     )
 
 
-def variables(with_cost_filters: bool) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
-        {
-            "current": {},
-            "description": "The Prometheus that scrapes contact-cost-exporter.",
-            "hide": 0,
-            "label": "Data source",
-            "name": "datasource",
-            "options": [],
-            "query": "prometheus",
-            "refresh": 1,
-            "regex": "",
-            "type": "datasource",
-        }
-    ]
-    if with_cost_filters:
-        out += [
-            custom(
-                "period",
-                "Period",
-                ["day", "week", "month", "quarter", "year"],
-                "month",
-                "Calendar period of the figures, in the exporter's time zone.",
-            ),
-            custom(
-                "window",
-                "Window",
-                ["current", "previous"],
-                "current",
-                "current: period to date; previous: the last complete period.",
-            ),
-            query_var(
-                "channel",
-                "Channel",
-                "label_values(contactcenter_contacts, channel)",
-                "Channels to include (voice, email, ...).",
-            ),
-            query_var(
-                "queue",
-                "Queue",
-                'label_values(contactcenter_contacts{channel=~"$channel"}, queue)',
-                "Queues to include.",
-            ),
-        ]
-    else:
-        out.append(
-            query_var(
-                "source",
-                "Source",
-                "label_values(contactcenter_source_up, source)",
-                "Sources (export files, APIs) to include.",
-            )
+# -- panel pieces ----------------------------------------------------------------------------
+def grid(g: Grid) -> model.GridPos:
+    x, y, w, h = g
+    return model.GridPos(h=h, w=w, x=x, y=y)
+
+
+def base(
+    panel: Any, title: str, description: str, targets: Sequence[prom.Dataquery], g: Grid,
+    unit: str,
+) -> Any:
+    """What every panel has: title, description, datasource, queries, position and unit."""
+    panel = (
+        panel.title(title)
+        .description(description)
+        .datasource(DS)
+        .targets(list(targets))
+        .grid_pos(grid(g))
+        .unit(unit)
+    )
+    return panel
+
+
+def plain_thresholds(*steps: tuple[float | None, str]) -> builders.ThresholdsConfig:
+    return (
+        builders.ThresholdsConfig()
+        .mode(model.ThresholdsMode.ABSOLUTE)
+        .steps([model.Threshold(value=v, color=c) for v, c in (steps or ((None, "text"),))])
+    )
+
+
+def colour(mode: model.FieldColorModeId) -> builders.FieldColor:
+    return builders.FieldColor().mode(mode)
+
+
+def fixed_colour(ref: str, name: str) -> tuple[model.MatcherConfig, list[model.DynamicConfigValue]]:
+    return (
+        model.MatcherConfig(id_val="byFrameRefID", options=ref),
+        [model.DynamicConfigValue(id_val="color", value={"fixedColor": name, "mode": "fixed"})],
+    )
+
+
+def last_value() -> common_builders.ReduceDataOptions:
+    return common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
+
+
+def stat_panel(
+    title: str,
+    description: str,
+    targets: Sequence[prom.Dataquery],
+    g: Grid,
+    unit: str,
+    color_mode: common.BigValueColorMode = common.BigValueColorMode.VALUE,
+) -> stat.Panel:
+    panel: stat.Panel = base(stat.Panel(), title, description, targets, g, unit)
+    return (
+        panel.color_scheme(colour(model.FieldColorModeId.THRESHOLDS))
+        .thresholds(plain_thresholds())
+        .color_mode(color_mode)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .justify_mode(common.BigValueJustifyMode.AUTO)
+        .orientation(common.VizOrientation.AUTO)
+        .reduce_options(last_value())
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+    )
+
+
+def band_stat(title: str, description: str, base_query: dict[str, str], legend: str, g: Grid,
+              money: str) -> stat.Panel:
+    """A stat whose every value is coloured by where it sits in its channel's band.
+
+    ``legend`` is a Grafana legend template to which " · today" (and the other windows)
+    is appended: concatenated, so ``{{channel}}`` reaches Grafana as it is.
+    """
+    targets = []
+    overrides = []
+    for ref, _period, label in WINDOWS_NOW:
+        for suffix, colour_name, template in BAND_STATES:
+            ref_id = f"{ref}_{suffix}"
+            shown = f"{legend} · {label}" if legend else label
+            targets.append(target(ref_id, template.replace("Q", base_query[ref]), shown, True))
+            overrides.append(fixed_colour(ref_id, colour_name))
+    panel = stat_panel(title, description, targets, g, money)
+    for matcher, properties in overrides:
+        panel = panel.with_override(matcher, properties)
+    return panel
+
+
+def timeseries_panel(
+    title: str,
+    description: str,
+    targets: Sequence[prom.Dataquery],
+    g: Grid,
+    unit: str,
+    stacked: bool = False,
+) -> timeseries.Panel:
+    panel: timeseries.Panel = base(timeseries.Panel(), title, description, targets, g, unit)
+    panel = (
+        panel.color_scheme(colour(model.FieldColorModeId.PALETTE_CLASSIC))
+        .thresholds(plain_thresholds())
+        .legend(
+            common_builders.VizLegendOptions()
+            .calcs(["lastNotNull"])
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.RIGHT)
+            .show_legend(True)
         )
-    return out
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
+    )
+    if stacked:
+        panel = panel.stacking(
+            common_builders.StackingConfig().mode(common.StackingMode.NORMAL)
+        ).fill_opacity(30)
+    return panel
+
+
+def bargauge_panel(
+    title: str, description: str, targets: Sequence[prom.Dataquery], g: Grid, unit: str
+) -> bargauge.Panel:
+    panel: bargauge.Panel = base(bargauge.Panel(), title, description, targets, g, unit)
+    return (
+        panel.color_scheme(colour(model.FieldColorModeId.THRESHOLDS))
+        .thresholds(plain_thresholds())
+        .display_mode(common.BarGaugeDisplayMode.BASIC)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(last_value())
+    )
+
+
+def table_panel(
+    title: str, description: str, targets: Sequence[prom.Dataquery], g: Grid, unit: str
+) -> table.Panel:
+    panel: table.Panel = base(table.Panel(), title, description, targets, g, unit)
+    return (
+        panel.color_scheme(colour(model.FieldColorModeId.THRESHOLDS))
+        .thresholds(plain_thresholds())
+        .show_header(True)
+    )
+
+
+# -- variables and dashboards ----------------------------------------------------------------
+def datasource_variable() -> builders.DatasourceVariable:
+    return (
+        builders.DatasourceVariable("datasource")
+        .label("Data source")
+        .description("The Prometheus that scrapes contact-cost-exporter.")
+        .type("prometheus")
+        .hide(model.VariableHide.DONT_HIDE)
+    )
 
 
 def custom(
     name: str, label: str, values: list[str], default: str, description: str
-) -> dict[str, Any]:
-    return {
-        "current": {"selected": True, "text": default, "value": default},
-        "description": description,
-        "hide": 0,
-        "label": label,
-        "name": name,
-        "options": [{"selected": v == default, "text": v, "value": v} for v in values],
-        "query": ",".join(values),
-        "type": "custom",
-    }
+) -> builders.CustomVariable:
+    return (
+        builders.CustomVariable(name)
+        .label(label)
+        .description(description)
+        .values(",".join(values))
+        .current(model.VariableOption(selected=True, text=default, value=default))
+        .options([model.VariableOption(selected=v == default, text=v, value=v) for v in values])
+        .hide(model.VariableHide.DONT_HIDE)
+    )
 
 
-def query_var(name: str, label: str, query: str, description: str) -> dict[str, Any]:
-    return {
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "datasource": DS,
-        "definition": query,
-        "description": description,
-        "hide": 0,
-        "includeAll": True,
-        "label": label,
-        "multi": True,
-        "name": name,
-        "options": [],
-        "query": {"query": query, "refId": f"{name}-variable"},
-        "refresh": 2,
-        "regex": "",
-        "sort": 1,
-        "type": "query",
-    }
+class QueryVariableModel(model.VariableModel):
+    """The SDK's variable model plus `definition`: the query text Grafana's variable editor
+    shows and saves beside the query object (the SDK's schema has no field for it)."""
+
+    definition: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        payload = super().to_json()
+        if self.definition:
+            payload["definition"] = self.definition
+        return payload
+
+
+class QueryVariable(builders.QueryVariable):
+    def __init__(self, name: str, definition: str) -> None:
+        super().__init__(name)
+        internal = QueryVariableModel()
+        internal.name = name
+        internal.type_val = model.VariableType.QUERY
+        internal.definition = definition
+        self._internal = internal
+
+
+def query_var(name: str, label: str, query: str, description: str) -> builders.QueryVariable:
+    return (
+        QueryVariable(name, query)
+        .label(label)
+        .description(description)
+        .datasource(DS)
+        .query({"query": query, "refId": f"{name}-variable", "qryType": 1})
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        .include_all(True)
+        .all_value(".*")
+        .multi(True)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .hide(model.VariableHide.DONT_HIDE)
+    )
+
+
+def cost_variables() -> list[Builder[model.VariableModel]]:
+    return [
+        datasource_variable(),
+        custom(
+            "period",
+            "Period",
+            ["day", "week", "month", "quarter", "year"],
+            "month",
+            "Calendar period of the figures, in the exporter's time zone.",
+        ),
+        custom(
+            "window",
+            "Window",
+            ["current", "previous"],
+            "current",
+            "current: period to date; previous: the last complete period.",
+        ),
+        query_var(
+            "channel",
+            "Channel",
+            "label_values(contactcenter_contacts, channel)",
+            "Channels to include (voice, email, ...).",
+        ),
+        query_var(
+            "queue",
+            "Queue",
+            'label_values(contactcenter_contacts{channel=~"$channel"}, queue)',
+            "Queues to include.",
+        ),
+    ]
+
+
+def source_variables() -> list[Builder[model.VariableModel]]:
+    return [
+        datasource_variable(),
+        query_var(
+            "source",
+            "Source",
+            "label_values(contactcenter_source_up, source)",
+            "Sources (export files, APIs) to include.",
+        ),
+    ]
 
 
 def dashboard(
-    uid: str, title: str, description: str, panels: list[dict[str, Any]], cost: bool
-) -> dict[str, Any]:
-    for number, item in enumerate(panels, start=1):
-        item["id"] = number
-    return {
-        "annotations": {"list": []},
-        "description": description,
-        "editable": True,
-        "graphTooltip": 1,
-        "links": [
-            {
-                "asDropdown": False,
-                "includeVars": True,
-                "keepTime": True,
-                "tags": ["contact-cost"],
-                "title": "Contact cost",
-                "type": "dashboards",
-            }
-        ],
-        "panels": panels,
-        "refresh": "1m",
-        "schemaVersion": SCHEMA_VERSION,
-        "tags": ["contact-cost"],
-        "templating": {"list": variables(cost)},
-        "time": {"from": "now-30d" if cost else "now-24h", "to": "now"},
-        "timezone": "",
-        "title": title,
-        "uid": uid,
-        "version": 1,
-    }
+    uid: str,
+    title: str,
+    description: str,
+    panels: Sequence[PanelBuilder],
+    variables: list[Builder[model.VariableModel]],
+    time_from: str,
+) -> builders.Dashboard:
+    board = (
+        builders.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["contact-cost"])
+        .editable()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .refresh("1m")
+        .time(time_from, "now")
+        .timezone("")
+        .version(1)
+        .link(
+            builders.DashboardLink("Contact cost")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags(["contact-cost"])
+            .as_dropdown(False)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .variables(variables)
+    )
+    for number, panel in enumerate(panels, start=1):
+        board = board.with_panel(panel.id(number))  # type: ignore[attr-defined]
+    return board
 
 
-def overview(currency: str) -> dict[str, Any]:
+def overview(currency: str) -> builders.Dashboard:
     money = f"currency{currency}"
     per_channel = {
         ref: cost_per_contact_by("channel", period, "current", F_CQ)
@@ -292,14 +404,98 @@ def overview(currency: str) -> dict[str, Any]:
         for ref, period, _ in WINDOWS_NOW
     }
     sel = f"{F_PW},{F_CQ}"
-    panels = [
+    band_over_time = timeseries_panel(
+        "Cost per contact over time, with the benchmark band",
+        "Cost per handled contact for the selected period and window, per channel, with the "
+        "low and high ends of each channel's band as dashed lines.",
+        [
+            target("A", cost_per_contact_by("channel", "$period", "$window", F_CQ), "{{channel}}"),
+            target(
+                "LOW",
+                'channel:contactcenter_benchmark_low:min{channel=~"$channel"}',
+                "{{channel}} band low",
+            ),
+            target(
+                "HIGH",
+                'channel:contactcenter_benchmark_high:max{channel=~"$channel"}',
+                "{{channel}} band high",
+            ),
+        ],
+        (0, 6, 24, 9),
+        money,
+    )
+    for ref in ("LOW", "HIGH"):
+        band_over_time = band_over_time.override_by_query(
+            ref,
+            [
+                model.DynamicConfigValue(
+                    id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}
+                ),
+                model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            ],
+        )
+    breakdown = (
+        table_panel(
+            "Breakdown by queue and channel",
+            "Handled contacts, allocated cost and cost per contact for every channel and queue "
+            "in the selection, for the selected period and window.",
+            [
+                target(
+                    "CONTACTS",
+                    f"sum by (channel, queue) (contactcenter_contacts{{{sel}}})",
+                    "",
+                    True,
+                    as_table=True,
+                ),
+                target(
+                    "COST",
+                    f"sum by (channel, queue) (contactcenter_cost{{{sel}}})",
+                    "",
+                    True,
+                    as_table=True,
+                ),
+                target(
+                    "CPC",
+                    cost_per_contact_by("channel, queue", "$period", "$window", F_CQ),
+                    "",
+                    True,
+                    as_table=True,
+                ),
+            ],
+            (0, 37, 24, 8),
+            money,
+        )
+        .sort_by(
+            [common_builders.TableSortByFieldState().display_name("Cost per contact").desc(True)]
+        )
+        .override_by_name("Contacts", [model.DynamicConfigValue(id_val="unit", value="short")])
+        .transformations(
+            [
+                model.DataTransformerConfig(id_val="merge", options={}),
+                model.DataTransformerConfig(
+                    id_val="organize",
+                    options={
+                        "excludeByName": {"Time": True},
+                        "renameByName": {
+                            "Value #CONTACTS": "Contacts",
+                            "Value #COST": "Cost",
+                            "Value #CPC": "Cost per contact",
+                            "channel": "Channel",
+                            "queue": "Queue",
+                        },
+                    },
+                ),
+            ]
+        )
+    )
+    panels: list[PanelBuilder] = [
         band_stat(
             "Cost per contact by channel, now",
             "Cost per handled contact, today, week to date and month to date, for the selected "
             "queues; sum(cost) / sum(contacts). Blue: below the channel's benchmark band "
             "(understaffing? missing cost item?), green: inside it, red: above it.",
             per_channel,
-            "{{channel}} · {label}",
+            "{{channel}}",
             (0, 0, 16, 6),
             money,
         ),
@@ -308,57 +504,21 @@ def overview(currency: str) -> dict[str, Any]:
             "All channels and queues together, from the recording rule "
             "period_window:contactcenter_cost_per_contact:ratio, coloured by the default band.",
             center_base,
-            "{label}",
+            "",
             (16, 0, 8, 6),
             money,
         ),
-        panel(
-            "timeseries",
-            "Cost per contact over time, with the benchmark band",
-            "Cost per handled contact for the selected period and window, per channel, with the "
-            "low and high ends of each channel's band as dashed lines.",
-            [
-                target(
-                    "A", cost_per_contact_by("channel", "$period", "$window", F_CQ), "{{channel}}"
-                ),
-                target(
-                    "LOW",
-                    'channel:contactcenter_benchmark_low:min{channel=~"$channel"}',
-                    "{{channel}} band low",
-                ),
-                target(
-                    "HIGH",
-                    'channel:contactcenter_benchmark_high:max{channel=~"$channel"}',
-                    "{{channel}} band high",
-                ),
-            ],
-            (0, 6, 24, 9),
-            money,
-            timeseries_options(),
-            [
-                {
-                    "matcher": {"id": "byFrameRefID", "options": ref},
-                    "properties": [
-                        {"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
-                        {"id": "custom.fillOpacity", "value": 0},
-                    ],
-                }
-                for ref in ("LOW", "HIGH")
-            ],
-        ),
-        panel(
-            "timeseries",
+        band_over_time,
+        timeseries_panel(
             "Cost by component",
             "Allocated cost of the selected contacts by component (salaries, licences, ...), "
             "stacked, for the selected period and window.",
             [target("A", f"sum by (component) (contactcenter_cost{{{sel}}})", "{{component}}")],
             (0, 15, 12, 8),
             money,
-            timeseries_options(),
-            defaults={"custom": {"stacking": {"mode": "normal"}, "fillOpacity": 30}},
+            stacked=True,
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Unallocated cost",
             "Cost that found no handled contact in its scope in the selected period and window "
             "(a Sunday's rent, for instance), by component. It is never dropped: it lands on "
@@ -372,11 +532,9 @@ def overview(currency: str) -> dict[str, Any]:
             ],
             (12, 15, 12, 8),
             money,
-            timeseries_options(),
-            defaults={"custom": {"stacking": {"mode": "normal"}, "fillOpacity": 30}},
+            stacked=True,
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Contacts handled and abandoned",
             "Handled contacts and contacts abandoned or unanswered, for the selected period, "
             "window, channels and queues.",
@@ -394,10 +552,8 @@ def overview(currency: str) -> dict[str, Any]:
             ],
             (0, 23, 12, 8),
             "short",
-            timeseries_options(),
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Average handle time",
             "Talk + hold + after-call work per handled contact: sum(handle time) / sum(contacts), "
             "per channel.",
@@ -411,10 +567,8 @@ def overview(currency: str) -> dict[str, Any]:
             ],
             (12, 23, 12, 8),
             "s",
-            timeseries_options(),
         ),
-        panel(
-            "stat",
+        stat_panel(
             "Outbound cost per sale and per lead",
             "Total cost of outbound contacts / number of outcomes of outbound queues, whole "
             "center, for the selected period and window (recording rule "
@@ -430,10 +584,8 @@ def overview(currency: str) -> dict[str, Any]:
             ],
             (0, 31, 8, 6),
             money,
-            stat_options(),
         ),
-        panel(
-            "bargauge",
+        bargauge_panel(
             "Cost per contact by queue",
             "sum(cost) / sum(contacts) per queue, for the selected period, window and channels.",
             [
@@ -446,14 +598,8 @@ def overview(currency: str) -> dict[str, Any]:
             ],
             (8, 31, 8, 6),
             money,
-            {
-                "displayMode": "basic",
-                "orientation": "horizontal",
-                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            },
         ),
-        panel(
-            "bargauge",
+        bargauge_panel(
             "Cost per contact by channel",
             "sum(cost) / sum(contacts) per channel, for the selected period, window and queues.",
             [
@@ -466,102 +612,47 @@ def overview(currency: str) -> dict[str, Any]:
             ],
             (16, 31, 8, 6),
             money,
-            {
-                "displayMode": "basic",
-                "orientation": "horizontal",
-                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            },
         ),
-        panel(
-            "table",
-            "Breakdown by queue and channel",
-            "Handled contacts, allocated cost and cost per contact for every channel and queue "
-            "in the selection, for the selected period and window.",
-            [
-                target(
-                    "CONTACTS",
-                    f"sum by (channel, queue) (contactcenter_contacts{{{sel}}})",
-                    "",
-                    True,
-                ),
-                target("COST", f"sum by (channel, queue) (contactcenter_cost{{{sel}}})", "", True),
-                target(
-                    "CPC",
-                    cost_per_contact_by("channel, queue", "$period", "$window", F_CQ),
-                    "",
-                    True,
-                ),
-            ],
-            (0, 37, 24, 8),
-            money,
-            {"showHeader": True, "sortBy": [{"desc": True, "displayName": "Cost per contact"}]},
-            [
-                {
-                    "matcher": {"id": "byName", "options": "Contacts"},
-                    "properties": [{"id": "unit", "value": "short"}],
-                }
-            ],
-        ),
+        breakdown,
     ]
-    for item in panels[-1:]:
-        for tgt in item["targets"]:
-            tgt["format"] = "table"
-        item["transformations"] = [
-            {"id": "merge", "options": {}},
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True},
-                    "renameByName": {
-                        "Value #CONTACTS": "Contacts",
-                        "Value #COST": "Cost",
-                        "Value #CPC": "Cost per contact",
-                        "channel": "Channel",
-                        "queue": "Queue",
-                    },
-                },
-            },
-        ]
     return dashboard(
         "contact-cost-overview",
         "Contact cost: overview",
         "Cost per contact against the benchmark band, what it is made of, and the volumes "
         "behind it. Figures come from contact-cost-exporter, recomputed every interval.",
         panels,
-        cost=True,
+        cost_variables(),
+        "now-30d",
     )
 
 
-def sources() -> dict[str, Any]:
+def sources() -> builders.Dashboard:
     src = 'source=~"$source"'
-    panels = [
-        panel(
-            "stat",
+    up = (
+        stat_panel(
             "Source up",
             "1 when the source's last read succeeded. A source that is down keeps its last good "
             "figures on the overview, which go stale (alert ContactCostSourceDown).",
             [target("A", f"contactcenter_source_up{{{src}}}", "{{source}}", True)],
             (0, 0, 6, 5),
             "none",
-            stat_options(color_mode="background"),
-            defaults={
-                "mappings": [
-                    {
-                        "options": {
-                            "0": {"color": "red", "text": "down"},
-                            "1": {"color": "green", "text": "up"},
-                        },
-                        "type": "value",
+            color_mode=common.BigValueColorMode.BACKGROUND,
+        )
+        .mappings(
+            [
+                model.ValueMap(
+                    options={
+                        "0": model.ValueMappingResult(color="red", text="down"),
+                        "1": model.ValueMappingResult(color="green", text="up"),
                     }
-                ],
-                "thresholds": {
-                    "mode": "absolute",
-                    "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}],
-                },
-            },
-        ),
-        panel(
-            "stat",
+                )
+            ]
+        )
+        .thresholds(plain_thresholds((None, "red"), (1, "green")))
+    )
+    panels: list[PanelBuilder] = [
+        up,
+        stat_panel(
             "Last success age",
             "Time since each source's last successful read. ContactCostSourceStale fires when it "
             "exceeds N of the source's intervals.",
@@ -575,10 +666,8 @@ def sources() -> dict[str, Any]:
             ],
             (6, 0, 6, 5),
             "s",
-            stat_options(),
         ),
-        panel(
-            "stat",
+        stat_panel(
             "Newest contact age",
             "Time since the start of the newest contact each source has stored (from the store, "
             "so it survives restarts). A source that reads fine but delivers nothing grows "
@@ -594,10 +683,8 @@ def sources() -> dict[str, Any]:
             ],
             (12, 0, 6, 5),
             "s",
-            stat_options(),
         ),
-        panel(
-            "stat",
+        stat_panel(
             "Last recompute age and duration",
             "Time since the exporter last rebuilt its snapshot, and how long that took. The "
             "age should stay below the configured recompute interval.",
@@ -612,10 +699,8 @@ def sources() -> dict[str, Any]:
             ],
             (18, 0, 6, 5),
             "s",
-            stat_options(),
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Records read per source",
             "Records read from each source per interval (increase of "
             "contactcenter_source_records_total).",
@@ -628,10 +713,8 @@ def sources() -> dict[str, Any]:
             ],
             (0, 5, 12, 8),
             "short",
-            timeseries_options(),
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Rejected records per source and reason",
             "Rows skipped as malformed, per interval, by reason. A steady rise fires "
             "ContactCostRejectedRecords; the exporter log names the file and line.",
@@ -645,19 +728,15 @@ def sources() -> dict[str, Any]:
             ],
             (12, 5, 12, 8),
             "short",
-            timeseries_options(),
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Recompute duration",
             "Time the exporter took to rebuild its snapshot of all gauges, per recompute.",
             [target("A", "contactcenter_recompute_duration_seconds", "{{instance}}")],
             (0, 13, 12, 8),
             "s",
-            timeseries_options(),
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Rotation losses per source",
             "Times a file source's file was rotated or truncated and the rest of its old "
             "content was not found (rows written since the previous read lost), per interval. "
@@ -672,10 +751,8 @@ def sources() -> dict[str, Any]:
             ],
             (0, 21, 12, 8),
             "short",
-            timeseries_options(),
         ),
-        panel(
-            "timeseries",
+        timeseries_panel(
             "Duplicate and excluded records per source",
             "Records read again that were already stored (a re-read, a redelivery: counted "
             "once), and records left out on purpose by reason (exclude_contexts, exclude, a "
@@ -697,10 +774,8 @@ def sources() -> dict[str, Any]:
             ],
             (12, 21, 12, 8),
             "short",
-            timeseries_options(),
         ),
-        panel(
-            "table",
+        table_panel(
             "Records and rejections, totals",
             "Records read and rejected since each source's history began, and the exporter's "
             "version, currency and time zone.",
@@ -710,53 +785,83 @@ def sources() -> dict[str, Any]:
                     f"sum by (source) (contactcenter_source_records_total{{{src}}})",
                     "",
                     True,
+                    as_table=True,
                 ),
                 target(
                     "REJECTED",
                     f"sum by (source) (contactcenter_source_rejected_records_total{{{src}}})",
                     "",
                     True,
+                    as_table=True,
                 ),
-                target("INFO", "contactcenter_info", "", True),
+                target("INFO", "contactcenter_info", "", True, as_table=True),
             ],
             (12, 13, 12, 8),
             "short",
-            {"showHeader": True},
         ),
     ]
-    for tgt in panels[-1]["targets"]:
-        tgt["format"] = "table"
     return dashboard(
         "contact-cost-sources",
         "Contact cost: sources",
         "Health of contact-cost-exporter's sources (export files, vendor APIs) and of its "
         "recompute job.",
         panels,
-        cost=False,
+        source_variables(),
+        "now-24h",
     )
 
 
-def render(board: dict[str, Any]) -> str:
-    return json.dumps(board, indent=2, sort_keys=True) + "\n"
+def render(board: builders.Dashboard) -> str:
+    return json.dumps(board.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
 
 def build(currency: str = DEFAULT_CURRENCY) -> dict[str, str]:
     """File name -> JSON text, for every dashboard."""
+    if currency not in CURRENCIES:
+        raise ValueError(
+            f"Grafana has no currency unit currency{currency} (it knows {', '.join(CURRENCIES)})"
+        )
     return {
         "contact-cost-overview.json": render(overview(currency)),
         "contact-cost-sources.json": render(sources()),
     }
 
 
+def configured_currency(path: Path) -> str:
+    """The exporter's `currency` as it reads it: the file, then CONTACT_COST_* overrides."""
+    from collector.config import ConfigError, load_settings
+
+    try:
+        return load_settings(path).currency
+    except ConfigError as exc:
+        raise SystemExit(f"generate.py: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--currency", default=DEFAULT_CURRENCY, help="ISO 4217 code (default USD)")
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output directory")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", type=Path, help="the exporter's TOML: use its currency")
+    which.add_argument("--currency", help="ISO 4217 code, such as EUR (default USD)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: the committed grafana/dashboards)")
     parser.add_argument("--check", action="store_true", help="fail if the files differ")
     args = parser.parse_args(argv)
+    currency = DEFAULT_CURRENCY
+    if args.config is not None:
+        currency = configured_currency(args.config)
+    elif args.currency is not None:
+        currency = args.currency.upper()
+    out = args.out or OUT_DIR
+    if currency != DEFAULT_CURRENCY and out.resolve() == OUT_DIR.resolve() and not args.check:
+        parser.error(f"the committed dashboards are in {DEFAULT_CURRENCY}: "
+                     f"give --out DIR for dashboards in {currency}")
+    try:
+        files = build(currency)
+    except ValueError as exc:
+        parser.error(str(exc))
     stale = []
-    for name, text in build(args.currency).items():
-        path = args.out / name
+    for name, text in files.items():
+        path = out / name
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))

@@ -96,6 +96,8 @@ def test_every_variable_a_query_uses_is_defined(path: Path) -> None:
     defined = set(variables(board)) | set(GRAFANA_BUILTINS)
     texts = [t["expr"] for p in iter_panels(board) for t in p["targets"]]
     texts += [v["definition"] for v in variables(board).values() if "definition" in v]
+    texts += [v["query"]["query"] for v in variables(board).values()
+              if isinstance(v.get("query"), dict)]
     for text in texts:
         for name in re.findall(r"\$\{?(\w+)", text):
             assert name in defined, f"${name} is not a variable: {text}"
@@ -168,6 +170,106 @@ def test_recording_rules_used_by_dashboards_exist() -> None:
                 assert not missing, (path.name, panel["title"], missing)
 
 
+# A Grafana legend template is {{label}}; anything else in braces is a str.format leftover.
+GRAFANA_TEMPLATE = re.compile(r"\{\{(\w+)\}\}")
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=IDS)
+def test_no_unreplaced_placeholder_in_a_legend_or_title(path: Path) -> None:
+    """The old bug: every "Cost per contact by channel, now" value was named "{channel} ·
+    today", because str.format turned the legend's {{channel}} into a literal {channel}."""
+    board = load_dashboard(path)
+    assert not re.search(r"[{}$]", board["title"]), board["title"]
+    for panel in iter_panels(board):
+        assert not re.search(r"[{}$%]", panel["title"]), panel["title"]
+        for t in panel["targets"]:
+            legend = t.get("legendFormat", "")
+            leftover = GRAFANA_TEMPLATE.sub("", legend)
+            assert "{" not in leftover and "}" not in leftover, (panel["title"], legend)
+            # Each {{label}} is a label the query's result has: one of its `by (...)` labels
+            # when it aggregates, else a label of the raw series.
+            grouped = {
+                name.strip()
+                for group in re.findall(r"\bby \(([^)]*)\)", t["expr"])
+                for name in group.split(",")
+            }
+            for label in GRAFANA_TEMPLATE.findall(legend):
+                if grouped:
+                    assert label in grouped, (panel["title"], t["refId"], label)
+
+
+def test_the_band_stat_names_each_value_by_its_channel() -> None:
+    board = load_dashboard(GRAFANA_DIR / "dashboards" / "contact-cost-overview.json")
+    (panel,) = [p for p in iter_panels(board) if p["title"] == "Cost per contact by channel, now"]
+    legends = {t["refId"]: t["legendFormat"] for t in panel["targets"]}
+    assert legends["DAY_IN"] == "{{channel}} · today"
+    assert legends["MONTH_ABOVE"] == "{{channel}} · month to date"
+    (center,) = [p for p in iter_panels(board) if p["title"].endswith("whole center, now")]
+    assert {t["legendFormat"] for t in center["targets"]} == {
+        "today", "week to date", "month to date"}
+
+
+def money_units(files: dict[str, str]) -> set[str]:
+    import json
+
+    found = set()
+    for text in files.values():
+        for panel in iter_panels(json.loads(text)):
+            unit = panel["fieldConfig"]["defaults"].get("unit", "")
+            if unit.startswith("currency"):
+                found.add(unit)
+    return found
+
+
+def test_currency_unit_from_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    for name in os.environ:
+        if name.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(name)
+    generator = load_generator()
+    assert money_units(generator.build()) == {"currencyUSD"}
+    assert money_units(generator.build("EUR")) == {"currencyEUR"}
+    config = tmp_path / "contact-cost.toml"
+    config.write_text('currency = "NOK"\ntimezone = "Europe/Oslo"\n')
+    committed = {p.name: p.read_text() for p in DASHBOARD_FILES}
+    assert generator.main(["--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    written = {p.name: p.read_text() for p in sorted((tmp_path / "out").iterdir())}
+    assert sorted(written) == IDS
+    assert money_units(written) == {"currencyNOK"}
+    # Only the unit differs from the committed USD dashboards.
+    for name, text in written.items():
+        assert text.replace("currencyNOK", "currencyUSD") == committed[name]
+    # An environment override wins, as it does for the exporter.
+    monkeypatch.setenv("CONTACT_COST_CURRENCY", "SEK")
+    assert generator.main(["--config", str(config), "--out", str(tmp_path / "sek")]) == 0
+    assert money_units({p.name: p.read_text() for p in (tmp_path / "sek").iterdir()}) == {
+        "currencySEK"}
+    # Another currency never overwrites the committed files, and Grafana must know it.
+    with pytest.raises(SystemExit):
+        generator.main(["--currency", "EUR"])
+    with pytest.raises(SystemExit):
+        generator.main(["--currency", "XYZ", "--out", str(tmp_path / "xyz")])
+    assert {p.name: p.read_text() for p in DASHBOARD_FILES} == committed
+    assert generator.main(["--check"]) == 0
+
+
+def test_the_generator_is_built_on_a_grafana_11_sdk() -> None:
+    from importlib.metadata import version
+
+    sdk = version("grafana-foundation-sdk")
+    epoch, _, flavour = sdk.partition("!")
+    assert epoch.isdigit() and flavour.startswith("11."), sdk
+    pyproject = (GRAFANA_DIR.parent / "pyproject.toml").read_text()
+    assert f'"grafana-foundation-sdk=={sdk}"' in pyproject
+    source = (GRAFANA_DIR / "generate.py").read_text()
+    assert "from grafana_foundation_sdk.builders import" in source
+    # Legends are concatenated, never str.format'ted (which eats Grafana's {{...}}).
+    assert not re.search(r"[\"']\)?\.format\(", source)
+
+
 def test_provisioning_files() -> None:
     yaml = require_yaml()
     datasources = yaml.safe_load(
@@ -175,6 +277,8 @@ def test_provisioning_files() -> None:
     )
     assert datasources["apiVersion"] == 1
     assert [d["type"] for d in datasources["datasources"]] == ["prometheus"]
+    # Not the default: provisioning must not clash with a Grafana that already has one.
+    assert [d["isDefault"] for d in datasources["datasources"]] == [False]
     providers = yaml.safe_load(
         (GRAFANA_DIR / "provisioning" / "dashboards" / "contact-cost.yaml").read_text()
     )
