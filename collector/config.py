@@ -129,6 +129,9 @@ class CostItem(BaseModel):
     from_: date | None = Field(default=None, alias="from")
     until: date | None = None
     allocate: Literal["handle_time", "contacts"] = "handle_time"
+    # How a shared item behaves under `whatif`: "workload" items (agent labour, per-seat
+    # licences) scale with the agents' handle hours; "fixed" ones (rent, hardware) do not.
+    scales_with: Literal["fixed", "workload"] = "fixed"
     channels: list[str] | None = None
     directions: list[Literal["inbound", "outbound"]] | None = None
     queues: list[str] | None = None
@@ -300,6 +303,14 @@ class FcrSettings(BaseModel):
         return value
 
 
+class ForecastSettings(BaseModel):
+    """`[forecast]`: the projection to the end of the period (collector.projection)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Complete ISO weeks before the current one whose weekday-and-hour arrivals make the profile.
+    weeks: int = Field(default=4, ge=1, le=52)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Defaults, types and docs live here and only here."""
 
@@ -319,6 +330,7 @@ class Settings(BaseSettings):
     hours: HoursSettings | None = None  # None: open around the clock
     service_level: ServiceLevelSettings = Field(default_factory=ServiceLevelSettings)
     fcr: FcrSettings = Field(default_factory=FcrSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # [metrics]: series kept
 
     @field_validator("currency")

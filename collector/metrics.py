@@ -188,6 +188,32 @@ FIGURES: tuple[MetricFamily, ...] = (
         "customer within it makes a handled contact a repeat.",
         (),
     ),
+    _figure(
+        "contactcenter_contacts_projected",
+        "Handled contacts projected for the whole current period: those so far plus those "
+        "expected over its remaining open hours from the weekday-and-hour profile of the last "
+        "[forecast] weeks complete weeks.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_cost_projected",
+        "Cost projected for the whole current period: its shared cost in full (from the "
+        "configuration) allocated to the projected contacts, plus usage cost so far and at "
+        "the current rate per contact for the expected ones.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_cost_per_contact_projected",
+        "contactcenter_cost_projected / contactcenter_contacts_projected. Absent when no "
+        "contact is projected.",
+        _SLICE,
+    ),
+    _figure(
+        "contactcenter_period_open_elapsed_ratio",
+        "Share of the current period's open seconds (service hours; all seconds without "
+        "[hours]) that has passed. Absent for a period with no open second.",
+        ("period",),
+    ),
     MetricFamily(
         "contactcenter_open",
         "gauge",

@@ -19,6 +19,7 @@ from adapters.base import (
 __all__ = [
     "CHANNELS_KNOWN",
     "DIRECTIONS",
+    "Arrival",
     "Batch",
     "Contact",
     "KpiDefinitions",
@@ -69,3 +70,14 @@ class KpiDefinitions(NamedTuple):
             if name == queue:
                 return seconds
         return self.threshold
+
+
+class Arrival(NamedTuple):
+    """Handled contacts of one label set that started in one 15-minute bucket (the
+    projection's arrival profile, collector.projection)."""
+
+    start: float  # epoch seconds of the bucket's start (a multiple of 900)
+    channel: str
+    direction: str
+    queue: str
+    handled: int

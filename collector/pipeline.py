@@ -17,6 +17,7 @@ from collector.config import Settings
 from collector.costing import compute_figures, first_day_needed
 from collector.metrics import Sample
 from collector.pagefigures import PageFigures, page_figures
+from collector.projection import arrivals_first_day, project_figures
 from collector.series import MetricsSettings
 from collector.snapshot import Snapshot, build_snapshot
 from collector.store import Store
@@ -65,6 +66,9 @@ def figures_at(
     moment = moment.astimezone(settings.tz)
     rollups = store.rollups_as_of(first_day_needed(moment), moment)
     samples = compute_figures(settings, rollups, moment)
+    weeks = settings.forecast.weeks
+    arrivals = store.arrivals(arrivals_first_day(moment, settings.tz, weeks), moment)
+    samples += project_figures(settings, rollups, arrivals, moment, weeks)
     page = None
     if with_page:  # the stored contacts are counted within a time budget (storedcounts)
         page = page_figures(settings, samples, rollups, moment, stored_counts(store))

@@ -38,6 +38,8 @@ ADDITIVE: frozenset[str] = frozenset({
     "contactcenter_wait_seconds",
     "contactcenter_contacts_identified",
     "contactcenter_contacts_repeat",
+    "contactcenter_contacts_projected",
+    "contactcenter_cost_projected",
 })
 # Summing over these would add a day to its month: they are chosen with `periods`/`windows`.
 NOT_DROPPABLE = ("period", "window")

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from adapters.base import Leg, QueueCall, key_customer
 from collector.calls import leg_of_contact, merge_legs, single_leg_contact, single_leg_rows
-from collector.model import Contact, KpiDefinitions, Rollup
+from collector.model import Arrival, Contact, KpiDefinitions, Rollup
 from collector.service import enrich_contact, repeats_of, service_parts
 
 # 1: contacts, positions, daily. 2: + contacts.wait_seconds, + legs (opens a 1 in place).
@@ -259,6 +259,8 @@ class Store(Protocol):
     ) -> Committed: ...
 
     def rollups_as_of(self, first_day: date, now: datetime) -> list[Rollup]: ...
+
+    def arrivals(self, first_day: date, now: datetime) -> list[Arrival]: ...
 
     def newest_start(self, source: str) -> float | None: ...
 
@@ -1086,6 +1088,18 @@ class SqliteStore:
                    int(r[17]))
             for r in rows
         ]
+
+    def arrivals(self, first_day: date, now: datetime) -> list[Arrival]:
+        """Handled contacts per label set and 15-minute bucket of start, from local day
+        `first_day` up to `now` (the projection's weekday-and-hour profile)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT CAST(start / 900 AS INTEGER) * 900 AS bucket, channel, direction, "
+                "queue, sum(handled) FROM contacts WHERE day >= ? AND day <= ? AND start < ? "
+                "GROUP BY bucket, channel, direction, queue",
+                (first_day.toordinal(), self._days.day(now.timestamp()), now.timestamp()),
+            ).fetchall()
+        return [Arrival(float(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
 
     def newest_start(self, source: str) -> float | None:
         """Start of the newest contact stored from `source`; None when it has none.

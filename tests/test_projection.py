@@ -1,0 +1,137 @@
+"""Projection to the end of the period (collector.projection), worked out by hand.
+
+The week of Monday 2026-11-23 is the current one; the profile is the four complete weeks
+before it: 26 Oct - 22 Nov (Mondays 26 Oct, 2, 9, 16 Nov; Sundays 1, 8, 15, 22 Nov).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from collector.config import CostItem, Settings
+from collector.metrics import Sample
+from collector.model import Arrival, Rollup
+from collector.projection import (
+    moment_at_open_share,
+    open_elapsed_ratio,
+    profile_weeks,
+    project_figures,
+)
+
+VOICE = ("voice", "inbound", "support")
+PROFILE_MONDAYS = [date(2026, 10, 26) + timedelta(days=7 * n) for n in range(4)]
+
+
+def cost(**fields: Any) -> CostItem:
+    fields.setdefault("name", fields["component"])
+    return CostItem.model_validate(fields)
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def arrival(day: date, hour: int, handled: int) -> Arrival:
+    return Arrival(at(day, hour).timestamp(), *VOICE, handled)
+
+
+def rollup(day: date, handled: int, handle: float, billable: float) -> Rollup:
+    return Rollup(day, *VOICE, "", handled, handled, handle, handle, billable, 0.0)
+
+
+def value(samples: list[Sample], name: str, **labels: str) -> float | None:
+    found = [s.value for s in samples if s.name == name and s.labels == labels]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def slice_labels(period: str) -> dict[str, str]:
+    return {"period": period, "window": "current", "channel": "voice",
+            "direction": "inbound", "queue": "support"}
+
+
+def test_profile_weeks_are_the_complete_weeks_before_now() -> None:
+    assert profile_weeks(at(date(2026, 11, 25), 12), UTC, 4) == (
+        date(2026, 10, 26), date(2026, 11, 22))
+
+
+def test_projection_from_the_weekday_and_hour_profile_without_hours() -> None:
+    settings = Settings(costs=[cost(component="facilities", amount=700, per="week"),
+                               cost(component="telephony", per_minute=0.5)])
+    # Every profile Monday: 2 handled contacts at 10:00, 600 s handle, 240 s billable.
+    arrivals = [arrival(day, 10, 2) for day in PROFILE_MONDAYS]
+    rollups = [rollup(day, 2, 600, 240) for day in PROFILE_MONDAYS]
+    now = at(date(2026, 11, 23), 9)
+    samples = project_figures(settings, rollups, arrivals, now, weeks=4)
+    week = slice_labels("week")
+    # Monday 10-11 has 8 contacts over 4 x 3600 s; the hour is still to come this week:
+    # 8 / 14400 x 3600 = 2 contacts. None so far this week.
+    assert value(samples, "contactcenter_contacts_projected", **week) == pytest.approx(2.0)
+    # Rent 700 for the whole week + usage at the profile's rate: 240 s x 0.5/min = 2.0 per
+    # 2 contacts = 1.0 each -> 702; per contact 351.
+    assert value(samples, "contactcenter_cost_projected", **week) == pytest.approx(702.0)
+    assert value(samples, "contactcenter_cost_per_contact_projected", **week) == pytest.approx(351.0)
+    # November so far: Mondays 2, 9, 16 Nov = 6 contacts, usage 6.0. Still to come: the
+    # Monday 10:00 hours of 23 and 30 Nov = 4. Rent 700/7 x 30 days = 3000.
+    month = slice_labels("month")
+    assert value(samples, "contactcenter_contacts_projected", **month) == pytest.approx(10.0)
+    assert value(samples, "contactcenter_cost_projected", **month) == pytest.approx(3010.0)
+    # 9 of the week's 168 hours have passed.
+    assert value(samples, "contactcenter_period_open_elapsed_ratio", period="week") == (
+        pytest.approx(9 / 168))
+
+
+def test_projection_respects_hours_closed_days_and_night_arrivals() -> None:
+    settings = Settings.model_validate({
+        "hours": {"mon-fri": "08:00-16:00", "closed": ["2026-11-24", "2026-11-04"]},
+        "costs": [{"name": "rent", "component": "facilities", "amount": 600, "per": "week"},
+                  {"name": "carrier", "component": "telephony", "per_minute": 0.5}],
+    })
+    arrivals = (
+        [arrival(day + timedelta(days=1), 10, 1) for day in PROFILE_MONDAYS]  # Tuesdays
+        # Wednesdays, but 4 Nov was closed and had none
+        + [arrival(day + timedelta(days=2), 10, 1) for day in PROFILE_MONDAYS
+           if day + timedelta(days=2) != date(2026, 11, 4)]
+        + [arrival(day + timedelta(days=6), 22, 1) for day in PROFILE_MONDAYS]  # Sunday night
+    )
+    # So far this week: one contact on Monday, 300 s handle, 120 s billable (usage 1.0).
+    rollups = [rollup(date(2026, 11, 23), 1, 300, 120)]
+    samples = project_figures(settings, rollups, arrivals, at(date(2026, 11, 23), 12), 4)
+    week = slice_labels("week")
+    # Tue 10h: 4 / (4 x 3600 open s), but Tue 24 Nov is closed -> 0.
+    # Wed 10h: 3 / (3 x 3600) (4 Nov had no open second) -> 1 on Wed 25 Nov.
+    # Sun 22h is never open: 4 / (4 x 3600 calendar s) -> 1 on Sun 29 Nov.
+    # 1 so far + 2 = 3.
+    assert value(samples, "contactcenter_contacts_projected", **week) == pytest.approx(3.0)
+    # Rent 600 in full + usage 1.0 so far + 2 x 1.0 = 603; per contact 201.
+    assert value(samples, "contactcenter_cost_projected", **week) == pytest.approx(603.0)
+    assert value(samples, "contactcenter_cost_per_contact_projected", **week) == pytest.approx(201.0)
+    # Open this week: Mon, Wed, Thu, Fri x 8 h = 32 h; Mon 08-12 has passed: 4/32.
+    assert value(samples, "contactcenter_period_open_elapsed_ratio", period="week") == 0.125
+
+
+def test_moment_at_open_share_of_a_month() -> None:
+    settings = Settings.model_validate({"hours": {"mon-fri": "08:00-16:00"}})
+    hours = settings.open_hours
+    # November 2026 has 21 weekdays (Mon 2 .. Mon 30): 168 open hours; half is 84 h =
+    # 10.5 days: 10 weekdays (2-13 Nov) plus 4 h on Mon 16 Nov -> 12:00.
+    assert moment_at_open_share("month", date(2026, 11, 1), 0.5, UTC, hours) == at(
+        date(2026, 11, 16), 12)
+    assert open_elapsed_ratio("month", at(date(2026, 11, 16), 12), UTC, hours) == 0.5
+
+
+def test_no_profile_falls_back_to_the_period_so_far() -> None:
+    settings = Settings(costs=[cost(component="salaries", amount=3000, per="month")])
+    # 1 contact on 2 Nov (Monday of the current week), none stored before: no profile week.
+    # 1 Nov 00:00 .. 4 Nov 00:00 = 3 of November's 30 days: 1 / (3/30) = 10 projected;
+    # salaries 3000 in full -> 300 per contact.
+    samples = project_figures(settings, [rollup(date(2026, 11, 2), 1, 60, 0)],
+                              [arrival(date(2026, 11, 2), 9, 1)],
+                              at(date(2026, 11, 4), 0), 4)
+    month = slice_labels("month")
+    assert value(samples, "contactcenter_contacts_projected", **month) == pytest.approx(10.0)
+    assert value(samples, "contactcenter_cost_per_contact_projected", **month) == (
+        pytest.approx(300.0))
