@@ -1,0 +1,180 @@
+"""Many sites in one view: the site rules and the totals across sites (global_rules.yml), checked
+by promtool and against a real Prometheus scraping two exporters as two sites.
+
+The exporters are the real CLI on loopback, each with its own export and costs; the
+Prometheus gives each scrape job a `site` target label, as one Prometheus scraping every
+site would (a site's own Prometheus adds `site` as an external label instead).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import parse_exposition
+from tests.prom_helpers import (
+    PROMETHEUS_DIR,
+    PrometheusAPI,
+    Server,
+    free_port,
+    http_get,
+    require_binary,
+    require_yaml,
+    start_exporter,
+    wait_for,
+)
+
+RULES = [PROMETHEUS_DIR / "recording_rules.yml", PROMETHEUS_DIR / "global_rules.yml"]
+DAY = {"period": "day", "window": "current"}
+
+CONFIG = """
+currency = "EUR"
+timezone = "UTC"
+interval = "1s"
+store = "state.db"
+
+[[sources]]
+name = "helpdesk"
+adapter = "csv"
+path = "contacts.csv"
+channel = "{channel}"
+columns = {{ id = "id", started_at = "start", handle_seconds = "handle", handled = "handled" }}
+
+[[costs]]
+name = "Handling"
+component = "salaries"
+per_contact = {per_contact}
+"""
+
+
+def _rules(name: str) -> list[dict[str, Any]]:
+    doc = require_yaml().safe_load((PROMETHEUS_DIR / name).read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_global_rules_are_clean_and_each_has_a_promql_test() -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run([promtool, "check", "rules", "global_rules.yml"], cwd=PROMETHEUS_DIR,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    test = require_yaml().safe_load((PROMETHEUS_DIR / "tests" / "site_rules_test.yaml")
+                                    .read_text())
+    tested = {case["expr"].split("{")[0].strip()
+              for group in test["tests"] for case in group.get("promql_expr_test", [])}
+    site_rules = {r["record"] for r in _rules("recording_rules.yml")
+                  if r["record"].startswith("site_")}
+    global_rules = {r["record"] for r in _rules("global_rules.yml")}
+    assert len(site_rules) == 6 and len(global_rules) == 6
+    assert (site_rules | global_rules) - tested == set()
+    for name in global_rules:
+        assert name.count(":") == 2, name
+        # across sites from the sites' parts, never from a site ratio
+        expr = next(r["expr"] for r in _rules("global_rules.yml") if r["record"] == name)
+        assert ":ratio" not in expr, expr
+
+
+def _site(workdir: Path, channel: str, per_contact: float, handled: list[bool]) -> Path:
+    """A site's config and export: contacts started in the last minute of today (UTC)."""
+    workdir.mkdir()
+    now = datetime.now(UTC)
+    start = max(now.replace(hour=0, minute=0, second=0, microsecond=0), now - timedelta(seconds=60))
+    rows = ["id,start,handle,handled"] + [
+        f"{channel}-{i},{start:%Y-%m-%dT%H:%M:%S+00:00},120,{1 if h else 0}"
+        for i, h in enumerate(handled)
+    ]
+    (workdir / "contacts.csv").write_text("\n".join(rows) + "\n")
+    (workdir / "config.toml").write_text(CONFIG.format(channel=channel, per_contact=per_contact))
+    return workdir / "config.toml"
+
+
+def _prometheus(workdir: Path, sites: dict[str, int]) -> tuple[Server, PrometheusAPI]:
+    binary = require_binary("prometheus")
+    port = free_port()
+    jobs = "".join(
+        f"  - job_name: {site}\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{exporter_port}']\n        labels: {{site: {site}}}\n"
+        for site, exporter_port in sites.items()
+    )
+    rules = "".join(f"  - {json.dumps(str(path))}\n" for path in RULES)
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n{rules}scrape_configs:\n{jobs}"
+    )
+    server = Server("prometheus", [
+        binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prom-data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+    ], workdir / "prometheus.log").start()
+    api = PrometheusAPI(f"http://127.0.0.1:{port}")
+    wait_for("Prometheus to be ready", api.ready, timeout=30, servers=[server])
+    return server, api
+
+
+def _value(api: PrometheusAPI, expr: str) -> dict[str, float] | None:
+    """{site or "": value} of an instant query, or None while it has no result."""
+    result = api.query(expr)
+    if not result:
+        return None
+    return {r["metric"].get("site", ""): float(r["value"][1]) for r in result}
+
+
+def test_two_sites_into_one_prometheus_cost_per_contact_is_total_over_total(
+    tmp_path: Path,
+) -> None:
+    require_binary("prometheus")
+    # north: voice, 2.00 per handled contact, 3 handled -> cost 6, contacts 3 (2.00 each)
+    # south: email, 5.00 per handled contact, 1 handled + 1 not -> cost 5, contacts 1 (5.00)
+    # the center: (6 + 5) / (3 + 1) = 2.75; an average of the two sites' ratios is 3.5
+    north_cfg = _site(tmp_path / "north", "voice", 2.0, [True, True, True])
+    south_cfg = _site(tmp_path / "south", "email", 5.0, [True, False])
+    servers: list[Server] = []
+    try:
+        north, north_port = start_exporter(north_cfg.parent, north_cfg)
+        servers.append(north)
+        south, south_port = start_exporter(south_cfg.parent, south_cfg)
+        servers.append(south)
+        # the exporters' own figures, read from /metrics
+        for port, cost, contacts in ((north_port, 6.0, 3.0), (south_port, 5.0, 1.0)):
+            values = parse_exposition(http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
+            got_cost = sum(v for (name, labels), v in values.items()
+                           if name == "contactcenter_cost" and DAY.items() <= dict(labels).items())
+            got_contacts = sum(v for (name, labels), v in values.items()
+                               if name == "contactcenter_contacts"
+                               and DAY.items() <= dict(labels).items())
+            assert (got_cost, got_contacts) == (pytest.approx(cost), contacts)
+        prometheus, api = _prometheus(tmp_path, {"north": north_port, "south": south_port})
+        servers.append(prometheus)
+
+        day = '{period="day",window="current"}'
+        total = wait_for(
+            "the center-wide cost per contact",
+            lambda: _value(api, f"period_window:contactcenter_cost_per_contact:ratio_over_sites{day}"),
+            timeout=60, servers=servers,
+        )
+        assert total == {"": pytest.approx(2.75)}
+        by_site = wait_for(
+            "both sites' cost per contact",
+            lambda: (v if (v := _value(api, "site_period_window:contactcenter_cost_per_contact:"
+                                             f"ratio{day}")) and len(v) == 2 else None),
+            timeout=30, servers=servers,
+        )
+        assert by_site == {"north": pytest.approx(2.0), "south": pytest.approx(5.0)}
+        assert _value(api, f"period_window:contactcenter_cost:sum_over_sites{day}") == {
+            "": pytest.approx(11.0)}
+        assert _value(api, f"period_window:contactcenter_contacts:sum_over_sites{day}") == {
+            "": 4.0}
+        # the same from the raw series in the same Prometheus: sum over sum
+        raw = _value(api, f"sum(contactcenter_cost{day}) / sum(contactcenter_contacts{day})")
+        assert raw == {"": pytest.approx(2.75)}
+        # the per-channel figure across sites keeps each site's channel
+        channels = {r["metric"]["channel"]: float(r["value"][1]) for r in api.query(
+            f"period_window_channel:contactcenter_cost_per_contact:ratio_over_sites{day}")}
+        assert channels == {"voice": pytest.approx(2.0), "email": pytest.approx(5.0)}
+    finally:
+        for server in reversed(servers):
+            server.stop()
