@@ -614,6 +614,7 @@ def overview(currency: str) -> builders.Dashboard:
             money,
         ),
         breakdown,
+        *service_panels(sel, money),
     ]
     return dashboard(
         "contact-cost-overview",
@@ -624,6 +625,119 @@ def overview(currency: str) -> builders.Dashboard:
         cost_variables(),
         "now-30d",
     )
+
+
+def service_panels(sel: str, money: str) -> list[PanelBuilder]:
+    """Service level, abandonment, speed of answer, first contact resolution and cost per
+    resolution (issue 11), each re-aggregated from its parts for the selection."""
+
+    def by(what: str, expr: str) -> str:
+        return f"sum by ({what}) ({expr})"
+
+    offered = (
+        f"contactcenter_contacts{{{sel}}} + contactcenter_contacts_abandoned{{{sel}}}"
+        f" - contactcenter_contacts_abandoned_short{{{sel}}}"
+    )
+    answered = f"contactcenter_contacts_answered_in_threshold{{{sel}}}"
+    service_level = (
+        f"{by('queue', answered)}\n  / ({by('queue', f'({offered}) and {answered}')} > 0)"
+    )
+    abandonment = (
+        f"{by('queue', f'contactcenter_contacts_abandoned{{{sel}}} - contactcenter_contacts_abandoned_short{{{sel}}}')}"
+        f"\n  / ({by('queue', offered)} > 0)"
+    )
+    wait = f"contactcenter_wait_seconds{{{sel}}}"
+    speed = (
+        f"{by('queue', wait)}\n  / ({by('queue', f'contactcenter_contacts{{{sel}}} and {wait}')} > 0)"
+    )
+    fcr = (
+        f"1 - {by('queue', f'contactcenter_contacts_repeat{{{sel}}}')}"
+        f"\n  / ({by('queue', f'contactcenter_contacts_identified{{{sel}}}')} > 0)"
+    )
+    per_resolution = (
+        f"{by('channel', f'contactcenter_cost{{{sel}}}')}\n  / "
+        f"({by('channel', f'contactcenter_contacts{{{sel}}} - contactcenter_contacts_repeat{{{sel}}}')} > 0)"
+    )
+    target_line = [
+        model.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
+        model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+    ]
+    return [
+        timeseries_panel(
+            "Service level by queue",
+            "Handled contacts answered within the queue's threshold / (handled + abandoned - "
+            "short abandons), for queues whose contacts carry a wait; the dashed line is the "
+            "alert target (thresholds.yml).",
+            [
+                target("A", service_level, "{{queue}}"),
+                target("TARGET", "max(period_window:contactcenter_service_level_target:threshold)",
+                       "target"),
+            ],
+            (0, 45, 12, 8),
+            "percentunit",
+        ).override_by_query("TARGET", target_line),
+        timeseries_panel(
+            "Abandonment by queue",
+            "(Abandoned - short abandons) / (handled + abandoned - short abandons); the dashed "
+            "line is the alert target (thresholds.yml).",
+            [
+                target("A", abandonment, "{{queue}}"),
+                target("TARGET", "max(period_window:contactcenter_abandonment_target:threshold)",
+                       "target"),
+            ],
+            (12, 45, 12, 8),
+            "percentunit",
+        ).override_by_query("TARGET", target_line),
+        timeseries_panel(
+            "Average speed of answer by queue",
+            "Sum of the wait of handled contacts / handled contacts, for queues whose contacts "
+            "carry a wait, with each queue's service-level threshold.",
+            [
+                target("A", speed, "{{queue}}"),
+                target("THRESHOLD",
+                       'contactcenter_service_level_threshold_seconds{queue=~"$queue|default"}',
+                       "{{queue}} threshold"),
+            ],
+            (0, 53, 12, 8),
+            "s",
+        ).override_by_query("THRESHOLD", target_line),
+        timeseries_panel(
+            "First contact resolution by queue",
+            "1 - repeats / handled contacts that carry a customer key. A repeat is a handled "
+            "contact followed by another contact of the same customer within the [fcr] window "
+            "(counted on the earlier contact's day).",
+            [target("A", fcr, "{{queue}}")],
+            (12, 53, 12, 8),
+            "percentunit",
+        ),
+        bargauge_panel(
+            "Cost per resolution by channel",
+            "Allocated cost / (handled contacts - repeats): what a contact that needed no "
+            "second contact cost, for the selected period, window and queues.",
+            [target("A", per_resolution, "{{channel}}", True)],
+            (0, 61, 12, 6),
+            money,
+        ),
+        stat_panel(
+            "Service, whole center",
+            "From the recording rules (sum over sum across queues, channels and exporters), "
+            "for the selected period and window: service level, abandonment, average speed "
+            "of answer and first contact resolution.",
+            [
+                target("SL", f"period_window:contactcenter_service_level:ratio{{{F_PW}}}",
+                       "service level", True),
+                target("AB", f"period_window:contactcenter_abandonment:ratio{{{F_PW}}}",
+                       "abandonment", True),
+                target("FCR", f"period_window:contactcenter_first_contact_resolution:ratio{{{F_PW}}}",
+                       "first contact resolution", True),
+                target("ASA",
+                       f"period_window:contactcenter_average_speed_of_answer_seconds:ratio{{{F_PW}}}",
+                       "speed of answer", True),
+            ],
+            (12, 61, 12, 6),
+            "percentunit",
+        ).override_by_query("ASA", [model.DynamicConfigValue(id_val="unit", value="s")]),
+    ]
 
 
 def sources() -> builders.Dashboard:
