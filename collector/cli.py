@@ -146,7 +146,37 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--end", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--output", type=Path, required=True, help="output directory")
-    sub.metavar = "{report,backfill}"
+    whatif = sub.add_parser(
+        "whatif",
+        help="what a lever (deflection, FCR, AHT, automation, a per-minute rate) would do",
+        description="Ingest what is new, then show one period window as it is and with the "
+        "levers pulled, side by side (collector.whatif).",
+    )
+    _config_flag(whatif)
+    whatif.add_argument(
+        "--at", type=datetime.fromisoformat, default=None, help="ISO timestamp (default: now)"
+    )
+    whatif.add_argument("--period", default="month",
+                        choices=["day", "week", "month", "quarter", "year"],
+                        help="period (default: %(default)s)")
+    whatif.add_argument("--window", default="previous", choices=["previous", "current"],
+                        help="window (default: %(default)s)")
+    for flag, example in (
+        ("deflect", "share of handled contacts to self-service, e.g. 10%%"),
+        ("deflected-cost", "cost of each deflected contact, component other, e.g. 0.30"),
+        ("fcr", "first contact resolution up by points, e.g. +5pp"),
+        ("aht", "handle time per contact, e.g. -30s or -10%% (--aht -30s works too)"),
+        ("automate", "share of handled contacts handled by automation, e.g. 15%%"),
+        ("automated-cost", "cost of each automated contact, component software, e.g. 0.40"),
+        ("per-minute", "every per-minute telephony rate in scope, e.g. 0.004"),
+        ("queue", "scope the levers to these queues (comma-separated)"),
+        ("channel", "scope the levers to these channels (comma-separated)"),
+    ):
+        whatif.add_argument(f"--{flag}", dest=f"lever_{flag.replace('-', '_')}",
+                            default=None, help=example)
+    whatif.add_argument("--format", default="table", choices=["table", "json"],
+                        help="output (default: %(default)s)")
+    sub.metavar = "{report,backfill,whatif}"
     return parser
 
 
@@ -358,10 +388,52 @@ def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def whatif(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.whatif import LeverError, parse_levers, render_whatif
+    from collector.whatif import whatif as what_if
+
+    given = {k.removeprefix("lever_"): v for k, v in vars(args).items()
+             if k.startswith("lever_") and v is not None}
+    try:
+        levers = parse_levers(given)
+    except LeverError as exc:
+        parser.error(str(exc))
+    config = _load_or_exit(parser, args.config_file)
+    with _ingested(config) as exporter:
+        at = args.at or datetime.now(UTC)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=config.settings.tz)
+        from collector.periods import first_day_needed
+
+        rollups = exporter.store.rollups_as_of(first_day_needed(at.astimezone(
+            config.settings.tz)), at)
+        data = what_if(config.settings, rollups, at, args.period, args.window, levers)
+        sys.stdout.write(render_whatif(data, args.format))
+    return 0
+
+
+_SIGNED_VALUE_FLAGS = ("--aht", "--fcr")
+
+
+def _join_signed_values(argv: Sequence[str]) -> list[str]:
+    """`--aht -30s` as people type it: argparse would read -30s as a flag, so join it."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] in _SIGNED_VALUE_FLAGS and i + 1 < len(items) and items[i + 1][:1] == "-":
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(items[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signals = ProcessSignals().install()  # first: nothing before it may take time
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_signed_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.log_level)
     if args.command is not None or args.config_check:
         signals.restore_defaults()  # one-shot commands keep the default signal behaviour
@@ -369,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(args, parser)
     if args.command == "backfill":
         return backfill(args, parser)
+    if args.command == "whatif":
+        return whatif(args, parser)
     if args.config_check:
         from collector.configcheck import check_config, report_check
 

@@ -1,0 +1,165 @@
+"""What-if levers (collector.whatif), each worked out by hand on one November.
+
+Support, November 2026 (one rollup on 10 Nov): 110 contacts, 100 handled, 300 s handle
+each (30000 s), talk 24000 s, billable 20000 s, 80 identified, 20 repeats.
+Costs: salaries 9000/month (scales with workload), rent 3000/month (fixed), carrier
+0.03 per billable minute. Baseline: 9000 + 3000 + 0.03 x 20000/60 = 12010; per contact
+120.10; per resolution 12010 / (100 - 20) = 150.125.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.cli import _join_signed_values, build_parser
+from collector.config import Settings
+from collector.model import Rollup
+from collector.whatif import LeverError, parse_aht, parse_levers, render_whatif, whatif
+
+NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
+COSTS = [
+    {"name": "agents", "component": "salaries", "amount": 9000, "per": "month",
+     "scales_with": "workload"},
+    {"name": "rent", "component": "facilities", "amount": 3000, "per": "month"},
+    {"name": "carrier", "component": "telephony", "per_minute": 0.03},
+]
+
+
+def support(queue: str = "support") -> Rollup:
+    return Rollup(date(2026, 11, 10), "voice", "inbound", queue, "", 110, 100, 30000.0,
+                  24000.0, 20000.0, 0.0, identified=80, repeats=20)
+
+
+def run(levers: dict[str, str], rollups: list[Rollup] | None = None) -> dict[str, Any]:
+    settings = Settings.model_validate({"costs": COSTS})
+    return whatif(settings, rollups or [support()], NOW, "month", "previous",
+                  parse_levers(levers))
+
+
+def test_baseline() -> None:
+    data = run({})
+    base = data["baseline"]
+    assert base["contacts"] == 100
+    assert base["handle_seconds"] == 30000
+    assert base["cost"] == pytest.approx(12010.0)
+    assert base["cost_per_contact"] == pytest.approx(120.10)
+    assert base["cost_per_resolution"] == pytest.approx(150.125)
+    assert base["cost_by_component"] == pytest.approx(
+        {"salaries": 9000.0, "facilities": 3000.0, "telephony": 10.0})
+    assert data["scenario"] == data["baseline"]
+    assert data["warnings"] == []
+
+
+def test_deflect_raises_cost_per_contact_while_total_falls() -> None:
+    data = run({"deflect": "10%", "deflected-cost": "0.30"})
+    scen = data["scenario"]
+    # 90 handled, 27000 s: salaries 9000 x 27000/30000 = 8100, rent 3000 stays,
+    # carrier 0.03 x 18000/60 = 9, deflected 10 x 0.30 = 3 (other): 11112.
+    assert scen["contacts"] == pytest.approx(90.0)
+    assert scen["handle_seconds"] == pytest.approx(27000.0)
+    assert scen["cost_by_component"] == pytest.approx(
+        {"salaries": 8100.0, "facilities": 3000.0, "telephony": 9.0, "other": 3.0})
+    assert scen["cost"] == pytest.approx(11112.0)
+    # 11112 / 90 = 123.47 > 120.10 while the total fell by 898: the article's warning.
+    assert scen["cost_per_contact"] == pytest.approx(123.4666667)
+    assert data["change"]["cost"] == pytest.approx(-898.0)
+    assert len(data["warnings"]) == 1
+    assert "cost per contact rises while total cost falls" in render_whatif(data)
+
+
+def test_fcr_removes_repeats_with_average_times() -> None:
+    data = run({"fcr": "+5pp"})
+    scen = data["scenario"]
+    # 5/100 x 80 identified = 4 contacts fewer, 300 s and 200 billable s each:
+    # 96 handled, 28800 s; salaries 8640, carrier 0.03 x 19200/60 = 9.6; 11649.6.
+    assert scen["contacts"] == pytest.approx(96.0)
+    assert scen["cost"] == pytest.approx(11649.6)
+    assert scen["cost_per_contact"] == pytest.approx(121.35)
+    # Repeats 20 -> 16: per resolution 11649.6 / 80 = 145.62.
+    assert scen["cost_per_resolution"] == pytest.approx(145.62)
+
+
+def test_fcr_cannot_remove_more_repeats_than_there_are() -> None:
+    # +50pp of 80 identified is 40, but only 20 repeats happen: 80 handled remain.
+    assert run({"fcr": "50pp"})["scenario"]["contacts"] == pytest.approx(80.0)
+
+
+def test_aht_by_seconds_and_by_share() -> None:
+    seconds = run({"aht": "-30s"})["scenario"]
+    # -30 s x 100: handle 27000 (salaries 8100), billable 17000 (carrier 8.5): 11108.5.
+    assert seconds["handle_seconds"] == pytest.approx(27000.0)
+    assert seconds["cost"] == pytest.approx(11108.5)
+    share = run({"aht": "-10%"})["scenario"]
+    # x 0.9: handle 27000 (8100), billable 18000 (9): 11109.
+    assert share["cost"] == pytest.approx(11109.0)
+    assert share["contacts"] == 100
+
+
+def test_automate_keeps_contacts_and_usage() -> None:
+    scen = run({"automate": "15%", "automated-cost": "0.40"})["scenario"]
+    # Agents' seconds 30000 x 0.85 = 25500: salaries 7650; carrier stays 10;
+    # 15 automated x 0.40 = 6 (software); 7650 + 3000 + 10 + 6 = 10666 over 100 contacts.
+    assert scen["contacts"] == 100
+    assert scen["handle_seconds"] == pytest.approx(25500.0)
+    assert scen["cost_by_component"]["software"] == pytest.approx(6.0)
+    assert scen["cost_by_component"]["telephony"] == pytest.approx(10.0)
+    assert scen["cost_per_contact"] == pytest.approx(106.66)
+
+
+def test_per_minute_scoped_to_a_queue() -> None:
+    data = run({"per-minute": "0.004", "queue": "sales"}, [support(), support("sales")])
+    # Only sales: 0.004 x 20000/60 = 1.3333; support keeps 10.
+    comp = data["scenario"]["cost_by_component"]
+    assert comp["telephony"] == pytest.approx(10 + 0.004 * 20000 / 60)
+    assert comp["salaries"] == pytest.approx(9000.0)  # shared over both queues, unchanged
+    assert data["levers"] == {"per_minute": 0.004, "queues": ["sales"]}
+
+
+def test_deflect_scoped_to_a_channel_leaves_others() -> None:
+    data = run({"deflect": "10%", "channel": "email"})
+    assert data["scenario"] == data["baseline"]
+
+
+def test_lever_parsing() -> None:
+    assert parse_aht("-30s") == (-30.0, None)
+    assert parse_aht("-10%") == (None, pytest.approx(-0.10))
+    assert parse_aht("+1m") == (60.0, None)
+    for bad in ({"deflect": "10"}, {"deflect": "150%"}, {"fcr": "five"}, {"aht": "-30"},
+                {"speed": "1"}, {"deflect": "60%", "automate": "50%"}):
+        with pytest.raises(LeverError):
+            parse_levers(bad)
+
+
+def test_aht_with_a_space_as_people_type_it() -> None:
+    argv = _join_signed_values(["whatif", "--aht", "-30s", "--fcr", "+5pp"])
+    assert argv == ["whatif", "--aht=-30s", "--fcr", "+5pp"]
+    args = build_parser().parse_args(argv)
+    assert args.lever_aht == "-30s"
+    assert args.lever_fcr == "+5pp"
+
+
+def test_whatif_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    config = (root / "config" / "example.toml").read_text()
+    config = config.replace('"config/samples/', f'"{root}/config/samples/')
+    config = config.replace('"state/contact-cost.db"', f'"{tmp_path}/state.db"')
+    (tmp_path / "c.toml").write_text(config)
+    monkeypatch.chdir(tmp_path)
+    assert main(["whatif", "--config.file", str(tmp_path / "c.toml"), "--at",
+                 "2026-12-01T10:00", "--aht", "-30s", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"baseline", "scenario", "levers"}
+    for side in ("baseline", "scenario"):
+        assert set(data[side]) >= {"contacts", "handle_seconds", "cost", "cost_per_contact",
+                                   "cost_by_component"}
+    assert data["levers"] == {"aht_seconds": -30.0}
+    assert data["scenario"]["handle_seconds"] == pytest.approx(
+        data["baseline"]["handle_seconds"] - 30 * data["baseline"]["contacts"])
