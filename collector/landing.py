@@ -87,7 +87,7 @@ def contacts(count: float) -> str:
 
 
 def money(value: float, currency: str) -> str:
-    return f"{value:,.2f} {currency}"
+    return f"{value:,.2f} {html.escape(currency)}"
 
 
 def duration_words(seconds: float) -> str:
