@@ -174,7 +174,8 @@ def test_missing_file_marks_source_down_and_keeps_figures(
     assert series(text, "contactcenter_contacts", **SUPPORT) == 1  # last good figures stay
     status, page = http_get(exporter.url + "/")
     assert status == 200
-    assert b"<td>pbx</td><td>asterisk_cdr</td><td>down</td>" in page
+    # The status cell says it in words (and colour, since the landing page of 29f3718).
+    assert b'<td>pbx</td><td>asterisk_cdr</td><td><span class="down">down</span></td>' in page
     assert b"Master.csv" in page  # the error names the file
 
 
