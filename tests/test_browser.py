@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,6 +177,9 @@ def test_landing_page_in_headless_chromium(workdir: Path, start_exporter: Callab
     now = datetime.now(UTC)
     dom = browse(proc.url + "/", workdir)
     check_page(dom, now)
+    with urllib.request.urlopen(proc.url + "/", timeout=5) as response:
+        csp = response.headers["Content-Security-Policy"]
+    assert csp.startswith("default-src 'none'")  # no script, nothing from another host
     shot = screenshot(proc.url + "/", workdir)
     assert shot.stat().st_size > 10_000  # a page with two charts, not a blank one
     print(f"screenshot: {shot}")
