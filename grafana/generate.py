@@ -913,6 +913,7 @@ def sources() -> builders.Dashboard:
             (12, 13, 12, 8),
             "short",
         ),
+        *exporter_panels(src),
     ]
     return dashboard(
         "contact-cost-sources",
@@ -923,6 +924,102 @@ def sources() -> builders.Dashboard:
         source_variables(),
         "now-24h",
     )
+
+
+def state_stat(title: str, description: str, query: prom.Dataquery, g: Grid,
+               zero: tuple[str, str], one: tuple[str, str]) -> stat.Panel:
+    """A stat for a 0/1 gauge, shown in words on a coloured background."""
+    return (
+        stat_panel(title, description, [query], g, "none",
+                   color_mode=common.BigValueColorMode.BACKGROUND)
+        .mappings(
+            [
+                model.ValueMap(
+                    options={
+                        "0": model.ValueMappingResult(color=zero[1], text=zero[0]),
+                        "1": model.ValueMappingResult(color=one[1], text=one[0]),
+                    }
+                )
+            ]
+        )
+        .thresholds(plain_thresholds((None, zero[1]), (1, one[1])))
+    )
+
+
+def exporter_panels(src: str) -> list[PanelBuilder]:
+    """The exporter's own health from the issues before the dashboards' rewrite: service
+    hours (contactcenter_open), configuration reloads, each source's read time against its
+    interval, and the scheduler's job runs. (Store errors and webhook requests appear only
+    from their first event on, so no panel query could be proven on a healthy exporter.)"""
+    dashed = [
+        model.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
+        model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+    ]
+    return [
+        state_stat(
+            "Open now (service hours)",
+            "Whether the center is inside its configured service hours ([hours]); shared costs "
+            "accrue over open seconds only, and ContactCostSourceQuiet waits while closed. No "
+            "data means no [hours]: open around the clock.",
+            target("A", "contactcenter_open", "{{instance}}", True),
+            (0, 29, 8, 5),
+            ("closed", "blue"),
+            ("open", "green"),
+        ),
+        state_stat(
+            "Last configuration reload",
+            "Whether the last reload (SIGHUP or POST /-/reload) was applied; a refused reload "
+            "keeps the last good configuration, and the exporter log says why.",
+            target("A", "contactcenter_config_last_reload_successful", "{{instance}}", True),
+            (8, 29, 8, 5),
+            ("refused", "red"),
+            ("applied", "green"),
+        ),
+        stat_panel(
+            "Last successful reload age",
+            "Time since the configuration was last loaded successfully (start-up or reload).",
+            [
+                target(
+                    "A",
+                    "time() - contactcenter_config_last_reload_success_timestamp_seconds",
+                    "{{instance}}",
+                    True,
+                )
+            ],
+            (16, 29, 8, 5),
+            "s",
+        ),
+        timeseries_panel(
+            "Source read time against its interval",
+            "How long each source's last read took, with its configured interval dashed: a "
+            "read that nears its interval falls behind.",
+            [
+                target("A", f"contactcenter_source_duration_seconds{{{src}}}", "{{source}} read"),
+                target(
+                    "INTERVAL",
+                    f"contactcenter_source_interval_seconds{{{src}}}",
+                    "{{source}} interval",
+                ),
+            ],
+            (0, 34, 12, 8),
+            "s",
+        ).override_by_query("INTERVAL", dashed),
+        timeseries_panel(
+            "Scheduler job runs by status",
+            "Runs of each scheduler job (reads, recompute) per interval by status: success, "
+            "error, missed. Missed runs mean a job took longer than its interval.",
+            [
+                target(
+                    "A",
+                    "sum by (job, status) "
+                    "(increase(contactcenter_scheduler_job_runs_total[$__rate_interval]))",
+                    "{{job}} {{status}}",
+                )
+            ],
+            (12, 34, 12, 8),
+            "short",
+        ),
+    ]
 
 
 def render(board: builders.Dashboard) -> str:
