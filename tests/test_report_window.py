@@ -536,3 +536,30 @@ def test_api_report_answers_503_when_the_store_fails(
     # The lock was released: the next report works once the store does.
     monkeypatch.setattr(api.exporter.store, "rollups_as_of", real)
     assert get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0] == 200
+
+
+def test_any_query_string_is_an_answer_never_an_exception() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from collector.report import ReportEndpoint
+
+    endpoint = ReportEndpoint()
+
+    class NoStore:
+        def rollups_as_of(self, first: date, now: datetime) -> list[Rollup]:
+            return []
+
+    pieces = st.sampled_from(["from=", "to=", "by=", "&", "=", "2026-10-01", "2026-02-30",
+                              "channel", ",", "%00", "%ZZ", "+", "period", "9999-12-31",
+                              "0001-01-01", "component,queue", ";", "\u00e9"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(pieces, max_size=12).map("".join) | st.text(max_size=60))
+    def check(query: str) -> None:
+        status, body = endpoint.answer(query, NoStore(), SETTINGS, MARCH)  # type: ignore[arg-type]
+        assert status in (200, 400)
+        data = json.loads(body)
+        assert ("error" in data) == (status == 400)
+
+    check()
