@@ -287,10 +287,12 @@ def summarise(rows: list[dict[str, float]], args: argparse.Namespace, appended: 
     marks = [m for m in (0, 5, 10, 15, 30, 45, 60, 90, 120) if m * 60 <= rows[-1]["elapsed_s"]]
     table = ["| minute | main RSS MB | worker RSS MB | main fds | main threads | contacts stored |",
              "|---|---|---|---|---|---|"]
+    shown: list[dict[str, float]] = []
     for minute in [*marks, rows[-1]["elapsed_s"] / 60]:
         row = at(minute) if minute in marks else rows[-1]
-        if row is None:
+        if row is None or any(row is seen for seen in shown):
             continue
+        shown.append(row)
         table.append(f"| {row['elapsed_s'] / 60:.1f} | {row['main_rss_kb'] / 1024:.1f} | "
                      f"{row['worker_rss_kb'] / 1024:.1f} | {int(row['fds'])} | "
                      f"{int(row['threads'])} | {int(row['records'])} |")
@@ -307,6 +309,7 @@ def summarise(rows: list[dict[str, float]], args: argparse.Namespace, appended: 
         return sum((x - mx) * (y - my) for x, y in pts) / den if den else float("nan")
 
     warm = min(10.0, rows[-1]["elapsed_s"] / 120)
+    half = rows[-1]["elapsed_s"] / 120  # minutes: the second half of the run
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     marker = args.tree / "COMMIT"  # a `git archive` copy has no .git: its commit, written down
     commit = marker.read_text().strip() if marker.exists() else subprocess.run(
@@ -324,8 +327,9 @@ def summarise(rows: list[dict[str, float]], args: argparse.Namespace, appended: 
         "",
         *table,
         "",
-        f"Main RSS slope after minute {warm:.0f}: {slope('main_rss_kb', warm):+.3f} MB/min; "
-        f"worker: {slope('worker_rss_kb', warm):+.3f} MB/min. Exit code on SIGTERM: {code}. "
+        f"Main RSS slope after minute {warm:.0f}: {slope('main_rss_kb', warm):+.3f} MB/min, "
+        f"over the second half: {slope('main_rss_kb', half):+.3f} MB/min; worker: "
+        f"{slope('worker_rss_kb', warm):+.3f} MB/min. Exit code on SIGTERM: {code}. "
         f"Full curve: `bench/out/{args.csv.name}`.",
         END,
         "",
