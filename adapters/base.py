@@ -142,7 +142,8 @@ NO_CUSTOMER = frozenset({
     "", "anonymous", "unknown", "restricted", "private", "withheld", "unavailable",
     "blocked", "none", "null", "asterisk", "s",
 })
-_PHONE = re.compile(r"^\+?[\d\s\-().]*\d[\d\s\-().]*$")
+_PHONE = re.compile(r"^\+?[\d\s\-().]*\d[\d\s\-().]*$", re.ASCII)
+_NOT_DIGITS = str.maketrans("", "", " \t\n\r\x0b\x0c-().+")
 _CUSTOMER_HASH_BYTES = 8
 
 
@@ -164,10 +165,8 @@ def customer_identity(raw: str | None) -> str | None:
     if "@" in cleaned:
         return "email:" + cleaned
     if _PHONE.match(cleaned):
-        digits = "".join(ch for ch in cleaned if ch.isdigit())
-        if cleaned.startswith("+"):
-            pass
-        elif digits.startswith("00"):
+        digits = cleaned.translate(_NOT_DIGITS)  # _PHONE leaves only these besides digits
+        if not cleaned.startswith("+") and digits.startswith("00"):
             digits = digits[2:]
         if not digits.strip("0"):
             return None

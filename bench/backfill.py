@@ -488,6 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     small_db.unlink(missing_ok=True)
     backfill_in_process(thinned, small_db, settings)
     window_db = OUT / f"store-{args.rows}-window.db"
+    for name, path_db in ((rows_label, db), (f"{TAIL_ROWS:,}", small_db)):
+        # Customer keys and repeats present (issue 11): the tick reads their rollups too.
+        with sqlite3.connect(path_db) as con:
+            keyed, = con.execute("SELECT count(*) FROM contacts WHERE customer IS NOT NULL").fetchone()
+            marked, = con.execute("SELECT count(*) FROM repeats").fetchone()
+        lines.append((f"(d) store of {name}: contacts with a customer key, repeats marked",
+                      f"{keyed:,}, {marked:,}", "", ""))
     for label, clock in (("20:30, after closing", dtime(20, 30)), ("12:00, mid-day", dtime(12))):
         now = datetime.combine(last_day, clock, tz)
         big, small = tick_times([db, small_db], settings, now)

@@ -763,17 +763,24 @@ class SqliteStore:
             ))
         add_marks: list[tuple[Any, ...]] = []
         drop_marks: list[tuple[Any, ...]] = []
-        if outside:
-            where = {(row[2], row[3]): row for rows in found.values() for row in rows}
-            for mark in outside:
-                first, last = spans[mark[0]]
-                if first - window <= mark[1] <= last:
-                    marks[(mark[2], mark[3])] = mark  # checked below
-                    continue
+        beyond: list[tuple[Any, ...]] = []
+        marked: set[str] = set()
+        for mark in outside:
+            first, last = spans[mark[0]]
+            if first - window <= mark[1] <= last:
+                marks[(mark[2], mark[3])] = mark  # checked below
+                marked.add(mark[0])
+            else:
+                beyond.append(mark)
+        if beyond:  # a mark outside the span is stale only if its contact moved
+            where = {(row[2], row[3]): row for mark in beyond for row in found.get(mark[0], ())}
+            for mark in beyond:
                 held = where.get((mark[2], mark[3]))
                 if held is None or (*held[:2], *held[5:]) != (*mark[:2], *mark[4:]):
                     drop_marks.append(mark)  # its contact moved (a recomputed call)
         for customer, rows in found.items():
+            if len(rows) == 1 and customer not in marked:
+                continue  # the customer's only contact in reach: no repeat, no mark
             first, last = spans[customer]
             rows.sort(key=lambda row: row[1])
             flags = repeats_of([(row[1], bool(row[4])) for row in rows], window)
