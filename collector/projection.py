@@ -5,9 +5,10 @@ Method:
 - **Arrival profile.** The handled contacts of the last ``[forecast] weeks`` complete ISO
   weeks (Monday to Sunday) before ``now``'s week, per label set, weekday and local hour,
   divided by the open seconds of that weekday and hour in those weeks: contacts per open
-  second. A week without any stored contact (before the store's history begins) is left
-  out of both sides. Contacts that arrived in an hour with no open second (e-mail at night)
-  get a rate per calendar second of that hour on days that were not closed.
+  second. A week without any stored contact, or the week the store's history begins in
+  (unless it begins on that Monday), is left out of both sides. Contacts that arrived in
+  an hour with no open second (e-mail at night) get a rate per calendar second of that
+  hour on days that were not closed.
 - **Remaining contacts** = each slot's rate x the open seconds (or, for those night
   slots, the calendar seconds of days not closed) still to come from ``now`` to the end
   of the period. Service hours, closed dates and public holidays (:mod:`collector.hours`)
@@ -196,15 +197,25 @@ class Profile:
         hours: OpenHours | None,
     ) -> None:
         counts: dict[Key, list[list[float]]] = {}
-        weeks_seen: set[date] = set()
         lo = local_midnight(first, tz).timestamp()
         hi = local_midnight(last + timedelta(days=1), tz).timestamp()
-        for start, channel, direction, queue, handled in arrivals:
-            if not lo <= start < hi:
+        kept = [a for a in arrivals if a.start < hi]
+        weeks_seen = {
+            period_start("week", datetime.fromtimestamp(a.start, tz).date())
+            for a in kept if a.start >= lo
+        }
+        # The store's first arrival, from the day before `first` on: if history begins
+        # inside the profile, the week it begins in is partial (it began on a Thursday,
+        # say) unless it begins on that Monday; that week is left out.
+        earliest = min((a.start for a in kept), default=None)
+        if earliest is not None and earliest >= lo:
+            begins = datetime.fromtimestamp(earliest, tz).date()
+            weeks_seen = {m for m in weeks_seen if m >= begins}
+        for start, channel, direction, queue, handled in kept:
+            if start < lo or handled <= 0:
                 continue
             local = datetime.fromtimestamp(start, tz)
-            weeks_seen.add(period_start("week", local.date()))
-            if handled <= 0:
+            if period_start("week", local.date()) not in weeks_seen:
                 continue
             key = (channel, direction, queue)
             grid = counts.get(key)
@@ -372,5 +383,6 @@ def project_figures(
 
 
 def arrivals_first_day(now: datetime, tz: ZoneInfo, weeks: int) -> date:
-    """The first local day the store must return arrivals for."""
-    return profile_weeks(now, tz, weeks)[0]
+    """The first local day the store must return arrivals for: the day before the profile
+    weeks, so that a history older than the profile shows as such."""
+    return profile_weeks(now, tz, weeks)[0] - timedelta(days=1)

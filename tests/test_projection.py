@@ -96,6 +96,9 @@ def test_projection_respects_hours_closed_days_and_night_arrivals() -> None:
         + [arrival(day + timedelta(days=2), 10, 1) for day in PROFILE_MONDAYS
            if day + timedelta(days=2) != date(2026, 11, 4)]
         + [arrival(day + timedelta(days=6), 22, 1) for day in PROFILE_MONDAYS]  # Sunday night
+        # The Sunday before the profile: the store's history is older than the profile, so
+        # its first week (no Monday contact) is whole.
+        + [arrival(date(2026, 10, 25), 22, 1)]
     )
     # So far this week: one contact on Monday, 300 s handle, 120 s billable (usage 1.0).
     rollups = [rollup(date(2026, 11, 23), 1, 300, 120)]
@@ -135,3 +138,19 @@ def test_no_profile_falls_back_to_the_period_so_far() -> None:
     assert value(samples, "contactcenter_contacts_projected", **month) == pytest.approx(10.0)
     assert value(samples, "contactcenter_cost_per_contact_projected", **month) == (
         pytest.approx(300.0))
+
+
+def test_the_week_history_begins_in_is_left_out_of_the_profile() -> None:
+    from collector.projection import Profile
+
+    # History begins on Thursday 19 Nov, inside the last profile week: that week would
+    # have no Monday to Wednesday, so it is left out and no week remains.
+    arrivals = [arrival(date(2026, 11, 19), 10, 5), arrival(date(2026, 11, 20), 10, 5)]
+    profile = Profile(arrivals, date(2026, 10, 26), date(2026, 11, 22), UTC, None)
+    assert profile.weeks == 0
+    assert profile.rates == {}
+    # Begun on Monday 16 Nov: the week is whole; Thursday 10h is 5 / 3600 s.
+    arrivals.append(arrival(date(2026, 11, 16), 9, 1))
+    profile = Profile(arrivals, date(2026, 10, 26), date(2026, 11, 22), UTC, None)
+    assert profile.weeks == 1
+    assert profile.rates[VOICE][3][10] == (5 / 3600, 0.0)
