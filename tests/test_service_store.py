@@ -283,3 +283,21 @@ def test_a_store_of_schema_2_gains_the_service_columns(tmp_path: Path) -> None:
     # Rebuilt from the contacts: 2 handled, both waited 10 s (in threshold), a repeats.
     assert (got.contacts, got.waited, got.answered_in_threshold, got.repeats) == (2, 2, 2, 1)
     s.close()
+
+
+def test_an_enriched_call_stays_enriched_when_its_next_leg_arrives(store: SqliteStore) -> None:
+    store.commit_records("qlog", [], [], "q1",
+                         [QueueCall("1700.3", "pbx", "sales", DAY0, 8.0, "answered")])
+    # First leg: unanswered ring of the queue's first member; the call is not handled yet.
+    store.commit_records("pbx", [], [_cdr_leg("1700.3", 0, 0, False)], "p1")
+    # Second leg: another member answers (a person, billsec 70): the call's contact is
+    # recomputed from both legs and enriched again with the queue's wait.
+    second = Leg("1700.3:2", "1700.3", "voice", DAY0 + 5, DAY0 + 100, 70, True, True, "", "",
+                 "", hash_customer("+47 555 09"))
+    store.commit_records("pbx", [], [second], "p2")
+    got = totals(store)
+    assert list(got) == [("2026-11-02", "sales")]  # one row, no leftover in "other"
+    sales = got[("2026-11-02", "sales")]
+    # 1 contact, handled, wait 8 s from the queue log (the CDRs alone would say 25 s).
+    assert (sales.contacts, sales.handled, sales.waited, sales.wait_seconds,
+            sales.answered_in_threshold) == (1, 1, 1, 8.0, 1)
