@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +24,7 @@ from collector.runtime import Exporter, load_config
 from collector.series import MetricsSettings, count_series, limit_series
 from collector.snapshot import build_snapshot
 
-from .conftest import FIXTURES, parse_exposition
+from .conftest import FIXTURES, ExporterProcess, parse_exposition, wait_for
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=ZoneInfo("Europe/Oslo"))
 MONTH = {"period": "month", "window": "current", "channel": "voice", "direction": "inbound"}
@@ -212,3 +214,29 @@ def test_config_check_output_names_the_series(tmp_path: Path, monkeypatch: pytes
     # thresholds and FCR window (no period) stay, so overall at least ninefold
     assert few * 9 <= full
     assert few < full
+
+
+def test_the_running_exporter_applies_metrics_and_a_reload_changes_it(
+    tmp_path: Path, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    # The real CLI: figures come from the recompute worker process, so [metrics] must
+    # travel with the settings; a SIGHUP with another [metrics] applies at the next tick.
+    shutil.copy(FIXTURES / "golden" / "Master.csv", tmp_path / "Master.csv")
+    base = (FIXTURES / "golden" / "config.toml").read_text().replace('"60s"', '"1s"')
+    config = tmp_path / "config.toml"
+    config.write_text(base + '\n[metrics]\nperiods = ["month"]\n'
+                      'drop_labels = { contactcenter_cost = ["component"] }\n')
+    exporter = start_exporter(config)
+
+    def cost_lines() -> list[str]:
+        return [ln for ln in exporter.metrics().splitlines()
+                if ln.startswith("contactcenter_cost{")]
+
+    lines = wait_for(cost_lines, what="cost series")
+    assert all("component=" not in ln and 'period="month"' in ln for ln in lines)
+    config.write_text(base + '\n[metrics]\nperiods = ["year"]\n')
+    exporter.proc.send_signal(signal.SIGHUP)
+    lines = wait_for(lambda: [ln for ln in cost_lines() if 'period="year"' in ln],
+                     what="year series after the reload")
+    assert all("component=" in ln for ln in cost_lines())
+    assert not [ln for ln in cost_lines() if 'period="month"' in ln]
