@@ -126,7 +126,38 @@ def report_data(
             "cost": cost,
             "cost_per_contact": cost / contacts if contacts else None,
         }
+        projected = _projected(samples) if window == "current" else None
+        if projected is not None:
+            out["windows"][window]["projected"] = projected
     return out
+
+
+def _projected(samples: dict[str, list[tuple[dict[str, str], float]]]) -> dict[str, Any] | None:
+    """The current window's projection to the end of the period (collector.projection):
+    totals and per slice; None for a period that is not projected (day)."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for name, field in (("contactcenter_contacts_projected", "contacts"),
+                        ("contactcenter_cost_projected", "cost")):
+        for labels, value in samples[name]:
+            key = (labels["channel"], labels["direction"], labels["queue"])
+            row = rows.setdefault(key, {"channel": key[0], "direction": key[1],
+                                        "queue": key[2], "contacts": 0.0, "cost": 0.0})
+            row[field] = value
+    elapsed = [v for _, v in samples["contactcenter_period_open_elapsed_ratio"]]
+    if not rows and not elapsed:
+        return None
+    slices = [rows[k] for k in sorted(rows)]
+    for row in slices:
+        row["cost_per_contact"] = row["cost"] / row["contacts"] if row["contacts"] else None
+    contacts = sum(r["contacts"] for r in slices)
+    cost = sum(r["cost"] for r in slices)
+    return {
+        "contacts": contacts,
+        "cost": cost,
+        "cost_per_contact": cost / contacts if contacts else None,
+        "open_elapsed_ratio": elapsed[0] if elapsed else None,
+        "slices": slices,
+    }
 
 
 def _money(value: float | None) -> str:
@@ -167,6 +198,15 @@ def _table(data: dict[str, Any]) -> str:
             lines.append(
                 f"outcome {o['queue']}/{o['outcome']}: {o['count']:.0f}, "
                 f"cost per {o['outcome']} {_money(o['cost_per_outcome'])}"
+            )
+        p = w.get("projected")
+        if p is not None:
+            passed = p["open_elapsed_ratio"]
+            lines.append(
+                f"projected to the end of the {data['period']}"
+                + ("" if passed is None else f" ({passed:.0%} of its open time passed)")
+                + f": {p['contacts']:,.0f} contacts, cost {_money(p['cost'])}, "
+                f"per contact {_money(p['cost_per_contact'])}"
             )
         lines.append("")
     return "\n".join(lines)

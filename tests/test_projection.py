@@ -154,3 +154,29 @@ def test_the_week_history_begins_in_is_left_out_of_the_profile() -> None:
     profile = Profile(arrivals, date(2026, 10, 26), date(2026, 11, 22), UTC, None)
     assert profile.weeks == 1
     assert profile.rates[VOICE][3][10] == (5 / 3600, 0.0)
+
+
+def test_report_shows_the_projection_for_current_windows_only() -> None:
+    from collector.allocation import compute_figures
+    from collector.report import render_report, report_data
+
+    settings = Settings(costs=[cost(component="facilities", amount=700, per="week"),
+                               cost(component="telephony", per_minute=0.5)])
+    arrivals = [arrival(day, 10, 2) for day in PROFILE_MONDAYS]
+    rollups = [rollup(day, 2, 600, 240) for day in PROFILE_MONDAYS]
+    now = at(date(2026, 11, 23), 9)
+    samples = compute_figures(settings, rollups, now) + project_figures(
+        settings, rollups, arrivals, now, 4)
+    week = report_data(samples, settings, now, "week")
+    # The same figures as the projection test above: 2 contacts, 702, 351 each, 9/168.
+    projected = week["windows"]["current"]["projected"]
+    assert projected["contacts"] == pytest.approx(2.0)
+    assert projected["cost"] == pytest.approx(702.0)
+    assert projected["cost_per_contact"] == pytest.approx(351.0)
+    assert projected["open_elapsed_ratio"] == pytest.approx(9 / 168)
+    assert [s["queue"] for s in projected["slices"]] == ["support"]
+    assert "projected" not in week["windows"]["previous"]
+    assert "projected" not in report_data(samples, settings, now, "day")["windows"]["current"]
+    table = render_report(samples, settings, now, "week", "table")
+    assert "projected to the end of the week (5% of its open time passed): 2 contacts, " \
+        "cost 702.00, per contact 351.00" in table
