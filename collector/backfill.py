@@ -25,6 +25,7 @@ from collector.metrics import (
     render_labels,
 )
 from collector.pipeline import exporter_info, figures_at
+from collector.series import limit_series
 from collector.store import Store
 
 RECENT_LIMIT = timedelta(hours=3)
@@ -81,7 +82,9 @@ def write_openmetrics(
             info = render_labels(exporter_info(settings))
             for moment in hours_between(start, end, tz):
                 stamp = f"{moment.timestamp():.0f}"
-                for sample in figures_at(store, settings, moment).samples:
+                # [metrics] as on /metrics, so backfilled history has the live series
+                figures = figures_at(store, settings, moment).samples
+                for sample in limit_series(figures, settings.metrics):
                     parts[sample.name].write(
                         f"{sample.name}{render_labels(sample.labels)} {sample.value!r} {stamp}\n"
                     )

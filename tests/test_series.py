@@ -240,3 +240,24 @@ def test_the_running_exporter_applies_metrics_and_a_reload_changes_it(
                      what="year series after the reload")
     assert all("component=" in ln for ln in cost_lines())
     assert not [ln for ln in cost_lines() if 'period="month"' in ln]
+
+
+def test_backfill_writes_the_series_metrics_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector.backfill import write_openmetrics
+
+    exp = _golden(tmp_path, monkeypatch, 'periods = ["month"]\n'
+                  'drop_labels = { contactcenter_cost = ["component"] }\n')
+    try:
+        # two hours of 25 Nov (the golden CDR has calls in November), well before NOW
+        start = end = datetime(2026, 11, 25).date()
+        path, hours, _ = write_openmetrics(exp.store, exp.config.settings, start, end, NOW,
+                                           tmp_path / "out")
+    finally:
+        exp.close()
+    assert hours == 24
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("contactcenter_")]
+    cost = [ln for ln in lines if ln.startswith("contactcenter_cost{")]
+    assert cost and all("component=" not in ln for ln in cost)
+    assert all('period="month"' in ln for ln in lines if "period=" in ln)
