@@ -26,6 +26,7 @@ from collector.landing import landing_page as landing_page  # tests import it fr
 from collector.report import ReportEndpoint
 from collector.runtime import Exporter
 from collector.webconfig import WebConfig
+from collector.whatif_api import WhatifEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.reload = reload
         self.landing = LandingPage()  # rendered once per new snapshot or health change
         self.report_api = ReportEndpoint()  # GET /api/v1/report, one at a time
+        self.whatif_api = WhatifEndpoint()  # GET /api/v1/whatif, one at a time
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self.max_connections_per_client = max_connections_per_client
@@ -447,6 +449,12 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
             # An explicit request: it reads the store, in this request's thread, one at a time.
             moment = datetime.fromtimestamp(exporter.clock(), UTC)
             status, body = self.server.report_api.answer(
+                self.path.partition("?")[2], exporter.store, exporter.settings, moment
+            )
+            self._send(status, body, "application/json", SECURITY_HEADERS)
+        elif path == "/api/v1/whatif":
+            moment = datetime.fromtimestamp(exporter.clock(), UTC)
+            status, body = self.server.whatif_api.answer(
                 self.path.partition("?")[2], exporter.store, exporter.settings, moment
             )
             self._send(status, body, "application/json", SECURITY_HEADERS)

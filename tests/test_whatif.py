@@ -163,3 +163,83 @@ def test_whatif_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert data["levers"] == {"aht_seconds": -30.0}
     assert data["scenario"]["handle_seconds"] == pytest.approx(
         data["baseline"]["handle_seconds"] - 30 * data["baseline"]["contacts"])
+
+
+# -- GET /api/v1/whatif -------------------------------------------------------------------------
+@pytest.fixture
+def api(tmp_path: Path) -> Any:
+    import threading
+
+    from collector.model import Contact
+    from collector.runtime import Exporter, LoadedConfig
+    from collector.server import ExporterHTTPServer
+
+    settings = Settings.model_validate({"store": str(tmp_path / "s.db"), "costs": COSTS})
+    exporter = Exporter(LoadedConfig(settings, (), "test"), clock=lambda: NOW.timestamp())
+    # Ten handled calls on 10 Nov, 300 s handle and 200 s billable each.
+    start = datetime(2026, 11, 10, 9, tzinfo=UTC).timestamp()
+    exporter.store.commit("pbx", [
+        Contact(f"c{n}", "voice", "inbound", "support", start + 60 * n, True, 300.0, 240.0,
+                200.0) for n in range(10)], "1")
+    exporter.recompute(NOW)
+    srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, max_connections=8, request_timeout=5)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    exporter.close()
+
+
+def get(srv: Any, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=5)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
+
+
+def test_api_whatif_is_the_cli_json(api: Any) -> None:
+    status, body = get(api, "/api/v1/whatif?period=month&window=previous&deflect=10%25"
+                            "&deflected-cost=0.30&aht=-30s")
+    assert status == 200, body
+    data = json.loads(body)
+    # 10 calls: salaries 9000 (workload), rent 3000, carrier 0.03 x 2000/60 = 1.
+    assert data["baseline"]["cost"] == pytest.approx(12001.0)
+    # Deflect 1 call (9 left, 2700 s), then -30 s each: 2430 s, billable 1800 - 270 = 1530.
+    # Salaries 9000 x 2430/3000 = 7290; carrier 0.03 x 1530/60 = 0.765; other 0.30.
+    assert data["scenario"]["contacts"] == pytest.approx(9.0)
+    assert data["scenario"]["cost"] == pytest.approx(7290 + 3000 + 0.765 + 0.30)
+    assert data["levers"] == {"deflect": 0.1, "deflected_cost": 0.3, "aht_seconds": -30.0}
+
+
+@pytest.mark.parametrize(("query", "error"), [
+    ("deflect=ten", "deflect: 'ten' is not a share"),
+    ("speed=1", "unknown parameter speed"),
+    ("period=decade", "period: one of"),
+    ("aht=-30s&aht=-10s", "give aht once"),
+])
+def test_api_whatif_bad_queries_are_400(api: Any, query: str, error: str) -> None:
+    status, body = get(api, "/api/v1/whatif?" + query)
+    assert status == 400
+    assert json.loads(body)["error"].startswith(error)
+
+
+def test_api_whatif_is_behind_basic_auth(api: Any) -> None:
+    import base64
+
+    import bcrypt
+
+    from collector.webconfig import load_web_config
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    path = Path(api.exporter.settings.store).parent / "web.yml"
+    path.write_text(f"basic_auth_users:\n  finance: '{hashed}'\n")
+    api.web = load_web_config(path)
+    assert get(api, "/api/v1/whatif?fcr=5pp")[0] == 401
+    token = base64.b64encode(b"finance:s3cret").decode()
+    assert get(api, "/api/v1/whatif?fcr=5pp", {"Authorization": f"Basic {token}"})[0] == 200

@@ -1,0 +1,74 @@
+"""GET /api/v1/whatif: the what-if levers (collector.whatif) over HTTP, read from the store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import urllib.parse
+from datetime import datetime
+
+from collector.config import Settings
+from collector.logsafe import printable
+from collector.periods import PERIODS, WINDOWS, first_day_needed
+from collector.store import Store
+from collector.whatif import LEVER_NAMES, LeverError, parse_levers, render_whatif, whatif
+
+log = logging.getLogger(__name__)
+
+
+class WhatifEndpoint:
+    """``GET /api/v1/whatif?period=month&window=previous&deflect=10%25&aht=-30s`` as JSON.
+
+    The levers are the CLI's flags without dashes. An explicit request: it reads the
+    rollups from the store in the request's own thread, one at a time (another is answered
+    429 at once); a bad query is 400 with the reason, a store failure 503.
+    """
+
+    def __init__(self) -> None:
+        self._busy = threading.Lock()
+
+    @staticmethod
+    def parse_query(query: str) -> tuple[str, str, dict[str, str]]:
+        fields = urllib.parse.parse_qs(query, keep_blank_values=True)
+        allowed = {"period", "window", *LEVER_NAMES}
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise LeverError(f"unknown parameter {printable(unknown[0], 40)} "
+                             f"(give period, window and levers: {', '.join(LEVER_NAMES)})")
+        once: dict[str, str] = {}
+        for name, values in fields.items():
+            if len(values) != 1:
+                raise LeverError(f"give {name} once")
+            once[name] = values[0]
+        period = once.pop("period", "month")
+        window = once.pop("window", "previous")
+        if period not in PERIODS:
+            raise LeverError(f"period: one of {', '.join(PERIODS)}")
+        if window not in WINDOWS:
+            raise LeverError(f"window: one of {', '.join(WINDOWS)}")
+        return period, window, once
+
+    def answer(
+        self, query: str, store: Store, settings: Settings, now: datetime
+    ) -> tuple[int, bytes]:
+        """HTTP status and JSON body; never raises on a bad query."""
+        try:
+            period, window, given = self.parse_query(query)
+            levers = parse_levers(given)
+        except LeverError as exc:
+            message = str(exc).replace("--", "")  # the CLI flags are query parameters here
+            return 400, json.dumps({"error": message}).encode() + b"\n"
+        if not self._busy.acquire(blocking=False):
+            return 429, b'{"error": "another what-if is being computed; try again shortly"}\n'
+        try:
+            local = now.astimezone(settings.tz)
+            rollups = store.rollups_as_of(first_day_needed(local), local)
+            data = whatif(settings, rollups, local, period, window, levers)
+        except sqlite3.Error as exc:
+            log.warning("whatif: the store could not be read: %s", exc)
+            return 503, b'{"error": "the store could not be read; see the exporter log"}\n'
+        finally:
+            self._busy.release()
+        return 200, render_whatif(data, "json").encode()
