@@ -252,8 +252,8 @@ def _produced_directions(adapter: Adapter) -> set[str]:
     column = getattr(getattr(settings, "columns", None), "direction", None)
     if isinstance(fixed, str) and not column and not mapped:
         return {fixed}
-    if isinstance(mapped, dict) and not column and getattr(settings, "queues", None) is not None:
-        return {"inbound", *mapped.values()}
+    if isinstance(mapped, dict) and not column and fixed is None:
+        return {"inbound", *mapped.values()}  # asterisk_cdr: dcontext -> direction, else inbound
     return {"inbound", "outbound"}
 
 
