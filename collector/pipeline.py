@@ -6,7 +6,10 @@ The serving runtime, the recompute worker process, `report` and `backfill` all c
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,8 +19,9 @@ from collector import __version__
 from collector.config import Settings
 from collector.costing import compute_figures, first_day_needed
 from collector.metrics import Sample
+from collector.model import Arrival, Rollup
 from collector.pagefigures import PageFigures, page_figures
-from collector.projection import arrivals_first_day, project_figures
+from collector.projection import arrivals_days, profile_fingerprint, project_figures
 from collector.series import MetricsSettings
 from collector.snapshot import Snapshot, build_snapshot
 from collector.store import Store
@@ -49,6 +53,32 @@ class Figures:
         )
 
 
+# The profile weeks' arrivals per store: those days lie in the past, so they are read again
+# only when their rollups change (a late export, a recomputed call), not on every tick.
+_ARRIVALS: weakref.WeakKeyDictionary[Store, tuple[tuple[object, ...], list[Arrival]]] = (
+    weakref.WeakKeyDictionary()
+)
+_ARRIVALS_LOCK = threading.Lock()
+
+
+def _profile_arrivals(
+    store: Store, settings: Settings, moment: datetime, rollups: list[Rollup]
+) -> list[Arrival]:
+    first, last = arrivals_days(moment, settings.tz, settings.forecast.weeks)
+    key = (first, last, settings.timezone, profile_fingerprint(rollups, first, last))
+    with _ARRIVALS_LOCK:
+        try:
+            cached = _ARRIVALS.get(store)
+        except TypeError:  # a store that cannot be weakly referenced: no cache
+            cached = None
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    arrivals = store.arrivals(first, last)
+    with _ARRIVALS_LOCK, contextlib.suppress(TypeError):
+        _ARRIVALS[store] = (key, arrivals)
+    return arrivals
+
+
 def figures_at(
     store: Store,
     settings: Settings,
@@ -67,7 +97,7 @@ def figures_at(
     rollups = store.rollups_as_of(first_day_needed(moment), moment)
     samples = compute_figures(settings, rollups, moment)
     weeks = settings.forecast.weeks
-    arrivals = store.arrivals(arrivals_first_day(moment, settings.tz, weeks), moment)
+    arrivals = _profile_arrivals(store, settings, moment, rollups)
     samples += project_figures(settings, rollups, arrivals, moment, weeks)
     page = None
     if with_page:  # the stored contacts are counted within a time budget (storedcounts)

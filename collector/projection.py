@@ -382,7 +382,22 @@ def project_figures(
     return [*contacts, *cost, *per_contact, *ratio]
 
 
-def arrivals_first_day(now: datetime, tz: ZoneInfo, weeks: int) -> date:
-    """The first local day the store must return arrivals for: the day before the profile
-    weeks, so that a history older than the profile shows as such."""
-    return profile_weeks(now, tz, weeks)[0] - timedelta(days=1)
+def profile_fingerprint(rollups: Iterable[Rollup], first: date, last: date) -> tuple[float, ...]:
+    """Sums of the rollups of local days ``first``..``last``: unchanged while the contacts
+    of those days are (a late export or a recomputed call changes them)."""
+    n = handled = handle = 0.0
+    rows = 0
+    for r in rollups:
+        if first <= r.day <= last:
+            rows += 1
+            n += r.contacts
+            handled += r.handled
+            handle += r.handle_seconds
+    return (float(rows), n, handled, handle)
+
+
+def arrivals_days(now: datetime, tz: ZoneInfo, weeks: int) -> tuple[date, date]:
+    """The local days the store must return arrivals for: the profile weeks and the day
+    before them, so that a history older than the profile shows as such."""
+    first, last = profile_weeks(now, tz, weeks)
+    return first - timedelta(days=1), last

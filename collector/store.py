@@ -260,7 +260,7 @@ class Store(Protocol):
 
     def rollups_as_of(self, first_day: date, now: datetime) -> list[Rollup]: ...
 
-    def arrivals(self, first_day: date, now: datetime) -> list[Arrival]: ...
+    def arrivals(self, first_day: date, last_day: date) -> list[Arrival]: ...
 
     def newest_start(self, source: str) -> float | None: ...
 
@@ -1096,15 +1096,15 @@ class SqliteStore:
             for r in rows
         ]
 
-    def arrivals(self, first_day: date, now: datetime) -> list[Arrival]:
-        """Handled contacts per label set and 15-minute bucket of start, from local day
-        `first_day` up to `now` (the projection's weekday-and-hour profile)."""
+    def arrivals(self, first_day: date, last_day: date) -> list[Arrival]:
+        """Handled contacts per label set and 15-minute bucket of start, over local days
+        `first_day`..`last_day` (the projection's weekday-and-hour profile)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT CAST(start / 900 AS INTEGER) * 900 AS bucket, channel, direction, "
-                "queue, sum(handled) FROM contacts WHERE day >= ? AND day <= ? AND start < ? "
+                "queue, sum(handled) FROM contacts WHERE day >= ? AND day <= ? "
                 "GROUP BY bucket, channel, direction, queue",
-                (first_day.toordinal(), self._days.day(now.timestamp()), now.timestamp()),
+                (first_day.toordinal(), last_day.toordinal()),
             ).fetchall()
         return [Arrival(float(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
 

@@ -180,3 +180,36 @@ def test_report_shows_the_projection_for_current_windows_only() -> None:
     table = render_report(samples, settings, now, "week", "table")
     assert "projected to the end of the week (5% of its open time passed): 2 contacts, " \
         "cost 702.00, per contact 351.00" in table
+
+
+def test_store_arrivals_and_a_late_contact_in_the_profile(tmp_path: Any) -> None:
+    """Through the store and the pipeline: 15-minute buckets, and a contact stored late
+    for a profile day changes the projection (the cached arrivals are read again)."""
+    from collector.model import Contact
+    from collector.pipeline import figures_at
+    from collector.store import SqliteStore
+
+    settings = Settings(costs=[cost(component="facilities", amount=700, per="week")])
+    store = SqliteStore(tmp_path / "s.db", settings.tz)
+
+    def call(cid: str, day: date, hour: int, minute: int) -> Contact:
+        return Contact(cid, *VOICE, at(day, hour, minute).timestamp(), True, 60.0, 60.0, 0.0)
+
+    # Two calls at Monday 10:05 and 10:10 in each profile week: one 15-minute bucket.
+    store.commit("pbx", [call(f"{d}-{m}", d, 10, m) for d in PROFILE_MONDAYS for m in (5, 10)],
+                 "1")
+    arrivals = store.arrivals(date(2026, 10, 25), date(2026, 11, 22))
+    assert sorted(arrivals) == sorted(
+        Arrival(at(d, 10).timestamp(), *VOICE, 2) for d in PROFILE_MONDAYS)
+    now = at(date(2026, 11, 23), 9)
+
+    def projected() -> float | None:
+        return value(list(figures_at(store, settings, now).samples),
+                     "contactcenter_contacts_projected", **slice_labels("week"))
+
+    # 8 / (4 x 3600 s) x 3600 s still to come this week = 2.
+    assert projected() == pytest.approx(2.0)
+    # A late export adds a third call on Monday 16 Nov 10:20: 9 / 4 = 2.25.
+    store.commit("pbx", [call("late", date(2026, 11, 16), 10, 20)], "2")
+    assert projected() == pytest.approx(2.25)
+    store.close()
