@@ -615,6 +615,7 @@ def overview(currency: str) -> builders.Dashboard:
         ),
         breakdown,
         *service_panels(sel, money),
+        projection_panel(money),
     ]
     return dashboard(
         "contact-cost-overview",
@@ -625,6 +626,44 @@ def overview(currency: str) -> builders.Dashboard:
         cost_variables(),
         "now-30d",
     )
+
+
+def projection_panel(money: str) -> timeseries.Panel:
+    """Projected cost per contact to the end of the current period (issue 13), with the band."""
+    projected = f'period="$period",window="current",{F_CQ}'
+    panel = timeseries_panel(
+        "Projected cost per contact at the end of the period, with the benchmark band",
+        "Where the current period is heading: (cost so far + the rest of its shared cost + "
+        "usage at the current rate) / (contacts so far + those the last weeks' weekday-and-hour "
+        "pattern expects in its remaining open hours), per channel, sum over sum. Projected for "
+        "week, month, quarter and year (none for the day); ContactCostProjectedOutsideBenchmark "
+        "watches the month once a quarter of its open time has passed.",
+        [
+            target(
+                "A",
+                f"sum by (channel) (contactcenter_cost_projected{{{projected}}})\n"
+                f"  / (sum by (channel) (contactcenter_contacts_projected{{{projected}}}) > 0)",
+                "{{channel}} projected",
+            ),
+            target("LOW", 'channel:contactcenter_benchmark_low:min{channel=~"$channel"}',
+                   "{{channel}} band low"),
+            target("HIGH", 'channel:contactcenter_benchmark_high:max{channel=~"$channel"}',
+                   "{{channel}} band high"),
+        ],
+        (0, 67, 24, 8),
+        money,
+    )
+    for ref in ("LOW", "HIGH"):
+        panel = panel.override_by_query(
+            ref,
+            [
+                model.DynamicConfigValue(
+                    id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}
+                ),
+                model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            ],
+        )
+    return panel
 
 
 def service_panels(sel: str, money: str) -> list[PanelBuilder]:
