@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS repeats (
     outcome TEXT NOT NULL,
     PRIMARY KEY (customer, start, source, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repeats_by_day ON repeats (day);
 -- A queue_log entry for a contact of another source (cdr_source), kept until it arrives.
 CREATE TABLE IF NOT EXISTS queue_calls (
     target TEXT NOT NULL,
@@ -1089,12 +1090,10 @@ class SqliteStore:
                     if tuple(key) in partial:
                         partial[tuple(key)][17] = count
                 rows += [tuple(r) for r in partial.values()]
-        return [
-            Rollup(date.fromordinal(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                   r[9], r[10], int(r[12]), r[13], int(r[14]), int(r[15]), int(r[16]),
-                   int(r[17]))
-            for r in rows
-        ]
+        make = Rollup._make
+        ordinal = date.fromordinal
+        # the daily row without max_start (r[11]): Rollup's field order
+        return [make((ordinal(r[0]), *r[1:11], *r[12:18])) for r in rows]
 
     def arrivals(self, first_day: date, last_day: date) -> list[Arrival]:
         """Handled contacts per label set and 15-minute bucket of start, over local days
