@@ -213,3 +213,35 @@ def test_store_arrivals_and_a_late_contact_in_the_profile(tmp_path: Any) -> None
     store.commit("pbx", [call("late", date(2026, 11, 16), 10, 20)], "2")
     assert projected() == pytest.approx(2.25)
     store.close()
+
+
+def test_backfill_writes_the_projected_gauges(tmp_path: Any) -> None:
+    """backfill replays figures_at hour by hour, so the projection is in its history."""
+    import re
+
+    from collector.backfill import write_openmetrics
+    from collector.model import Contact
+    from collector.store import SqliteStore
+
+    settings = Settings(costs=[cost(component="facilities", amount=700, per="week")])
+    store = SqliteStore(tmp_path / "s.db", settings.tz)
+    # Two calls at Monday 10:05 in each profile week (26 Oct - 16 Nov).
+    store.commit("pbx", [
+        Contact(f"{d}-{n}", *VOICE, at(d, 10, 5).timestamp(), True, 60.0, 60.0, 0.0)
+        for d in PROFILE_MONDAYS for n in range(2)], "1")
+    path, hours, _ = write_openmetrics(store, settings, date(2026, 11, 23), date(2026, 11, 23),
+                                       at(date(2026, 12, 1), 0), tmp_path / "out")
+    store.close()
+    text = path.read_text()
+    assert hours == 24
+    week = ('{channel="voice",direction="inbound",period="week",queue="support",'
+            'window="current"}')
+    found = {
+        datetime.fromtimestamp(int(stamp), UTC).hour: float(v)
+        for v, stamp in re.findall(
+            rf"^contactcenter_contacts_projected{re.escape(week)} (\S+) (\d+)$", text, re.M)
+    }
+    # Up to 10:00 Monday's hour 10-11 is still to come: 2 expected. From 11:00 on nothing
+    # is expected this week and none is stored, so the series is absent.
+    assert found == {h: pytest.approx(2.0) for h in range(11)}
+    assert "contactcenter_period_open_elapsed_ratio{period=\"month\"}" in text

@@ -243,3 +243,27 @@ def test_api_whatif_is_behind_basic_auth(api: Any) -> None:
     assert get(api, "/api/v1/whatif?fcr=5pp")[0] == 401
     token = base64.b64encode(b"finance:s3cret").decode()
     assert get(api, "/api/v1/whatif?fcr=5pp", {"Authorization": f"Basic {token}"})[0] == 200
+
+
+def test_baseline_is_the_exporters_own_figures() -> None:
+    """The baseline is computed by the what-if's own allocation: it must equal the
+    exporter's contactcenter_cost and contacts for the same window, scoped items included."""
+    from collector.allocation import compute_figures
+
+    settings = Settings.model_validate({"costs": [
+        *COSTS,
+        {"name": "crm", "component": "licences", "amount": 500, "per": "month",
+         "queues": ["sales"], "allocate": "contacts"},
+        {"name": "sms", "component": "other", "per_contact": 0.2, "channels": ["voice"]},
+    ]})
+    rollups = [support(), support("sales"),
+               Rollup(date(2026, 11, 12), "email", "inbound", "support", "", 40, 40, 8000.0,
+                      8000.0, 0.0, 3.5)]
+    figures = compute_figures(settings, rollups, NOW)
+    month = [s for s in figures
+             if s.labels.get("period") == "month" and s.labels.get("window") == "previous"]
+    cost = sum(s.value for s in month if s.name == "contactcenter_cost")
+    contacts = sum(s.value for s in month if s.name == "contactcenter_contacts")
+    base = whatif(settings, rollups, NOW, "month", "previous", parse_levers({}))["baseline"]
+    assert base["cost"] == pytest.approx(cost)
+    assert base["contacts"] == contacts == 240
