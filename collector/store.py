@@ -757,6 +757,16 @@ class SqliteStore:
                 (*part, lo, hi),
             ):
                 found.setdefault(row[0], []).append(row)
+        # A customer with one contact in reach has no valid mark there (a mark's follower
+        # lies within reach), and a stale one only if a recomputed call moved: ask for the
+        # marks of customers with several contacts and of contacts that may have moved
+        # (not the fast path's new calls, which are plain rows).
+        ask = [customer for customer, rows in found.items() if len(rows) > 1]
+        ask.extend({c[10] for _, c in touched if isinstance(c, Contact) and c[10] is not None
+                    and len(found.get(c[10], ())) <= 1})
+        for i in range(0, len(ask), 500):
+            part = ask[i : i + 500]
+            qs = ",".join("?" * len(part))
             outside.extend(self._db.execute(
                 "SELECT customer, start, source, id, day, channel, direction, queue, "  # noqa: S608
                 f"outcome FROM repeats WHERE customer IN ({qs}) AND start >= ? AND start <= ?",
