@@ -164,6 +164,9 @@ class CostItem(BaseModel):
             raise ValueError(f"{ways[0]} needs an amount")
         if not ways[0].startswith("amount") and self.amount is not None:
             raise ValueError(f"amount does not go with {ways[0]}")
+        if self.scales_with != "fixed" and self.is_usage:
+            raise ValueError("scales_with goes with shared items (amount); a usage item is "
+                             "recomputed from the minutes and contacts themselves")
         if self.seats is not None and self.per is None:
             raise ValueError("seats only goes with amount + per")
         if self.amortize_months is not None and self.from_ is None:

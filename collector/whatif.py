@@ -200,7 +200,8 @@ def apply_levers(s: Slice, levers: Levers) -> Slice:
     if levers.deflect and s.handled > 0:
         deflected = s.handled * levers.deflect
         _remove(s, levers.deflect)
-        s.extra["other"] = s.extra.get("other", 0.0) + deflected * levers.deflected_cost
+        if levers.deflected_cost:
+            s.extra["other"] = s.extra.get("other", 0.0) + deflected * levers.deflected_cost
     if levers.fcr_pp and s.handled > 0:
         removed = min(levers.fcr_pp / 100 * s.identified, s.repeats, s.handled)
         repeats, identified = s.repeats, s.identified
@@ -226,7 +227,9 @@ def apply_levers(s: Slice, levers: Levers) -> Slice:
     if levers.automate and s.handled > 0:
         automated = s.handled * levers.automate
         s.agent_seconds *= 1 - levers.automate
-        s.extra["software"] = s.extra.get("software", 0.0) + automated * levers.automated_cost
+        if levers.automated_cost:
+            s.extra["software"] = (s.extra.get("software", 0.0)
+                                   + automated * levers.automated_cost)
     return s
 
 
@@ -389,7 +392,10 @@ def whatif(
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+    if value is None:
+        return "-"
+    text = f"{value:,.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text  # no "-0.00"
 
 
 def render_whatif(data: dict[str, Any], fmt: str = "table") -> str:

@@ -267,3 +267,16 @@ def test_baseline_is_the_exporters_own_figures() -> None:
     base = whatif(settings, rollups, NOW, "month", "previous", parse_levers({}))["baseline"]
     assert base["cost"] == pytest.approx(cost)
     assert base["contacts"] == contacts == 240
+
+
+def test_scales_with_is_for_shared_items_only() -> None:
+    from pydantic import ValidationError
+
+    from collector.config import CostItem
+
+    assert CostItem.model_validate(
+        {"name": "r", "component": "facilities", "amount": 1, "per": "month"}
+    ).scales_with == "fixed"
+    with pytest.raises(ValidationError, match="scales_with goes with shared items"):
+        CostItem.model_validate({"name": "c", "component": "telephony", "per_minute": 0.01,
+                                 "scales_with": "workload"})
