@@ -41,6 +41,12 @@ ADDITIVE: frozenset[str] = frozenset({
     "contactcenter_contacts_projected",
     "contactcenter_cost_projected",
 })
+# The projection (collector.projection): only the current window of week .. year.
+PROJECTED = frozenset({
+    "contactcenter_contacts_projected",
+    "contactcenter_cost_projected",
+    "contactcenter_cost_per_contact_projected",
+})
 # Summing over these would add a day to its month: they are chosen with `periods`/`windows`.
 NOT_DROPPABLE = ("period", "window")
 
@@ -168,7 +174,11 @@ def count_series(
             if label in ("period", "window"):
                 continue
             n *= per_label.get(label, 1)
-        if "period" in family.labels:
+        if family.name in PROJECTED:  # week, month, quarter and year; current window only
+            n *= len(set(limits.periods) - {"day"}) * ("current" in limits.windows)
+        elif family.name == "contactcenter_period_open_elapsed_ratio":
+            n = len(set(limits.periods) - {"day"})
+        elif "period" in family.labels:
             n *= windows
         if family.name == "contactcenter_service_level_threshold_seconds":
             n = queues + 1  # one per queue with a wait, and queue="default"

@@ -245,3 +245,54 @@ def test_backfill_writes_the_projected_gauges(tmp_path: Any) -> None:
     # is expected this week and none is stored, so the series is absent.
     assert found == {h: pytest.approx(2.0) for h in range(11)}
     assert "contactcenter_period_open_elapsed_ratio{period=\"month\"}" in text
+
+
+def test_series_estimate_counts_the_projection_for_current_week_to_year() -> None:
+    from collector.series import MetricsSettings, count_series
+
+    counts = count_series(MetricsSettings(), slices=3, components=2, queues=2, outcomes=0,
+                          channels=1)
+    # 3 slices x (week, month, quarter, year) x current; the elapsed share once per period.
+    assert counts["contactcenter_contacts_projected"] == 12
+    assert counts["contactcenter_cost_per_contact_projected"] == 12
+    assert counts["contactcenter_period_open_elapsed_ratio"] == 4
+    only_days = MetricsSettings(periods=("day",), windows=("current",))
+    assert count_series(only_days, 3, 2, 2, 0, 1)["contactcenter_cost_projected"] == 0
+    previous = MetricsSettings(windows=("previous",))
+    assert count_series(previous, 3, 2, 2, 0, 1)["contactcenter_cost_projected"] == 0
+
+
+def test_a_slow_profile_read_is_not_repeated_every_tick_while_history_arrives(
+    tmp_path: Any
+) -> None:
+    import time
+
+    from collector import pipeline
+    from collector.model import Contact
+    from collector.store import SqliteStore
+
+    class SlowStore(SqliteStore):
+        reads = 0
+
+        def arrivals(self, first_day: date, last_day: date) -> list[Arrival]:
+            SlowStore.reads += 1
+            time.sleep(0.06)  # a profile read over a big history: > 50 ms
+            return super().arrivals(first_day, last_day)
+
+    settings = Settings()
+    store = SlowStore(tmp_path / "s.db", settings.tz)
+
+    def call(cid: str, day: date) -> Contact:
+        return Contact(cid, *VOICE, at(day, 10, 5).timestamp(), True, 60.0, 60.0, 0.0)
+
+    store.commit("pbx", [call("a", PROFILE_MONDAYS[0])], "1")
+    now = at(date(2026, 11, 23), 9)
+    pipeline.figures_at(store, settings, now)
+    store.commit("pbx", [call("b", PROFILE_MONDAYS[1])], "2")  # history still arriving
+    pipeline.figures_at(store, settings, now)
+    assert SlowStore.reads == 1  # the read took ~60 ms: not again within ~600 ms
+    key, arrivals, read_at, took = pipeline._ARRIVALS[store]
+    pipeline._ARRIVALS[store] = (key, arrivals, read_at - 10 * took, took)  # time passes
+    pipeline.figures_at(store, settings, now)
+    assert SlowStore.reads == 2
+    store.close()
