@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from adapters.base import Leg, QueueCall, key_customer
 from collector.calls import leg_of_contact, merge_legs, single_leg_contact, single_leg_rows
 from collector.model import Arrival, Contact, KpiDefinitions, Rollup
-from collector.service import enrich_contact, repeats_of, service_parts
+from collector.service import enrich_contact, service_parts
 
 # 1: contacts, positions, daily. 2: + contacts.wait_seconds, + legs (opens a 1 in place).
 # 3: + daily service columns (waited .. repeats), + repeats, + queue_calls, + keyed
@@ -126,6 +126,7 @@ CREATE TABLE IF NOT EXISTS repeats (
     PRIMARY KEY (customer, start, source, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS repeats_by_day ON repeats (day);
+CREATE INDEX IF NOT EXISTS repeats_by_contact ON repeats (source, id);
 -- A queue_log entry for a contact of another source (cdr_source), kept until it arrives.
 CREATE TABLE IF NOT EXISTS queue_calls (
     target TEXT NOT NULL,
@@ -219,6 +220,38 @@ GROUP BY day, channel, direction, queue, outcome
 _REPEATS_OF_DAY = """
 SELECT day, channel, direction, queue, outcome, count(*) FROM repeats
 WHERE day = ? AND start <= ? GROUP BY day, channel, direction, queue, outcome
+"""
+
+
+# Repeat marking (SqliteStore._mark_repeats): the commit's contacts in a temporary table.
+_FCR_TEMP = (
+    "CREATE TEMP TABLE IF NOT EXISTS fcr_touched "
+    "(customer TEXT, start REAL NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL)"
+)
+# Touched contacts with a later contact of their customer within the window.
+_FCR_FOLLOWED = """
+SELECT t.source, t.id FROM fcr_touched t WHERE t.customer IS NOT NULL AND EXISTS (
+    SELECT 1 FROM contacts c WHERE c.customer IS NOT NULL AND c.customer = t.customer
+    AND c.start > t.start AND c.start <= t.start + ?1)
+"""
+# The current marks of the touched contacts (by contact, whatever customer or start).
+_FCR_MARKS = """
+SELECT r.customer, r.start, r.source, r.id, r.day, r.channel, r.direction, r.queue,
+    r.outcome FROM fcr_touched t JOIN repeats r ON r.source = t.source AND r.id = t.id
+"""
+# Each touched contact's customer's latest start before it, within the window.
+_FCR_LATEST_BEFORE = """
+SELECT t.customer, (SELECT max(d.start) FROM contacts d WHERE d.customer IS NOT NULL
+    AND d.customer = t.customer AND d.start < t.start AND d.start >= t.start - ?1)
+FROM fcr_touched t WHERE t.customer IS NOT NULL
+"""
+# Handled, unmarked contacts at those starts: the touched contact is their new follower.
+_FCR_PREDECESSORS = """
+SELECT c.customer, c.start, c.source, c.id, c.day, c.channel, c.direction, c.queue,
+    c.outcome
+FROM fcr_before p JOIN contacts c ON c.customer IS NOT NULL AND c.customer = p.customer
+    AND c.start = p.start
+WHERE c.handled AND NOT EXISTS (SELECT 1 FROM repeats r WHERE r.source = c.source AND r.id = c.id)
 """
 
 
@@ -644,7 +677,8 @@ class SqliteStore:
 
     def _commit_queue_calls(
         self, source: str, entries: Sequence[QueueCall], totals: Totals,
-        touched: list[tuple[int, tuple[Any, ...]]], moved: list[tuple[int, str, str, str, str]],
+        others: list[tuple[str, int, tuple[Any, ...]]],
+        moved: list[tuple[int, str, str, str, str]],
     ) -> int:
         """Keep new queue_log entries; enrich the contacts that have arrived already."""
         fresh: list[QueueCall] = []
@@ -663,8 +697,10 @@ class SqliteStore:
             by_target.setdefault(entry.target, {})[entry.call] = entry
         for target, calls in by_target.items():
             stored = self._stored_calls(target, list(calls))
+            enriched: list[tuple[int, tuple[Any, ...]]] = []
             for call, (day, contact, _leg) in stored.items():
-                self._enrich(target, day, contact, calls[call], totals, touched, moved)
+                self._enrich(target, day, contact, calls[call], totals, enriched, moved)
+            others.extend((target, day, c) for day, c in enriched)
         return len(fresh)
 
     def _enrich(
@@ -716,114 +752,73 @@ class SqliteStore:
                 touched[i] = enriched[-1]
 
     def _mark_repeats(
-        self, touched: Sequence[tuple[int, tuple[Any, ...]]], totals: Totals,
-        moved: list[tuple[int, str, str, str, str]],
+        self, touched: Sequence[tuple[str, int, tuple[Any, ...]]], totals: Totals
     ) -> None:
-        """Mark repeats around this commit's contacts that carry a customer key.
+        """Mark repeats around this commit's contacts (source, day, Contact's fields).
 
-        For each such customer, every handled contact from (earliest touched start -
-        window) to its latest touched start is checked against the contacts that follow it
-        within the window; a mark that appears or goes (or moves to another daily row, when
-        a call's contact was recomputed) changes its day's repeats in the same transaction.
+        A repeat is a handled contact with a later contact of its customer within the
+        window. When contact c (start s) arrives, the only contacts that can gain a
+        follower are those of the customer's latest start before s, if within the window
+        (any earlier one already has that latest contact as its follower); and c itself
+        is a repeat when a contact of its customer starts in (s, s + window]. Both are
+        index look-ups per contact, in SQL over a temporary table of the commit's
+        contacts, so the cost does not grow with a customer's history. A contact that
+        was recomputed (a call's next leg, a queue_log entry) has its own mark checked
+        and moved to its current daily row.
         """
         window = self._kpi.fcr_window
-        spans: dict[str, list[float]] = {}
-        for _, c in touched:
-            customer = c[10]
-            if customer is None:
-                continue
-            span = spans.get(customer)
-            if span is None:
-                spans[customer] = [c[4], c[4]]
-            elif c[4] < span[0]:
-                span[0] = c[4]
-            elif c[4] > span[1]:
-                span[1] = c[4]
-        if not spans:
+        rows = [
+            (c[10], c[4], source, c[0])
+            for source, _, c in touched
+            if c[10] is not None or isinstance(c, Contact)
+        ]
+        if not rows:
             return
-        lo = min(span[0] for span in spans.values()) - window
-        hi = max(span[1] for span in spans.values()) + window
-        found: dict[str, list[tuple[Any, ...]]] = {}
-        marks: dict[tuple[str, str], tuple[Any, ...]] = {}
-        outside: list[tuple[Any, ...]] = []
-        customers = list(spans)
-        for i in range(0, len(customers), 500):
-            part = customers[i : i + 500]
-            qs = ",".join("?" * len(part))
-            for row in self._db.execute(
-                "SELECT customer, start, source, id, handled, day, channel, direction, "  # noqa: S608
-                f"queue, outcome FROM contacts WHERE customer IN ({qs}) "
-                "AND customer IS NOT NULL AND start >= ? AND start <= ?",
-                (*part, lo, hi),
-            ):
-                found.setdefault(row[0], []).append(row)
-        # A customer with one contact in reach has no valid mark there (a mark's follower
-        # lies within reach), and a stale one only if a recomputed call moved: ask for the
-        # marks of customers with several contacts and of contacts that may have moved
-        # (not the fast path's new calls, which are plain rows).
-        ask = [customer for customer, rows in found.items() if len(rows) > 1]
-        ask.extend({c[10] for _, c in touched if isinstance(c, Contact) and c[10] is not None
-                    and len(found.get(c[10], ())) <= 1})
-        for i in range(0, len(ask), 500):
-            part = ask[i : i + 500]
-            qs = ",".join("?" * len(part))
-            outside.extend(self._db.execute(
-                "SELECT customer, start, source, id, day, channel, direction, queue, "  # noqa: S608
-                f"outcome FROM repeats WHERE customer IN ({qs}) AND start >= ? AND start <= ?",
-                (*part, lo, hi),
-            ))
+        db = self._db
+        db.execute(_FCR_TEMP)
+        db.execute("DELETE FROM fcr_touched")
+        db.executemany("INSERT INTO fcr_touched VALUES (?,?,?,?)", rows)
+        followed = {(src, cid) for src, cid in db.execute(_FCR_FOLLOWED, (window,))}
+        marks = {(m[2], m[3]): m for m in db.execute(_FCR_MARKS)}
         add_marks: list[tuple[Any, ...]] = []
         drop_marks: list[tuple[Any, ...]] = []
-        beyond: list[tuple[Any, ...]] = []
-        marked: set[str] = set()
-        for mark in outside:
-            first, last = spans[mark[0]]
-            if first - window <= mark[1] <= last:
-                marks[(mark[2], mark[3])] = mark  # checked below
-                marked.add(mark[0])
-            else:
-                beyond.append(mark)
-        if beyond:  # a mark outside the span is stale only if its contact moved
-            where = {(row[2], row[3]): row for mark in beyond for row in found.get(mark[0], ())}
-            for mark in beyond:
-                held = where.get((mark[2], mark[3]))
-                if held is None or (*held[:2], *held[5:]) != (*mark[:2], *mark[4:]):
-                    drop_marks.append(mark)  # its contact moved (a recomputed call)
-        for customer, rows in found.items():
-            if len(rows) == 1 and customer not in marked:
-                continue  # the customer's only contact in reach: no repeat, no mark
-            first, last = spans[customer]
-            rows.sort(key=lambda row: row[1])
-            flags = repeats_of([(row[1], bool(row[4])) for row in rows], window)
-            for row, repeat in zip(rows, flags, strict=True):
-                if not first - window <= row[1] <= last:
-                    continue
-                old = marks.pop((row[2], row[3]), None)
-                want = (row[0], row[1], row[2], row[3], row[5], row[6], row[7], row[8], row[9])
-                if old == want and repeat:
-                    continue
-                if old is not None:
-                    drop_marks.append(old)
-                if repeat:
-                    add_marks.append(want)
-        drop_marks.extend(marks.values())  # marks whose contact left this customer or span
+        decided: set[tuple[str, str]] = set()
+        for source, day, c in touched:
+            key = (source, c[0])
+            if key in decided:
+                continue
+            decided.add(key)
+            old = marks.get(key)
+            want = (c[10], c[4], source, c[0], day, c[1], c[2], c[3], c[9])
+            repeat = bool(c[5]) and c[10] is not None and key in followed
+            if old is not None and (not repeat or tuple(old) != want):
+                drop_marks.append(old)
+            if repeat and (old is None or tuple(old) != want):
+                add_marks.append(want)
+        before = {(customer, start) for customer, start in db.execute(_FCR_LATEST_BEFORE, (window,))
+                  if start is not None}
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS fcr_before (customer TEXT, start REAL)")
+        db.execute("DELETE FROM fcr_before")
+        db.executemany("INSERT INTO fcr_before VALUES (?,?)", before)
+        for row in db.execute(_FCR_PREDECESSORS):
+            if (row[2], row[3]) not in decided:  # handled, unmarked, newly followed
+                decided.add((row[2], row[3]))
+                add_marks.append(row)
         for sign, group in ((-1, drop_marks), (1, add_marks)):
             for mark in group:
-                key = (mark[4], mark[5], mark[6], mark[7], mark[8])
-                acc = totals.get(key)
+                day_key = (mark[4], mark[5], mark[6], mark[7], mark[8])
+                acc = totals.get(day_key)
                 if acc is None:
-                    acc = totals[key] = [0, 0, 0.0, 0.0, 0.0, 0.0, mark[1], 0, 0.0, 0, 0, 0, 0]
+                    acc = totals[day_key] = [0, 0, 0.0, 0.0, 0.0, 0.0, mark[1], 0, 0.0, 0, 0, 0, 0]
                 acc[12] += sign
         if drop_marks:
-            self._db.executemany(
+            db.executemany(
                 "DELETE FROM repeats WHERE customer = ? AND start = ? AND source = ? "
                 "AND id = ?",
                 (mark[:4] for mark in drop_marks),
             )
         if add_marks:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO repeats VALUES (?,?,?,?,?,?,?,?,?)", add_marks
-            )
+            db.executemany("INSERT OR REPLACE INTO repeats VALUES (?,?,?,?,?,?,?,?,?)", add_marks)
 
     # -- Store interface -----------------------------------------------------------------
     def position(self, source: str) -> str | None:
@@ -871,11 +866,14 @@ class SqliteStore:
                 touched: list[tuple[int, tuple[Any, ...]]] = [*inserted, *merged]
                 if source in self._targets and touched:
                     self._apply_queue_calls(source, touched, totals, moved)
+                others: list[tuple[str, int, tuple[Any, ...]]] = []
                 fresh_entries = (
-                    self._commit_queue_calls(source, queue_calls, totals, touched, moved)
+                    self._commit_queue_calls(source, queue_calls, totals, others, moved)
                     if queue_calls else 0
                 )
-                self._mark_repeats(touched, totals, moved)
+                self._mark_repeats(
+                    [(source, day, c) for day, c in touched] + others, totals
+                )
                 self._db.executemany(
                     _UPSERT_DAILY, (key + tuple(acc) for key, acc in totals.items())
                 )
