@@ -22,10 +22,9 @@ from adapters.base import (
     Rejection,
     SourceError,
     SourceSettings,
-    hash_customer,
     row_id,
 )
-from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS
+from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS, customer_digest
 from adapters.filetail import FilePosition, read_new_lines
 
 OTHER_QUEUE = "other"
@@ -46,7 +45,13 @@ LAYOUTS = (16, 18, 21)
 # lastapp of the dialed side of a Dial in 16/18-column files (its own uniqueid, no linkedid)
 DIALED_SIDE_APPS = frozenset({"AppDial", "AppDial2"})
 NO_AGENT = "no_agent"  # answered, but only by the PBX (IVR, voicemail) or a Local channel
-SECONDS = {f"{second:02d}": second for second in range(60)}
+# ':MM:SS' (the tail of a 'YYYY-MM-DD HH:MM:SS' start after its hour) -> seconds into the
+# hour: with the hour's UTC start cached, a row's start is two dict lookups and an add.
+MINUTE_SECONDS = {
+    f":{minute:02d}:{second:02d}": minute * 60 + second
+    for minute in range(60)
+    for second in range(60)
+}
 
 
 class AsteriskCdrSettings(SourceSettings):
@@ -71,22 +76,25 @@ class AsteriskCdrSettings(SourceSettings):
 class LocalClock:
     """Local 'YYYY-MM-DD HH:MM:SS' -> UTC epoch, with one zoneinfo call per local hour.
 
-    Each hour's UTC start is cached when the zone's offset is the same at its first and
-    last second (always, except in zones that shift by a part of an hour); each minute's
-    UTC start is cached on top, so a row costs one dict lookup. Ambiguous times in the
+    Each hour's UTC start is cached in `hours` when the zone's offset is the same at its
+    first and last second (always, except in zones that shift by a part of an hour), so
+    the parser's fast path is `hours[text[:13]] + MINUTE_SECONDS[text[13:]]`; `epoch` is
+    the plain path (and fills the cache), with each minute's UTC start cached on top for
+    the hours that shift. Ambiguous times in the
     repeated hour of a DST change are read as the first (fold=0, summer time), and times
     in the skipped hour as if the clock had not moved yet (PEP 495).
     """
 
     MAX_MINUTES = 200_000  # about four months of minutes; the cache starts over beyond
+    MAX_HOURS = 200_000  # about 23 years of hours (garbage dates span centuries)
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self._hours: dict[str, float | None] = {}
+        self.hours: dict[str, float | None] = {}  # 'YYYY-MM-DD HH' -> UTC epoch of :00:00
         self.minutes: dict[str, float] = {}  # 'YYYY-MM-DD HH:MM' -> UTC epoch of :00
 
     def _hour_start(self, hour: str) -> float | None:
-        if hour not in self._hours:
+        if hour not in self.hours:
             if len(hour) != 13 or hour[4] != "-" or hour[7] != "-" or hour[10] != " ":
                 raise ValueError(hour)
             naive = datetime.fromisoformat(hour + ":00:00")
@@ -95,9 +103,11 @@ class LocalClock:
             first = naive.replace(tzinfo=self.tz)
             last = (naive + timedelta(seconds=3599)).replace(tzinfo=self.tz)
             same = first.utcoffset() == last.utcoffset()
+            if len(self.hours) >= self.MAX_HOURS:
+                self.hours.clear()
             # None: the offset changes inside this hour; convert each time in full.
-            self._hours[hour] = first.timestamp() if same else None
-        return self._hours[hour]
+            self.hours[hour] = first.timestamp() if same else None
+        return self.hours[hour]
 
     def epoch(self, text: str) -> float:
         """UTC epoch seconds; ValueError for anything but a valid 'YYYY-MM-DD HH:MM:SS'."""
@@ -222,7 +232,7 @@ def _parse_rows(
     queues, directions, outcomes = settings.queues, settings.directions, settings.outcomes
     excluded_contexts = frozenset(settings.exclude_contexts)
     channel = settings.channel
-    epoch, minutes = clock.epoch, clock.minutes
+    epoch, hours = clock.epoch, clock.hours
     customers: dict[str, str | None] = {}  # raw number -> hash, for repeat callers
     append = out.legs.append
     rejections, excluded = out.rejections, out.excluded
@@ -252,17 +262,18 @@ def _parse_rows(
             excluded.append(Rejection("internal_leg", number, row[5][:40]))
             continue
         text = row[9]
-        try:
-            # One dict lookup each for the minute and the second; anything odd goes slow.
-            base = minutes.get(text[:16])
-            second = SECONDS.get(text[17:])
-            if base is not None and second is not None and text[16:17] == ":":
-                start = base + second
-            else:
+        # One dict lookup each for the hour and ':MM:SS' (so exactly 19 characters); a new
+        # hour, an hour with an offset change inside, or anything odd goes the plain way.
+        base = hours.get(text[:13])
+        offset = MINUTE_SECONDS.get(text[13:])
+        if base is not None and offset is not None:
+            start = base + offset
+        else:
+            try:
                 start = epoch(text)
-        except ValueError:
-            rejections.append(Rejection("date", number, f"start {row[9][:40]!r}"))
-            continue
+            except ValueError:
+                rejections.append(Rejection("date", number, f"start {row[9][:40]!r}"))
+                continue
         if latest is not None and start > latest:  # now + max_future, from the pull
             rejections.append(Rejection("future", number, f"start {row[9][:40]!r}"))
             continue
@@ -305,7 +316,7 @@ def _parse_rows(
         raw_customer = row[2] if direction == "outbound" else row[1]
         customer = customers.get(raw_customer, "")
         if customer == "":
-            customer = customers[raw_customer] = hash_customer(raw_customer)
+            customer = customers[raw_customer] = customer_digest(raw_customer)
         # tuple.__new__ skips NamedTuple.__new__'s Python-level call: this is the hot path.
         append(
             new_leg(

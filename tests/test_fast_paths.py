@@ -1,0 +1,189 @@
+"""The ingest fast paths give the same results as the plain paths they shortcut (issue 15).
+
+- A CDR start: the hour cache plus the ':MM:SS' table (adapters.asterisk_cdr) against
+  `datetime.strptime(text, "%Y-%m-%d %H:%M:%S")` in the zone (fold 0, the documented reading
+  of a repeated hour) and against a fresh LocalClock.epoch (the plain path the parser used
+  for every row before, which also decides what is rejected).
+- A customer digest: fields.customer_digest against base.hash_customer.
+- Whole parses of the committed fixtures and of fuzzed lines with the fast paths switched
+  off (the ':MM:SS' table emptied, customer_digest replaced by hash_customer) and on.
+
+The start column's layout is cdr_csv's 'YYYY-MM-DD HH:MM:SS' (Asterisk's cdr_csv writes
+start, answer and end with that format; the fixtures under tests/fixtures/asterisk/ follow it).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import adapters.asterisk_cdr as cdr
+from adapters.asterisk_cdr import AsteriskCdrSettings, LocalClock, ParsedCdr, parse_cdr
+from adapters.base import hash_customer
+from adapters.fields import customer_digest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "asterisk"
+ZONES = [ZoneInfo("Europe/Oslo"), ZoneInfo("UTC"), ZoneInfo("Australia/Lord_Howe"),
+         ZoneInfo("America/St_Johns")]  # fmt: skip  (Lord Howe shifts by 30 min)
+LAYOUT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
+SETTINGS = AsteriskCdrSettings.model_validate({
+    "name": "pbx", "adapter": "asterisk_cdr", "path": "unused.csv",
+    "queues": {"support-in": "support"}, "directions": {"sales-out": "outbound"},
+})  # fmt: skip
+
+
+def line(start: str, src: str = "4799462840", duration: int = 60) -> str:
+    """One 16-column cdr_csv row (the base layout of the Asterisk CDR specification)."""
+    return (f'"","{src}","22334400","support-in","","SIP/trunk-1","SIP/218-2","Queue","",'
+            f'"{start}","","",{duration},{duration - 5},"ANSWERED","DOCUMENTATION"\n')  # fmt: skip
+
+
+def plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the fast paths off: every start through LocalClock.epoch, every customer
+    through hash_customer."""
+    monkeypatch.setattr(cdr, "MINUTE_SECONDS", {})
+    monkeypatch.setattr(cdr, "customer_digest", hash_customer)
+
+
+def strptime_epoch(text: str, tz: ZoneInfo) -> float | None:
+    """The reference reading of a start, or None where the parser must reject it."""
+    if not LAYOUT.fullmatch(text):
+        return None
+    try:
+        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    if not 1970 <= moment.year <= 2999:
+        return None
+    return moment.replace(tzinfo=tz).timestamp()
+
+
+def starts_of(texts: list[str], tz: ZoneInfo, clock: LocalClock) -> list[float | None]:
+    """Each text's start as parse_cdr reads it (None: rejected), in chunks of 7 lines so
+    the hour cache carries over from chunk to chunk as in a pull."""
+    out: list[float | None] = []
+    for i in range(0, len(texts), 7):
+        part = texts[i : i + 7]
+        data = "".join(line(text) for text in part).encode()
+        parsed = parse_cdr(data, 1, SETTINGS, tz, clock)
+        by_line: dict[int, float | None] = {r.line: None for r in parsed.rejections}
+        legs = iter(parsed.legs)
+        for n in range(1, len(part) + 1):
+            out.append(None if n in by_line else next(legs).start)
+    return out
+
+
+@pytest.mark.parametrize("tz", ZONES, ids=lambda z: z.key)
+def test_starts_around_offset_changes_equal_strptime(tz: ZoneInfo) -> None:
+    # Every 7 min 13 s over the days of both 2026 changes of each zone (Oslo: 29 Mar 02:00
+    # -> 03:00, 25 Oct 03:00 -> 02:00; Lord Howe: 5 Apr and 4 Oct, 30 minutes; St John's:
+    # 8 Mar and 1 Nov at -3:30/-2:30), ambiguous times read as fold 0 by both.
+    texts = []
+    for day in ("2026-03-08", "2026-03-29", "2026-04-05", "2026-10-04", "2026-10-25",
+                "2026-11-01", "2026-12-31"):  # fmt: skip
+        moment = datetime.fromisoformat(f"{day} 00:00:00")
+        for _ in range(0, 86400, 433):
+            texts.append(moment.strftime("%Y-%m-%d %H:%M:%S"))
+            moment += timedelta(seconds=433)
+    fast = starts_of(texts, tz, LocalClock(tz))
+    assert len(fast) == len(texts) == 7 * 200  # 86400 / 433 -> 200 a day, none rejected
+    assert fast == [strptime_epoch(text, tz) for text in texts]
+
+
+starts = st.one_of(
+    # valid layouts, any second of 1970..2999 (and a little beyond, rejected)
+    st.datetimes(datetime(1969, 12, 31), datetime(3000, 1, 2)).map(
+        lambda d: d.strftime("%Y-%m-%d %H:%M:%S")),
+    # near-misses: one character changed, dropped or added
+    st.tuples(st.datetimes(datetime(2000, 1, 1), datetime(2030, 1, 1)),
+              st.integers(0, 18), st.sampled_from(list("0123456789 :-T\u0663x")),
+              st.sampled_from(["replace", "drop", "insert"])).map(
+        lambda t: _mutate(t[0].strftime("%Y-%m-%d %H:%M:%S"), t[1], t[2], t[3])),
+    st.text(alphabet="0123456789-: ", max_size=22),
+)  # fmt: skip
+
+
+def _mutate(text: str, at: int, char: str, how: str) -> str:
+    if how == "replace":
+        return text[:at] + char + text[at + 1 :]
+    if how == "drop":
+        return text[:at] + text[at + 1 :]
+    return text[:at] + char + text[at:]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(starts, min_size=1, max_size=30), zone=st.sampled_from(ZONES))
+def test_fuzzed_starts_equal_the_plain_path(texts: list[str], zone: ZoneInfo) -> None:
+    clock = LocalClock(zone)
+    warm = [t for t in texts if strptime_epoch(t, zone) is not None]
+    for text in warm:  # the hour cache filled first, so the fuzzed texts take the fast path
+        clock.epoch(text)
+    fast = starts_of(texts, zone, clock)
+    for text, got in zip(texts, fast, strict=True):
+        try:
+            expected: float | None = LocalClock(zone).epoch(text)
+        except ValueError:
+            expected = None
+        assert got == expected, text
+        if LAYOUT.fullmatch(text):  # the ASCII layout: strptime agrees too
+            assert got == strptime_epoch(text, zone), text
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.one_of(
+    st.text(alphabet="0123456789", max_size=16),
+    st.text(alphabet="0123456789+ -()\u0663\u00b2<>\"a@", max_size=16),
+    st.text(max_size=12),
+))  # fmt: skip
+def test_customer_digest_equals_hash_customer(raw: str) -> None:
+    assert customer_digest(raw) == hash_customer(raw)
+
+
+@pytest.mark.parametrize("raw", ["4799462840", "004799462840", "0", "000", "", "0047",
+                                 "12\u0663", "\u00b2", "+4799462840", "s", "anonymous"])
+def test_customer_digest_edge_cases(raw: str) -> None:
+    # "004799462840" and "+4799462840" are one customer ('00' read as '+'), "0"/"000" none,
+    # U+0663 and U+00B2 are digits to str.isdigit but not ASCII: all left to hash_customer.
+    assert customer_digest(raw) == hash_customer(raw)
+    assert customer_digest("004799462840") == customer_digest("4799462840")
+    assert customer_digest("000") is None
+
+
+def parse_both(data: bytes, tz: ZoneInfo, monkeypatch: pytest.MonkeyPatch) -> tuple[
+    ParsedCdr, ParsedCdr
+]:
+    fast = parse_cdr(data, 1, SETTINGS, tz, LocalClock(tz))
+    with monkeypatch.context() as patch:
+        plain(patch)
+        slow = parse_cdr(data, 1, SETTINGS, tz, LocalClock(tz))
+    return fast, slow
+
+
+@pytest.mark.parametrize("name", ["mixed.csv", "calls18.csv", "calls21.csv", "partial.csv"])
+def test_fixture_parses_equal_with_fast_paths_off(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (FIXTURES / name).read_bytes()
+    fast, slow = parse_both(data, ZONES[0], monkeypatch)
+    assert fast.legs, name  # the fixture has calls: the comparison is not of two empties
+    assert fast == slow
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(starts, st.sampled_from(
+    ["4799462840", "004799462840", "+47 99 46 28 40", "0", "", "anonymous", "12\u0663"]),
+    st.integers(0, 900)), min_size=1, max_size=25))  # fmt: skip
+def test_fuzzed_lines_parse_equal_with_fast_paths_off(
+    rows: list[tuple[str, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = "".join(line(start, src, duration) for start, src, duration in rows).encode()
+    fast, slow = parse_both(data, ZONES[0], monkeypatch)
+    assert fast == slow
+    assert len(fast.legs) + len(fast.rejections) == len(rows)  # each line counted once
