@@ -130,3 +130,34 @@ def test_every_family_in_the_exposition_is_declared_once() -> None:
         assert (kind, helps[name]) == (family.type, family.help)
     # Declared order is exposition order (families left out when empty are simply absent).
     assert [n for n, _ in types] == sorted((n for n, _ in types), key=order.index)
+
+
+def test_golden_projection_by_hand(exporter: Exporter) -> None:
+    """The projected families of the golden store (issue 13). No contact lies in the four
+    complete weeks before 23 Nov (26 Oct - 22 Nov; the October call is older), so every
+    label set projects its period so far per elapsed open second (no [hours]: all seconds)."""
+    values = parse_exposition(exporter.metrics_body().decode())
+
+    def value(name: str, **labels: str) -> float | None:
+        return values.get((name, frozenset(labels.items())))
+
+    week = {"period": "week", "window": "current", "channel": "voice", "direction": "inbound"}
+    # Monday 23 Nov to Thursday 26 Nov 12:00 is 3.5 of 7 days: 1 call each -> 2 projected.
+    assert value("contactcenter_contacts_projected", **week, queue="sales") == 2.0
+    # The whole week's shared cost, 7 days of November: salaries 3000/30 x 7 = 700 by handle
+    # time (sales 2 x 600 s of 2 x 900 s: 466.67), rent 700/30 x 7 = 163.33 by contacts
+    # (81.67); carrier 0.01/min x 600 s x 2 = 0.20. 548.53 for 2 calls: 274.27 each.
+    assert value("contactcenter_cost_projected", **week, queue="sales") == pytest.approx(548.5333)
+    assert value("contactcenter_cost_per_contact_projected", **week, queue="sales") == (
+        pytest.approx(274.2667))
+    # November: 25.5 of 30 days passed; 1 call -> 1/0.85 per queue.
+    month = {**week, "period": "month"}
+    assert value("contactcenter_contacts_projected", **month, queue="support") == (
+        pytest.approx(1 / 0.85))
+    assert value("contactcenter_period_open_elapsed_ratio", period="month") == 0.85
+    assert value("contactcenter_period_open_elapsed_ratio", period="week") == 0.5
+    # No projection for the day, nor for previous windows.
+    assert not any(name.endswith("_projected") and ("period", "day") in labels
+                   for name, labels in values)
+    assert not any(name.endswith("_projected") and ("window", "previous") in labels
+                   for name, labels in values)
