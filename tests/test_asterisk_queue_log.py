@@ -210,3 +210,55 @@ def test_cdr_source_must_name_an_asterisk_cdr_source() -> None:
         base, {"name": "pbx", "adapter": "asterisk_cdr", "path": "Master.csv"}]})
     with pytest.raises(ValidationError, match="not the name of an asterisk_cdr source"):
         Settings.model_validate({"sources": [base]})
+
+
+def test_through_the_exporter_a_queue_log_enriches_its_cdr_source(tmp_path: Path) -> None:
+    """The real config, both adapters and the runtime: queue_calls reach the store."""
+    from collector.runtime import Exporter, load_config
+    from tests.conftest import parse_exposition
+
+    shutil.copy(FIXTURES / "asterisk-11.queue_log", tmp_path / "queue_log")
+    # One CDR of 16 columns + uniqueid/userfield/peeraccount/linkedid/sequence (21): call
+    # 1700001100.12 rang 9 s unanswered (the caller abandoned the queue after 4 s of it).
+    cdr = ('"","+4755501011","100","from-trunk","","SIP/trunk-1","","Queue","support",'
+           '"2023-11-14 22:18:16","","2023-11-14 22:18:25",9,0,"NO ANSWER","DOCUMENTATION",'
+           '"1700001100.12","","","1700001100.12","1"\n')
+    (tmp_path / "Master.csv").write_text(cdr)
+    config = tmp_path / "c.toml"
+    config.write_text(f'''
+store = "{tmp_path / 'state.db'}"
+[[sources]]
+name = "pbx"
+adapter = "asterisk_cdr"
+path = "{tmp_path / 'Master.csv'}"
+usegmtime = true
+max_future = "36500d"
+[[sources]]
+name = "queues"
+adapter = "asterisk_queue_log"
+path = "{tmp_path / 'queue_log'}"
+cdr_source = "pbx"
+queues = {{ support = "support" }}
+max_future = "36500d"
+''')
+    exporter = Exporter(load_config(config))
+    try:
+        exporter.ingest("queues")
+        exporter.ingest("pbx")
+        exporter.recompute(datetime(2023, 11, 15, 12, tzinfo=UTC))
+        families = parse_exposition(exporter.metrics_body().decode())
+    finally:
+        exporter.close()
+    labels = {"period": "day", "window": "previous", "channel": "voice",
+              "direction": "inbound", "queue": "support"}
+
+    def value(name: str) -> float | None:
+        return families.get((name, frozenset(labels.items())))
+    # The CDR alone would file the call under "other" with no wait; the queue log makes it
+    # support, abandoned after 4 s: a short abandon, so offered = 0 + 1 - 1 = 0 and the
+    # ratios are absent.
+    assert value("contactcenter_contacts_abandoned") == 1
+    assert value("contactcenter_contacts_abandoned_short") == 1
+    assert value("contactcenter_abandonment_ratio") is None
+    other = {**labels, "queue": "other"}
+    assert families.get(("contactcenter_contacts_abandoned", frozenset(other.items()))) is None
