@@ -239,9 +239,10 @@ def _allocation(item: CostItem) -> str:
 
 def cost_line(item: CostItem) -> str:
     """'Rent [facilities]: 12000 per month; scope all contacts; from ...; allocated ...'."""
-    return f"{item.name} [{item.component}]: " + "; ".join(
-        (_how(item), _scope(item), _dates(item), _allocation(item))
-    )
+    parts = [_how(item), _scope(item), _dates(item), _allocation(item)]
+    if item.scales_with == "workload":
+        parts.append("scales with the agents' handle hours in whatif")
+    return f"{item.name} [{item.component}]: " + "; ".join(parts)
 
 
 def _produced_directions(adapter: Adapter) -> set[str]:

@@ -280,3 +280,13 @@ def test_scales_with_is_for_shared_items_only() -> None:
     with pytest.raises(ValidationError, match="scales_with goes with shared items"):
         CostItem.model_validate({"name": "c", "component": "telephony", "per_minute": 0.01,
                                  "scales_with": "workload"})
+
+
+def test_config_check_says_which_items_scale_with_workload() -> None:
+    from collector.config import CostItem
+    from collector.configcheck import cost_line
+
+    agents = CostItem.model_validate(COSTS[0])
+    rent = CostItem.model_validate(COSTS[1])
+    assert cost_line(agents).endswith("; scales with the agents' handle hours in whatif")
+    assert "whatif" not in cost_line(rent)
