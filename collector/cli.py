@@ -161,19 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="period (default: %(default)s)")
     whatif.add_argument("--window", default="previous", choices=["previous", "current"],
                         help="window (default: %(default)s)")
-    for flag, example in (
-        ("deflect", "share of handled contacts to self-service, e.g. 10%%"),
-        ("deflected-cost", "cost of each deflected contact, component other, e.g. 0.30"),
-        ("fcr", "first contact resolution up by points, e.g. +5pp"),
-        ("aht", "handle time per contact, e.g. -30s or -10%% (--aht -30s works too)"),
-        ("automate", "share of handled contacts handled by automation, e.g. 15%%"),
-        ("automated-cost", "cost of each automated contact, component software, e.g. 0.40"),
-        ("per-minute", "every per-minute telephony rate in scope, e.g. 0.004"),
-        ("queue", "scope the levers to these queues (comma-separated)"),
-        ("channel", "scope the levers to these channels (comma-separated)"),
+    for flag, metavar, example in (
+        ("deflect", "SHARE", "share of handled contacts to self-service, e.g. 10%%"),
+        ("deflected-cost", "AMOUNT", "cost of each deflected contact (component other), "
+         "e.g. 0.30"),
+        ("fcr", "POINTS", "first contact resolution up by points, e.g. +5pp"),
+        ("aht", "CHANGE", "handle time per contact, e.g. -30s or -10%% (--aht -30s works too)"),
+        ("automate", "SHARE", "share of handled contacts handled by automation, e.g. 15%%"),
+        ("automated-cost", "AMOUNT", "cost of each automated contact (component software), "
+         "e.g. 0.40"),
+        ("per-minute", "RATE", "every per-minute telephony rate in scope, e.g. 0.004"),
+        ("queue", "NAMES", "scope the levers to these queues (comma-separated)"),
+        ("channel", "NAMES", "scope the levers to these channels (comma-separated)"),
     ):
         whatif.add_argument(f"--{flag}", dest=f"lever_{flag.replace('-', '_')}",
-                            default=None, help=example)
+                            metavar=metavar, default=None, help=example)
     whatif.add_argument("--format", default="table", choices=["table", "json"],
                         help="output (default: %(default)s)")
     sub.metavar = "{report,backfill,whatif}"
