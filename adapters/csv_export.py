@@ -37,7 +37,18 @@ from adapters.base import (
     hash_customer,
     row_id,
 )
-from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS, duration, not_future, price
+from adapters.fields import (
+    FIRST_YEAR,
+    HOUR_CACHE_LIMIT,
+    LAST_YEAR,
+    LOCAL_LAYOUT,
+    MAX_SECONDS,
+    MINUTE_SECONDS,
+    duration,
+    hour_start,
+    not_future,
+    price,
+)
 from adapters.filetail import Chunk, FilePosition, read_new_lines, rewind
 
 OTHER = "other"
@@ -193,11 +204,38 @@ def _label(raw: str, mapping: dict[str, str], known: tuple[str, ...] | None = No
     return OTHER
 
 
-def _time(text: str, time_format: str | None, tz: ZoneInfo) -> float:
+# Formats whose 'YYYY-MM-DD HH:MM:SS' times take the hour-cache fast path (ISO 8601 also
+# with a 'T'); anything else, or any other shape of text, is read the plain way.
+_FAST_FORMATS = (None, "%Y-%m-%d %H:%M:%S")
+
+
+def _time(
+    text: str, time_format: str | None, tz: ZoneInfo,
+    hours: dict[str, float | None] | None = None,
+) -> float:
+    """A local (or offset-carrying ISO 8601) time as UTC epoch seconds; ValueError if bad.
+
+    With `hours` (a cache kept over one parse), a 'YYYY-MM-DD HH:MM:SS' time in an hour
+    read before is its hour's UTC start plus the seconds into it: no strptime, no zoneinfo.
+    tests/test_fast_paths.py checks it against the plain path.
+    """
+    fast = hours is not None and time_format in _FAST_FORMATS and len(text) == 19
+    if fast and hours is not None:
+        base = hours.get(text[:13])
+        if base is not None and (text[10] == " " or time_format is None):
+            offset = MINUTE_SECONDS.get(text[13:])
+            if offset is not None:
+                return base + offset
     moment = datetime.strptime(text, time_format) if time_format else datetime.fromisoformat(text)
     if not FIRST_YEAR <= moment.year <= LAST_YEAR:
         raise ValueError(text)  # a clock reset or garbage, not a contact
     if moment.tzinfo is None:
+        if fast and hours is not None and text[13:] in MINUTE_SECONDS and LOCAL_LAYOUT.fullmatch(
+            text
+        ):
+            if len(hours) >= HOUR_CACHE_LIMIT:
+                hours.clear()
+            hours[text[:13]] = hour_start(moment, tz)
         moment = moment.replace(tzinfo=tz)
     return moment.timestamp()
 
@@ -256,6 +294,7 @@ def parse_csv(
     index_of = check_header(header, settings) if header is not None else None
     excluded: list[Rejection] = []
     excludes = excluded_columns(header, settings) if header is not None else []
+    hours: dict[str, float | None] = {}  # _time's hour cache over this parse
     index = 0
     while index < len(lines):
         number = first_line + index
@@ -296,7 +335,7 @@ def parse_csv(
         if hit is not None:
             excluded.append(Rejection("excluded_value", number, f"{hit[1]} = {row[hit[0]][:40]}"))
             continue
-        result = _contact(row, index_of, settings, tz, latest)
+        result = _contact(row, index_of, settings, tz, latest, hours)
         if isinstance(result, Rejection):
             rejections.append(result._replace(line=number))
         else:
@@ -314,6 +353,7 @@ def _contact(
     settings: CsvSettings,
     tz: ZoneInfo,
     latest: float | None = None,
+    hours: dict[str, float | None] | None = None,
 ) -> Contact | Rejection:
     def cell(key: str) -> str | None:
         position = index_of.get(key)
@@ -321,7 +361,7 @@ def _contact(
 
     started = cell("started_at") or ""
     try:
-        start = _time(started, settings.time_format, tz)
+        start = _time(started, settings.time_format, tz, hours)
     except (ValueError, OverflowError):
         return Rejection("date", 0, f"started_at {started[:40]!r}")
     try:
@@ -342,7 +382,7 @@ def _contact(
             handle = sum(parts.values())
         elif ended:
             try:
-                handle = _time(ended, settings.time_format, tz) - start
+                handle = _time(ended, settings.time_format, tz, hours) - start
             except (ValueError, OverflowError):
                 return Rejection("date", 0, f"ended_at {ended[:40]!r}")
             if handle < 0:

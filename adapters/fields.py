@@ -7,9 +7,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from adapters.base import FieldError, Rejection, ShapeError, hash_customer
 
@@ -52,6 +53,25 @@ def outcome_of_tags(tags: Any, outcomes: Mapping[str, str]) -> str:
             if found is not None:
                 return found
     return ""
+
+
+# ':MM:SS' (the tail of a 'YYYY-MM-DD HH:MM:SS' time after its hour) -> seconds into the hour.
+MINUTE_SECONDS = {
+    f":{minute:02d}:{second:02d}": minute * 60 + second
+    for minute in range(60)
+    for second in range(60)
+}
+LOCAL_LAYOUT = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", re.ASCII)
+HOUR_CACHE_LIMIT = 100_000  # hours (11 years); a cache starts over beyond
+
+
+def hour_start(moment: datetime, tz: ZoneInfo) -> float | None:
+    """UTC epoch of the local hour `moment` (naive) falls in, when `tz`'s offset is the
+    same at its first and last second (fold 0, as replace(tzinfo=tz) reads it); else None.
+    With it cached, a time in that hour is hour_start + MINUTE_SECONDS[':MM:SS']."""
+    first = moment.replace(minute=0, second=0, microsecond=0, tzinfo=tz)
+    last = first + timedelta(seconds=3599)  # wall-clock arithmetic: the same fold 0 reading
+    return first.timestamp() if first.utcoffset() == last.utcoffset() else None
 
 
 def customer_digest(raw: str) -> str | None:

@@ -5,6 +5,7 @@
   of a repeated hour) and against a fresh LocalClock.epoch (the plain path the parser used
   for every row before, which also decides what is rejected).
 - A customer digest: fields.customer_digest against base.hash_customer.
+- A CSV export's time: csv_export._time with its hour cache against strptime/fromisoformat.
 - Whole parses of the committed fixtures and of fuzzed lines with the fast paths switched
   off (the ':MM:SS' table emptied, customer_digest replaced by hash_customer) and on.
 
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 import adapters.asterisk_cdr as cdr
 from adapters.asterisk_cdr import AsteriskCdrSettings, LocalClock, ParsedCdr, parse_cdr
 from adapters.base import hash_customer
+from adapters.csv_export import _time
 from adapters.fields import customer_digest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "asterisk"
@@ -187,3 +189,58 @@ def test_fuzzed_lines_parse_equal_with_fast_paths_off(
     fast, slow = parse_both(data, ZONES[0], monkeypatch)
     assert fast == slow
     assert len(fast.legs) + len(fast.rejections) == len(rows)  # each line counted once
+
+
+# -- CSV export times: csv_export._time with its hour cache against the plain reading ------
+def csv_plain(text: str, time_format: str | None, tz: ZoneInfo) -> float | None:
+    try:
+        return _time(text, time_format, tz)  # no cache: strptime / fromisoformat each time
+    except (ValueError, OverflowError):
+        return None
+
+
+def csv_fast(texts: list[str], time_format: str | None, tz: ZoneInfo) -> list[float | None]:
+    hours: dict[str, float | None] = {}
+    out: list[float | None] = []
+    for text in texts:
+        try:
+            out.append(_time(text, time_format, tz, hours))
+        except (ValueError, OverflowError):
+            out.append(None)
+    return out
+
+
+iso_texts = st.one_of(
+    starts,
+    starts.map(lambda t: t.replace(" ", "T", 1)),
+    starts.map(lambda t: t + "+02:00"),
+)
+
+
+@pytest.mark.parametrize("time_format", [None, "%Y-%m-%d %H:%M:%S"])
+@pytest.mark.parametrize("tz", ZONES, ids=lambda z: z.key)
+def test_csv_times_around_offset_changes_equal_the_plain_path(
+    tz: ZoneInfo, time_format: str | None
+) -> None:
+    texts = []
+    for day in ("2026-03-08", "2026-03-29", "2026-04-05", "2026-10-04", "2026-10-25",
+                "2026-11-01"):  # fmt: skip
+        moment = datetime.fromisoformat(f"{day} 00:00:00")
+        for _ in range(0, 86400, 433):
+            texts.append(moment.strftime("%Y-%m-%d %H:%M:%S"))
+            moment += timedelta(seconds=433)
+    fast = csv_fast(texts + texts, time_format, tz)  # the second pass: all from the cache
+    expected = [strptime_epoch(text, tz) for text in texts]
+    assert None not in expected
+    assert fast == expected + expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(iso_texts, min_size=1, max_size=30), zone=st.sampled_from(ZONES),
+       time_format=st.sampled_from([None, "%Y-%m-%d %H:%M:%S"]))  # fmt: skip
+def test_fuzzed_csv_times_equal_the_plain_path(
+    texts: list[str], zone: ZoneInfo, time_format: str | None
+) -> None:
+    warm = [t for t in texts if csv_plain(t, time_format, zone) is not None]
+    fast = csv_fast(warm + texts, time_format, zone)[len(warm) :]
+    assert fast == [csv_plain(text, time_format, zone) for text in texts]
