@@ -377,7 +377,10 @@ class Settings(BaseSettings):
     @property
     def open_hours(self) -> OpenHours | None:
         """The service hours, or None when the center is open around the clock."""
-        return None if self.hours is None else open_hours_for(self.hours, self.timezone)
+        if self.hours is None:
+            return None
+        return open_hours_for(self.hours.week, self.hours.closed, self.hours.holidays,
+                              self.timezone)
 
     @property
     def kpi_definitions(self) -> KpiDefinitions:

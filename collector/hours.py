@@ -20,11 +20,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
-
-if TYPE_CHECKING:
-    from collector.config import HoursSettings
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_SECONDS = 86400
@@ -152,9 +149,13 @@ class OpenHours:
 
 
 @lru_cache(maxsize=8)
-def open_hours_for(settings: HoursSettings, timezone: str) -> OpenHours:
-    """One OpenHours per configuration, so its per-day memo outlives a single recompute."""
-    return OpenHours(ZoneInfo(timezone), settings.week, settings.closed, settings.holidays)
+def open_hours_for(
+    week: Sequence[Sequence[Interval]], closed: Sequence[date], holidays: str | None,
+    timezone: str,
+) -> OpenHours:
+    """One OpenHours per configuration (plain, hashable parts of ``[hours]``), so its
+    per-day memo outlives a single recompute."""
+    return OpenHours(ZoneInfo(timezone), week, closed, holidays)
 
 
 def parse_time(text: str, *, end: bool) -> int:

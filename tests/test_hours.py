@@ -32,7 +32,7 @@ def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def hours(**table: object) -> OpenHours:
     settings = HoursSettings.model_validate(table)
-    return open_hours_for(settings, "Europe/Oslo")
+    return open_hours_for(settings.week, settings.closed, settings.holidays, "Europe/Oslo")
 
 
 WEEK_HOURS = {"mon-fri": "08:00-18:00", "sat": "09:00-13:00"}
