@@ -437,22 +437,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_signed_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.log_level)
-    if args.command is not None or args.config_check:
+    if args.command is None and not args.config_check:
+        return serve(args, parser, signals)
+    try:
         signals.restore_defaults()  # one-shot commands keep the default signal behaviour
+        return one_shot(args, parser)
+    except KeyboardInterrupt:
+        # Ctrl-C in report/backfill/whatif/--config.check: every batch was committed with its
+        # read position (or rolled back whole), so a re-run goes on from there. Say so in one
+        # line and exit as a shell expects of an interrupted command, without a traceback.
+        sys.stderr.write("contact-cost-exporter: interrupted\n")
+        return 130
+
+
+def one_shot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """A command that does its job and exits: report, backfill, whatif or --config.check."""
     if args.command == "report":
         return report(args, parser)
     if args.command == "backfill":
         return backfill(args, parser)
     if args.command == "whatif":
         return whatif(args, parser)
-    if args.config_check:
-        from collector.configcheck import check_config, report_check
+    from collector.configcheck import check_config, report_check
 
-        status = report_check(check_config(args.config_file), args.config_check_strict)
-        if status == 0 and args.web_config_file is not None:
-            print(web_config_summary(_web_config_or_exit(parser, args.web_config_file)))
-        return status
-    return serve(args, parser, signals)
+    status = report_check(check_config(args.config_file), args.config_check_strict)
+    if status == 0 and args.web_config_file is not None:
+        print(web_config_summary(_web_config_or_exit(parser, args.web_config_file)))
+    return status
 
 
 if __name__ == "__main__":
