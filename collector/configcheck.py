@@ -315,6 +315,23 @@ def _series_line(config: LoadedConfig) -> str:
     )
 
 
+def _kpi_lines(s: Settings) -> list[str]:
+    """[service_level] and [fcr] as the store rolls up by them (defaults included); the
+    customer key's value is a secret: only where it comes from is said."""
+    sl, fcr = s.service_level, s.fcr
+    queues = "".join(f"; queue {q} {format_duration(q_sl.threshold)}"
+                     for q, q_sl in sorted(sl.queues.items()))
+    window = fcr.window.total_seconds()
+    key = ("customer key from the configuration" if fcr.customer_key is not None
+           else "customer key made at random and kept in the store")
+    return [
+        f"service level: answered within {format_duration(sl.threshold)} (wait <= threshold)"
+        f"{queues}; short abandons within {format_duration(sl.short_abandon)}",
+        f"first contact resolution: a repeat follows a handled contact of the same customer "
+        f"within {format_duration(fcr.window)} ({window:,.0f} s); {key}",
+    ]
+
+
 def summary(config: LoadedConfig) -> str:
     """What --config.check prints for a valid configuration: never a secret."""
     s: Settings = config.settings
@@ -328,6 +345,7 @@ def summary(config: LoadedConfig) -> str:
     hours = getattr(s, "hours", None)
     describe = getattr(hours, "describe", None)
     lines.append("service hours: " + (describe() if callable(describe) else "around the clock"))
+    lines.extend(_kpi_lines(s))
     lines.append(f"{len(config.adapters)} source(s):")
     for adapter in config.adapters:
         interval = format_duration(s.source_interval(adapter.settings))
