@@ -22,7 +22,6 @@ LATEST_EPOCH = 32_503_680_000.0
 # such values overflow to +Inf (two prices of 1e308). The README documents them.
 MAX_SECONDS = 7 * 86400  # a duration (handle, talk, billed) of one contact: under 7 days
 MAX_PRICE = 10_000.0  # a price of one contact, in the configured currency
-DEFAULT_MAX_FUTURE_SECONDS = 86400.0  # a start time later than now + this is "future"
 # Bounds of a JSON body decoded before (or while) its sender is verified.
 MAX_JSON_BYTES = 1_048_576
 MAX_JSON_DEPTH = 32

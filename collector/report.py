@@ -372,13 +372,6 @@ def _contacts_of(rows: list[dict[str, Any]], by: tuple[str, ...]) -> int:
     return sum(seen.values())
 
 
-def window_by(data: dict[str, Any]) -> tuple[str, ...]:
-    """The dimensions a window report was grouped by (its rows' keys before the figures)."""
-    rows = data["rows"]
-    keys = rows[0].keys() if rows else ()
-    return tuple(d for d in DIMENSIONS if d in keys)
-
-
 def render_window(data: dict[str, Any], fmt: str, by: Sequence[str]) -> str:
     """A window report as JSON, CSV (header = the row keys) or a table."""
     if fmt == "json":
