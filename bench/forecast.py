@@ -33,16 +33,15 @@ from pathlib import Path
 from statistics import mean
 from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from collector.config import Settings
+from collector.metrics import Sample
+from collector.model import Contact
+from collector.periods import add_months
+from collector.pipeline import figures_at
+from collector.projection import moment_at_open_share
+from collector.store import SqliteStore, Store
 
-from collector.config import Settings  # noqa: E402
-from collector.metrics import Sample  # noqa: E402
-from collector.model import Contact  # noqa: E402
-from collector.periods import add_months  # noqa: E402
-from collector.pipeline import figures_at  # noqa: E402
-from collector.projection import moment_at_open_share  # noqa: E402
-from collector.store import SqliteStore, Store  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 POINTS = (0.25, 0.50, 0.75)
 GENERATED_SETTINGS = {

@@ -31,13 +31,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.core import GaugeMetricFamily, Metric  # noqa: E402
-from prometheus_client.exposition import start_http_server  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CHANNELS = ("voice", "email", "chat", "sms", "social")
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # the exporter's clock
