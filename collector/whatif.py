@@ -348,6 +348,55 @@ def levers_data(levers: Levers) -> dict[str, Any]:
     return data
 
 
+def _fcr_shortfall(base: Mapping[Key, Slice], levers: Levers) -> str | None:
+    """A note when --fcr asks for more repeats to vanish than happen in scope: the
+    scenario then removes only the repeats there are (resolution cannot pass 100%)."""
+    if not levers.fcr_pp:
+        return None
+    keep = 1 - levers.deflect  # deflection runs first and takes its share of both
+    scope = [s for k, s in base.items() if levers.in_scope(k) and s.handled > 0]
+    identified = math.fsum(s.identified for s in scope) * keep
+    repeats = math.fsum(s.repeats for s in scope) * keep
+    asked = levers.fcr_pp / 100 * identified
+    removed = math.fsum(min(levers.fcr_pp / 100 * s.identified * keep, s.repeats * keep,
+                            s.handled * keep) for s in scope)
+    if identified <= 0:
+        return ("--fcr changes nothing: no handled contact in scope carries a customer key "
+                "(contactcenter_contacts_identified is 0)")
+    if removed >= asked * (1 - 1e-9):
+        return None
+    return (f"--fcr +{levers.fcr_pp:g}pp asks for {asked:,.0f} fewer repeat contacts, but "
+            f"only {repeats:,.0f} repeats happen (first contact resolution is already "
+            f"{1 - repeats / identified:.1%}); the scenario removes only those")
+
+
+def describe_levers(levers: Mapping[str, Any]) -> str:
+    """The levers as a reader types them: 'deflect 10% at 0.30 each, aht -30s, ...'."""
+    parts: list[str] = []
+    if "deflect" in levers:
+        text = f"deflect {levers['deflect'] * 100:.4g}%"
+        if "deflected_cost" in levers:
+            text += f" at {levers['deflected_cost']:,.2f} each"
+        parts.append(text)
+    if "fcr_pp" in levers:
+        parts.append(f"first contact resolution +{levers['fcr_pp']:g}pp")
+    if "aht_seconds" in levers:
+        parts.append(f"handle time {levers['aht_seconds']:+g}s per contact")
+    if "aht_share" in levers:
+        parts.append(f"handle time {levers['aht_share'] * 100:+.4g}% per contact")
+    if "automate" in levers:
+        text = f"automate {levers['automate'] * 100:.4g}%"
+        if "automated_cost" in levers:
+            text += f" at {levers['automated_cost']:,.2f} each"
+        parts.append(text)
+    if "per_minute" in levers:
+        parts.append(f"telephony {levers['per_minute']:g} per minute")
+    scope = [f"{name} {', '.join(levers[key])}" for name, key in
+             (("queue", "queues"), ("channel", "channels")) if key in levers]
+    text = "; ".join(parts) or "none"
+    return text + (f" (only {' and '.join(scope)})" if scope else "")
+
+
 def whatif(
     settings: Settings,
     rollups: Sequence[Rollup],
@@ -370,6 +419,9 @@ def whatif(
     baseline = _summary(base, base_cost, base_unallocated)
     scenario = _summary(scen, scen_cost, scen_unallocated)
     warnings = []
+    fcr_note = _fcr_shortfall(base, levers)
+    if fcr_note:
+        warnings.append(fcr_note)
     a, b = baseline["cost_per_contact"], scenario["cost_per_contact"]
     if a is not None and b is not None and b > a and scenario["cost"] < baseline["cost"]:
         warnings.append(
@@ -403,7 +455,7 @@ def render_whatif(data: dict[str, Any], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, allow_nan=False) + "\n"
     base, scen, change = data["baseline"], data["scenario"], data["change"]
-    lever_text = ", ".join(f"{k}={v}" for k, v in data["levers"].items()) or "none"
+    lever_text = describe_levers(data["levers"])
     rows: list[tuple[str, str, str, str]] = [
         ("handled contacts", _fmt(base["contacts"], 1), _fmt(scen["contacts"], 1),
          _fmt(change["contacts"], 1)),

@@ -89,6 +89,37 @@ def test_fcr_cannot_remove_more_repeats_than_there_are() -> None:
     assert run({"fcr": "50pp"})["scenario"]["contacts"] == pytest.approx(80.0)
 
 
+def test_fcr_says_when_it_asks_for_more_repeats_than_happen() -> None:
+    # +50pp of 80 identified asks for 40 repeats to vanish; 20 happen (FCR 1 - 20/80 = 75%).
+    data = run({"fcr": "50pp"})
+    assert data["warnings"][0] == (
+        "--fcr +50pp asks for 40 fewer repeat contacts, but only 20 repeats happen (first "
+        "contact resolution is already 75.0%); the scenario removes only those")
+    # After --deflect 50%: 40 identified, 10 repeats; +10pp asks for 4, 10 happen: no note.
+    assert not any("--fcr" in w for w in run({"fcr": "10pp", "deflect": "50%"})["warnings"])
+    # +5pp asks for 4 of 20: no note (the cost-per-contact note may still come).
+    assert not any("--fcr" in w for w in run({"fcr": "+5pp"})["warnings"])
+    anonymous = Rollup(date(2026, 11, 10), "voice", "inbound", "support", "", 10, 10, 3000.0,
+                       2400.0, 2000.0, 0.0)
+    data = run({"fcr": "5pp"}, [anonymous])
+    assert data["scenario"] == data["baseline"]
+    assert data["warnings"] == [
+        "--fcr changes nothing: no handled contact in scope carries a customer key "
+        "(contactcenter_contacts_identified is 0)"]
+
+
+def test_table_names_the_levers_as_a_reader_types_them() -> None:
+    data = run({"deflect": "10%", "deflected-cost": "0.30", "aht": "-30s", "automate": "15%",
+                "automated-cost": "0.4", "per-minute": "0.004", "queue": "support",
+                "channel": "voice"})
+    assert render_whatif(data).splitlines()[1] == (
+        "levers: deflect 10% at 0.30 each; handle time -30s per contact; automate 15% at "
+        "0.40 each; telephony 0.004 per minute (only queue support and channel voice)")
+    assert render_whatif(run({"aht": "-10%", "fcr": "+5pp"})).splitlines()[1] == (
+        "levers: first contact resolution +5pp; handle time -10% per contact")
+    assert render_whatif(run({})).splitlines()[1] == "levers: none"
+
+
 def test_aht_by_seconds_and_by_share() -> None:
     seconds = run({"aht": "-30s"})["scenario"]
     # -30 s x 100: handle 27000 (salaries 8100), billable 17000 (carrier 8.5): 11108.5.
