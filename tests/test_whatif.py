@@ -321,3 +321,45 @@ def test_config_check_says_which_items_scale_with_workload() -> None:
     rent = CostItem.model_validate(COSTS[1])
     assert cost_line(agents).endswith("; scales with the agents' handle hours in whatif")
     assert "whatif" not in cost_line(rent)
+
+
+def test_every_flag_spelling_of_the_issue_reaches_the_levers() -> None:
+    """The CLI's flags as issue 13 spells them, through argparse to the Levers."""
+    from collector.whatif import Levers
+
+    def levers_of(*flags: str) -> tuple[Levers, Any]:
+        args = build_parser().parse_args(_join_signed_values(
+            ["whatif", "--config.file", "c.toml", *flags]))
+        given = {k.removeprefix("lever_"): v for k, v in vars(args).items()
+                 if k.startswith("lever_") and v is not None}
+        return parse_levers(given), args
+
+    assert levers_of("--deflect", "10%", "--deflected-cost", "0.30")[0] == Levers(
+        deflect=0.10, deflected_cost=0.30)
+    assert levers_of("--fcr", "+5pp")[0] == Levers(fcr_pp=5.0)
+    for aht in (["--aht=-30s"], ["--aht", "-30s"]):
+        assert levers_of(*aht)[0] == Levers(aht_seconds=-30.0)
+    assert levers_of("--aht=-10%")[0].aht_share == pytest.approx(-0.10)
+    assert levers_of("--automate", "15%", "--automated-cost", "0.40")[0] == Levers(
+        automate=0.15, automated_cost=0.40)
+    assert levers_of("--per-minute", "0.004")[0] == Levers(per_minute=0.004)
+    scoped, args = levers_of("--queue", "support,sales", "--channel", "voice", "--period",
+                             "quarter", "--window", "current", "--at", "2026-11-16T12:00")
+    assert (scoped.queues, scoped.channels) == (("support", "sales"), ("voice",))
+    assert (args.period, args.window) == ("quarter", "current")
+    assert args.at == datetime(2026, 11, 16, 12)
+    defaults = levers_of()[1]
+    assert (defaults.period, defaults.window, defaults.format) == ("month", "previous", "table")
+
+
+def test_current_window_as_of_a_moment() -> None:
+    settings = Settings.model_validate({"costs": COSTS})
+    # As of Mon 16 Nov 00:00 UTC the current month is 1-15 Nov: half of each monthly amount
+    # (salaries 4500, rent 1500) + carrier 10 = 6010 over 100 contacts; -10% handle time:
+    # salaries 4500 x 0.9 = 4050, carrier 9: 5559.
+    data = whatif(settings, [support()], datetime(2026, 11, 16, tzinfo=UTC), "month",
+                  "current", parse_levers({"aht": "-10%"}))
+    assert (data["first"], data["last"]) == ("2026-11-01", "2026-11-16")
+    assert data["baseline"]["cost"] == pytest.approx(6010.0)
+    assert data["scenario"]["cost"] == pytest.approx(5559.0)
+    assert data["scenario"]["cost_per_contact"] == pytest.approx(55.59)
