@@ -616,6 +616,7 @@ def overview(currency: str) -> builders.Dashboard:
         breakdown,
         *service_panels(sel, money),
         projection_panel(money),
+        *projection_volume_panels(),
     ]
     return dashboard(
         "contact-cost-overview",
@@ -664,6 +665,39 @@ def projection_panel(money: str) -> timeseries.Panel:
             ],
         )
     return panel
+
+
+def projection_volume_panels() -> list[PanelBuilder]:
+    """The projection's parts (issue 13): projected contacts beside those so far, and how
+    much of the period's open time has passed (the alert's gate)."""
+    current = f'period="$period",window="current",{F_CQ}'
+    return [
+        timeseries_panel(
+            "Projected contacts at the end of the period, and so far",
+            "Handled contacts projected for the whole current period (so far + those the last "
+            "[forecast] weeks' weekday-and-hour pattern expects in its remaining open hours) "
+            "beside the contacts handled so far, per channel. Projected for week, month, "
+            "quarter and year (none for the day).",
+            [
+                target("A", f"sum by (channel) (contactcenter_contacts_projected{{{current}}})",
+                       "{{channel}} projected"),
+                target("B", f"sum by (channel) (contactcenter_contacts{{{current}}})",
+                       "{{channel}} so far"),
+            ],
+            (0, 75, 16, 8),
+            "short",
+        ),
+        stat_panel(
+            "Open time of the current period passed",
+            "Share of the current period's open seconds (service hours, closed days and "
+            "holidays respected) that has passed, least across exporters. "
+            "ContactCostProjectedOutsideBenchmark waits for a quarter of the month's.",
+            [target("A", 'period:contactcenter_period_open_elapsed_ratio:min{period="$period"}',
+                    "{{period}}", True)],
+            (16, 75, 8, 8),
+            "percentunit",
+        ),
+    ]
 
 
 def service_panels(sel: str, money: str) -> list[PanelBuilder]:
