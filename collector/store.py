@@ -254,6 +254,20 @@ FROM fcr_before p JOIN contacts c ON c.customer IS NOT NULL AND c.customer = p.c
 WHERE c.handled AND NOT EXISTS (SELECT 1 FROM repeats r WHERE r.source = c.source AND r.id = c.id)
 """
 
+# A recomputed call that left (customer, start): the customer's latest contact before that
+# start, within the window, may have had the call as its only follower (issue 11's known
+# limits: a start that moved earlier past it, a changed customer). Any earlier contact has
+# that latest one as its follower, so only those at the latest start are checked again.
+_FCR_LATEST_BEFORE_ONE = """
+SELECT max(start) FROM contacts WHERE customer = ?1 AND start < ?2 AND start >= ?2 - ?3
+"""
+_FCR_RECHECK = """
+SELECT c.customer, c.start, c.source, c.id, c.day, c.channel, c.direction, c.queue,
+    c.outcome, c.handled AND EXISTS (SELECT 1 FROM contacts f WHERE f.customer = c.customer
+        AND f.start > c.start AND f.start <= c.start + ?3)
+FROM contacts c WHERE c.customer = ?1 AND c.start = ?2
+"""
+
 
 def aggregate_sql(defs: KpiDefinitions, where: str) -> str:
     """_AGGREGATE for the definitions: the threshold per queue as one CASE expression."""
@@ -752,7 +766,8 @@ class SqliteStore:
                 touched[i] = enriched[-1]
 
     def _mark_repeats(
-        self, touched: Sequence[tuple[str, int, tuple[Any, ...]]], totals: Totals
+        self, touched: Sequence[tuple[str, int, tuple[Any, ...]]], totals: Totals,
+        vacated: Sequence[tuple[str, float]] = (),
     ) -> None:
         """Mark repeats around this commit's contacts (source, day, Contact's fields).
 
@@ -764,7 +779,8 @@ class SqliteStore:
         index look-ups per contact, in SQL over a temporary table of the commit's
         contacts, so the cost does not grow with a customer's history. A contact that
         was recomputed (a call's next leg, a queue_log entry) has its own mark checked
-        and moved to its current daily row.
+        and moved to its current daily row; and where it left a (customer, start) behind
+        (`vacated`), the customer's latest contact before that start is checked again.
         """
         window = self._kpi.fcr_window
         rows = [
@@ -772,7 +788,7 @@ class SqliteStore:
             for source, _, c in touched
             if c[10] is not None or isinstance(c, Contact)
         ]
-        if not rows:
+        if not rows and not vacated:
             return
         db = self._db
         db.execute(_FCR_TEMP)
@@ -804,6 +820,21 @@ class SqliteStore:
             if (row[2], row[3]) not in decided:  # handled, unmarked, newly followed
                 decided.add((row[2], row[3]))
                 add_marks.append(row)
+        for customer, start in dict.fromkeys(vacated):
+            (latest,) = db.execute(_FCR_LATEST_BEFORE_ONE, (customer, start, window)).fetchone()
+            if latest is None:
+                continue
+            for *mark, is_repeat in db.execute(_FCR_RECHECK, (customer, latest, window)).fetchall():
+                key = (mark[2], mark[3])
+                if key in decided:
+                    continue
+                decided.add(key)
+                old = db.execute("SELECT * FROM repeats WHERE source = ? AND id = ?",
+                                 key).fetchone()
+                if old is not None and not is_repeat:
+                    drop_marks.append(old)
+                elif old is None and is_repeat:
+                    add_marks.append(tuple(mark))
         for sign, group in ((-1, drop_marks), (1, add_marks)):
             for mark in group:
                 day_key = (mark[4], mark[5], mark[6], mark[7], mark[8])
@@ -862,7 +893,8 @@ class SqliteStore:
                 for day, contact in inserted:
                     _add(totals, day, contact)
                 merged: list[tuple[int, tuple[Any, ...]]] = []
-                fresh_legs, moved = self._commit_legs(source, legs, totals, merged)
+                vacated: list[tuple[str, float]] = []
+                fresh_legs, moved = self._commit_legs(source, legs, totals, merged, vacated)
                 touched: list[tuple[int, tuple[Any, ...]]] = [*inserted, *merged]
                 if source in self._targets and touched:
                     self._apply_queue_calls(source, touched, totals, moved)
@@ -872,7 +904,7 @@ class SqliteStore:
                     if queue_calls else 0
                 )
                 self._mark_repeats(
-                    [(source, day, c) for day, c in touched] + others, totals
+                    [(source, day, c) for day, c in touched] + others, totals, vacated
                 )
                 self._db.executemany(
                     _UPSERT_DAILY, (key + tuple(acc) for key, acc in totals.items())
@@ -935,8 +967,10 @@ class SqliteStore:
         legs: Sequence[Leg],
         totals: Totals,
         merged: list[tuple[int, tuple[Any, ...]]],
+        vacated: list[tuple[str, float]],
     ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
-        """Store the new legs and recompute their calls' contacts into `merged`.
+        """Store the new legs and recompute their calls' contacts into `merged`; the
+        (customer, start) a recomputed call left goes to `vacated`.
 
         Returns how many legs were new, and the rollup keys that calls' old contacts were
         taken out of (to drop rows left empty). Fast path: every leg is a call of its own,
@@ -961,7 +995,7 @@ class SqliteStore:
             self._db.execute("ROLLBACK TO calls")
             self._db.execute("RELEASE calls")
             merged.clear()
-        return self._merge_calls(source, legs, totals, merged)
+        return self._merge_calls(source, legs, totals, merged, vacated)
 
     def _merge_calls(
         self,
@@ -969,6 +1003,7 @@ class SqliteStore:
         legs: Sequence[Leg],
         totals: Totals,
         merged: list[tuple[int, tuple[Any, ...]]],
+        vacated: list[tuple[str, float]],
     ) -> tuple[int, list[tuple[int, str, str, str, str]]]:
         by_call: dict[str, list[Leg]] = {}
         for leg in legs:
@@ -1026,6 +1061,10 @@ class SqliteStore:
                     _add(totals, old_day, old_contact, -1)
                     moved.append((old_day, old_contact.channel, old_contact.direction,
                                   old_contact.queue, old_contact.outcome))
+                    if old_contact.customer is not None and (
+                            old_contact.customer, old_contact.start) != (
+                            contact.customer, contact.start):
+                        vacated.append((old_contact.customer, old_contact.start))
                 self._db.execute(_REPLACE, (*contact, source, day))
             merged.append((day, contact))
             _add(totals, day, contact)
