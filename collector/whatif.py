@@ -424,9 +424,12 @@ def whatif(
         warnings.append(fcr_note)
     a, b = baseline["cost_per_contact"], scenario["cost_per_contact"]
     if a is not None and b is not None and b > a and scenario["cost"] < baseline["cost"]:
+        digits = 2 if round(a, 2) != round(b, 2) else 4  # a rise the table rounds away
         warnings.append(
-            "cost per contact rises while total cost falls: fixed costs are spread over "
-            "fewer handled contacts; judge the scenario by its total cost"
+            f"cost per contact rises while total cost falls ({a:,.{digits}f} -> "
+            f"{b:,.{digits}f} per contact, total {scenario['cost'] - baseline['cost']:,.2f}): "
+            "fixed costs are spread over fewer handled contacts; judge the scenario by its "
+            "total cost"
         )
     return {
         "period": period,

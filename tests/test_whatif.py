@@ -69,7 +69,16 @@ def test_deflect_raises_cost_per_contact_while_total_falls() -> None:
     assert scen["cost_per_contact"] == pytest.approx(123.4666667)
     assert data["change"]["cost"] == pytest.approx(-898.0)
     assert len(data["warnings"]) == 1
+    assert data["warnings"][0].startswith(
+        "cost per contact rises while total cost falls (120.10 -> 123.47 per contact, "
+        "total -898.00): fixed costs")
     assert "cost per contact rises while total cost falls" in render_whatif(data)
+    # A rise the table rounds away is said with four decimals: deflect 0.01% leaves 99.99
+    # contacts, salaries 8999.1, rent 3000, carrier 9.999: 12009.099 / 99.99 = 120.1030.
+    tiny = run({"deflect": "0.01%"})
+    assert tiny["warnings"][0].startswith(
+        "cost per contact rises while total cost falls (120.1000 -> 120.1030 per contact, "
+        "total -0.90): ")
 
 
 def test_fcr_removes_repeats_with_average_times() -> None:
