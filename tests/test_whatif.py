@@ -372,3 +372,28 @@ def test_current_window_as_of_a_moment() -> None:
     assert data["baseline"]["cost"] == pytest.approx(6010.0)
     assert data["scenario"]["cost"] == pytest.approx(5559.0)
     assert data["scenario"]["cost_per_contact"] == pytest.approx(55.59)
+
+
+def test_aht_scoped_to_a_channel_moves_only_its_minutes() -> None:
+    email = Rollup(date(2026, 11, 10), "email", "inbound", "support", "", 110, 100, 30000.0,
+                   24000.0, 20000.0, 0.0)
+    data = run({"aht": "-30s", "channel": "email"}, [support(), email])
+    scen = data["scenario"]
+    # Baseline: salaries 9000, rent 3000, carrier 0.03 x 40000/60 = 20: 12020.
+    assert data["baseline"]["cost"] == pytest.approx(12020.0)
+    # Email only: handle 30000 - 100 x 30 = 27000, billable 17000; voice as it was.
+    # Agents' seconds 60000 -> 57000: salaries 8550; carrier 0.03 x 37000/60 = 18.5.
+    assert scen["handle_seconds"] == pytest.approx(57000.0)
+    assert scen["cost_by_component"] == pytest.approx(
+        {"salaries": 8550.0, "facilities": 3000.0, "telephony": 18.5})
+
+
+def test_per_minute_replaces_an_export_price() -> None:
+    settings = Settings.model_validate({"costs": COSTS[:2]})
+    priced = support()._replace(price=50.0)
+    data = whatif(settings, [priced], NOW, "month", "previous",
+                  parse_levers({"per-minute": "0.004"}))
+    # The export priced the calls at 50.00; at 0.004 a minute their 20000 billable s cost
+    # 0.004 x 20000/60 = 1.3333: 12050 -> 12001.33.
+    assert data["baseline"]["cost"] == pytest.approx(12050.0)
+    assert data["scenario"]["cost_by_component"]["telephony"] == pytest.approx(0.004 * 20000 / 60)
