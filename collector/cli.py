@@ -28,21 +28,34 @@ log = logging.getLogger("collector")
 DEFAULT_LISTEN = "127.0.0.1:9878"
 
 
-def _config_flag(parser: argparse.ArgumentParser) -> None:
+def _config_flag(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    # A subcommand's copy has no default of its own, so `--config.file x report` keeps x
+    # (argparse lets a subparser's default overwrite what was given before the command).
     parser.add_argument(
         "--config.file",
         dest="config_file",
         type=Path,
-        default=Path("contact-cost.toml"),
-        help="TOML configuration file (default: %(default)s)",
+        default=argparse.SUPPRESS if subcommand else Path("contact-cost.toml"),
+        help="TOML configuration file (default: contact-cost.toml)",
     )
     parser.add_argument(
         "--log.level",
         dest="log_level",
-        default="info",
+        default=argparse.SUPPRESS if subcommand else "info",
         choices=["debug", "info", "warn", "error"],
-        help="only log messages at or above this level (default: %(default)s)",
+        help="only log messages at or above this level (default: info)",
     )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.max-connections-per-client",
         dest="max_connections_per_client",
-        type=int,
+        type=_positive_int,
         default=8,
         help="connections one client address (IPv6: its /64) may hold at once, of 64; more "
         "are refused with 503 (default: %(default)s)",
@@ -108,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ingest what is new from every source, then print the KPIs as they "
         "stood at --at (default: now).",
     )
-    _config_flag(report)
+    _config_flag(report, subcommand=True)
     report.add_argument(
         "--at", type=datetime.fromisoformat, default=None, help="ISO timestamp (default: now)"
     )
@@ -142,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(local dates, inclusive) into DIR/backfill.om, then run promtool tsdb "
         "create-blocks-from openmetrics into DIR/blocks (or print that command).",
     )
-    _config_flag(backfill)
+    _config_flag(backfill, subcommand=True)
     backfill.add_argument("--start", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--end", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
     backfill.add_argument("--output", type=Path, required=True, help="output directory")
@@ -152,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ingest what is new, then show one period window as it is and with the "
         "levers pulled, side by side (collector.whatif).",
     )
-    _config_flag(whatif)
+    _config_flag(whatif, subcommand=True)
     whatif.add_argument(
         "--at", type=datetime.fromisoformat, default=None, help="ISO timestamp (default: now)"
     )

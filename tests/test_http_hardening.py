@@ -345,6 +345,25 @@ def test_the_per_client_limit_is_a_cli_flag() -> None:
     assert build_parser().parse_args([]).max_connections_per_client == 8
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "0 is not at least 1"), ("-3", "-3 is not at least 1"),
+    ("abc", "'abc' is not a whole number"),
+])
+def test_a_per_client_limit_below_one_is_a_one_line_error(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0 would refuse every connection; a negative number too. argparse's error path: exit 2
+    # and one line naming the flag, no traceback.
+    from collector.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([f"--web.max-connections-per-client={value}"])
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == ("contact-cost-exporter: error: argument --web.max-connections-per-client: "
+                    + message)
+
+
 def test_clients_are_counted_by_address_and_ipv6_by_its_64() -> None:
     # One IPv6 host picks any address in its /64 at will, so the /64 is the client.
     assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") \
