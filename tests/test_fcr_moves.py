@@ -39,6 +39,10 @@ def marks(store: SqliteStore) -> dict[str, int]:
     return got
 
 
+def rollups(store: SqliteStore) -> list[object]:
+    return sorted(store.rollups_as_of(date(2026, 10, 1), datetime(2026, 12, 31, tzinfo=UTC)))
+
+
 def rebuilt(store: SqliteStore) -> dict[str, int]:
     store._db.execute("BEGIN")
     store._rebuild_rollups(repeats=True)
@@ -109,7 +113,8 @@ def test_marks_elsewhere_are_untouched(store: SqliteStore) -> None:
 def test_incremental_marks_equal_a_rebuild_on_random_arrivals(tmp_path: Path, seed: int) -> None:
     # Calls of 2-3 legs from three customers (or none), legs arriving in random batches and
     # orders, window 1 h over 3 h of starts: after every commit the marks and the days'
-    # repeat counts equal those rebuilt from scratch (which read every contact).
+    # rollups (repeats and every other column) equal those rebuilt from scratch (which
+    # read every contact).
     import random
 
     rng = random.Random(seed)
@@ -123,7 +128,8 @@ def test_incremental_marks_equal_a_rebuild_on_random_arrivals(tmp_path: Path, se
             take = rng.randint(1, 4)
             batch, legs = legs[:take], legs[take:]
             s.commit_records("pbx", [], batch, None)
-            incremental = marks(s)
+            incremental, rows = marks(s), rollups(s)
             assert incremental == rebuilt(s), (seed, batch)
+            assert rows == rollups(s), (seed, batch)  # every column of every day, too
     finally:
         s.close()
