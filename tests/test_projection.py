@@ -296,3 +296,24 @@ def test_a_slow_profile_read_is_not_repeated_every_tick_while_history_arrives(
     pipeline.figures_at(store, settings, now)
     assert SlowStore.reads == 2
     store.close()
+
+
+def test_quarter_and_year_are_projected_to_their_ends() -> None:
+    settings = Settings(costs=[cost(component="facilities", amount=700, per="week"),
+                               cost(component="telephony", per_minute=0.5)])
+    arrivals = [arrival(day, 10, 2) for day in PROFILE_MONDAYS]
+    rollups = [rollup(day, 2, 600, 240) for day in PROFILE_MONDAYS]
+    samples = project_figures(settings, rollups, arrivals, at(date(2026, 11, 23), 9), weeks=4)
+    # So far in Q4 (and in 2026): the four profile Mondays, 8 contacts, usage 8 x 1.0.
+    # Still to come: the Monday 10:00 hours of 23, 30 Nov, 7, 14, 21, 28 Dec: 6 x 2 = 12.
+    # Rent 100 a day in full: 92 days of Q4 = 9200, 365 of 2026 = 36500; usage 8 + 12.
+    quarter, year = slice_labels("quarter"), slice_labels("year")
+    assert value(samples, "contactcenter_contacts_projected", **quarter) == pytest.approx(20.0)
+    assert value(samples, "contactcenter_cost_projected", **quarter) == pytest.approx(9220.0)
+    assert value(samples, "contactcenter_contacts_projected", **year) == pytest.approx(20.0)
+    assert value(samples, "contactcenter_cost_projected", **year) == pytest.approx(36520.0)
+    assert value(samples, "contactcenter_cost_per_contact_projected", **year) == (
+        pytest.approx(1826.0))
+    # Nothing is projected for the day or for a previous window.
+    assert not [s for s in samples if s.labels.get("period") == "day"
+                or s.labels.get("window") == "previous"]
