@@ -317,3 +317,24 @@ def test_quarter_and_year_are_projected_to_their_ends() -> None:
     # Nothing is projected for the day or for a previous window.
     assert not [s for s in samples if s.labels.get("period") == "day"
                 or s.labels.get("window") == "previous"]
+
+
+def test_a_public_holiday_still_to_come_expects_no_contact() -> None:
+    settings = Settings.model_validate({
+        "hours": {"mon-fri": "08:00-16:00", "holidays": "NO"},
+        "costs": [{"name": "rent", "component": "facilities", "amount": 700, "per": "week"}],
+    })
+    # Profile weeks 23 Nov - 20 Dec: one contact at 10:00 on each Monday and each Friday.
+    mondays = [date(2026, 11, 23) + timedelta(days=7 * n) for n in range(4)]
+    arrivals = [arrival(day + timedelta(days=d), 10, 1) for day in mondays for d in (0, 4)]
+    rollups = [rollup(day + timedelta(days=d), 1, 60, 0) for day in mondays for d in (0, 4)]
+    samples = project_figures(settings, rollups, arrivals, at(date(2026, 12, 21), 0), 4)
+    # This week: Monday 21 Dec 10:00 expects 1; Friday 25 Dec is Christmas Day, a public
+    # holiday in Norway (closed): 0. Without the holiday it would be 2.
+    week = slice_labels("week")
+    assert value(samples, "contactcenter_contacts_projected", **week) == pytest.approx(1.0)
+    assert value(samples, "contactcenter_cost_projected", **week) == pytest.approx(700.0)
+    # December: so far Mon 7, 14 and Fri 4, 11, 18 Dec (Mon 30 Nov is November's) = 5;
+    # to come Mon 21, 28 Dec = 2 (Fri 25 closed): 7.
+    month = slice_labels("month")
+    assert value(samples, "contactcenter_contacts_projected", **month) == pytest.approx(7.0)
