@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from collector import __version__
 from collector.landing import LandingPage
 from collector.landing import landing_page as landing_page  # tests import it from here
+from collector.logsafe import printable
 from collector.report import ReportEndpoint
 from collector.runtime import Exporter
 from collector.webconfig import WebConfig
@@ -370,7 +371,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
             self._body_left -= len(chunk)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), printable(format % args))  # request line
 
     # -- helpers ---------------------------------------------------------------------------
     def _send(

@@ -22,6 +22,7 @@ from adapters.base import (
 )
 from collector.config import Settings
 from collector.health import HealthState
+from collector.logsafe import printable
 from collector.store import Store
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ class WebhookReceiver:
             detail = str(exc)[:MAX_DETAIL]
             self.health.record_batch(source, 0, [Rejection(exc.reason, 0, detail)])
             self.health.record_webhook(source, "rejected")
-            log.warning("webhook %s/%s: rejected record (%s): %r", kind, source, exc.reason,
-                        detail)
+            log.warning("webhook %s/%s: rejected record (%s): %s", kind, source, exc.reason,
+                        printable(detail))
             return 400, TEXT, f"rejected: {exc.reason}\n".encode()
         except Exception:  # an adapter's bug: the exporter keeps serving, the vendor retries
             log.exception("webhook %s/%s: the adapter failed on a request", kind, source)
@@ -127,5 +128,5 @@ class WebhookReceiver:
 
     def _refused(self, kind: str, source: str, refused: WebhookRefused) -> tuple[int, str, bytes]:
         self.health.record_webhook(source, refused.reason)
-        log.warning("webhook %s/%s: %s", kind, source, refused)
+        log.warning("webhook %s/%s: %s", kind, source, printable(refused))  # a plug-in's text
         return refused.status, TEXT, f"{refused}\n".encode()
