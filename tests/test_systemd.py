@@ -65,6 +65,9 @@ def test_the_unit_has_the_service_settings_the_readme_promises() -> None:
     assert unit["ProtectSystem"] == ["strict"]
     assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert unit["Restart"] == ["on-failure"]
+    # systemd counts death by SIGHUP as clean (no restart on-failure); a reload in the
+    # interpreter's first milliseconds, before the handler exists, must still restart.
+    assert unit["RestartForceExitStatus"] == ["SIGHUP"]
     assert unit["KillMode"] == ["mixed"]
     # the store lives in the state directory, the one writable place
     assert unit["Environment"] == [
