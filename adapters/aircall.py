@@ -153,7 +153,8 @@ def parse_calls_page(data: Any, settings: AircallSettings, now: float) -> Parsed
     pending: list[float] = []
     for index, call in enumerate(calls, start=1):
         if not isinstance(call, dict):
-            rejections.append(Rejection("shape", index, "call is not an object"))
+            rejections.append(Rejection("shape", index, "call is not an object",
+                                        record_fingerprint(call)))
             continue
         try:
             contact = parse_call(call, settings, now + settings.max_future.total_seconds())

@@ -87,8 +87,9 @@ def as_field_error(exc: Exception) -> FieldError:
     return exc if isinstance(exc, FieldError) else FieldError("shape", str(exc)[:200])
 
 
-def record_fingerprint(item: Mapping[str, Any]) -> str:
-    """A stable identity of a vendor record (a hash of its JSON), so re-reading it is seen."""
+def record_fingerprint(item: Any) -> str:
+    """A stable identity of a vendor record (a hash of its JSON), so re-reading it is seen.
+    Any JSON value: an item that is not even an object is re-read in an overlap too."""
     text = json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
     return "j:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 

@@ -18,6 +18,7 @@ from adapters.fields import (
     load_state,
     not_future,
     outcome_of_tags,
+    record_fingerprint,
     record_id,
     seconds,
 )
@@ -104,7 +105,8 @@ def parse_tickets_page(
     newest: str | None = None
     for index, ticket in enumerate(data, start=1):
         if not isinstance(ticket, dict):
-            rejections.append(Rejection("shape", index, "ticket is not an object"))
+            rejections.append(Rejection("shape", index, "ticket is not an object",
+                                        record_fingerprint(ticket)))
             continue
         updated = ticket.get("updated_at")
         if isinstance(updated, str) and (newest is None or updated > newest):

@@ -27,6 +27,7 @@ from adapters.fields import (
     label,
     load_state,
     outcome_of_tags,
+    record_fingerprint,
     record_id,
     seconds,
 )
@@ -220,7 +221,8 @@ def parse_page(
     top: str | None = None
     for index, item in enumerate(data, start=1):
         if not isinstance(item, dict):
-            rejections.append(Rejection("shape", index, "item is not an object"))
+            rejections.append(Rejection("shape", index, "item is not an object",
+                                        record_fingerprint(item)))
             continue
         try:
             contact = parse(item, settings, now)

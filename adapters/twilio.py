@@ -34,6 +34,7 @@ from adapters.fields import (
     item_rejection,
     label,
     load_state,
+    record_fingerprint,
     record_id,
     require_list,
     require_object,
@@ -160,7 +161,8 @@ def parse_calls_page(
     pending: list[float] = []
     for index, call in enumerate(calls, start=1):
         if not isinstance(call, dict):
-            rejections.append(Rejection("shape", index, "call is not an object"))
+            rejections.append(Rejection("shape", index, "call is not an object",
+                                        record_fingerprint(call)))
             continue
         if call.get("parent_call_sid") and not settings.include_child_calls:
             continue

@@ -17,6 +17,7 @@ from adapters.fields import (
     label,
     load_state,
     outcome_of_tags,
+    record_fingerprint,
     record_id,
     require_list,
     require_object,
@@ -142,7 +143,8 @@ def parse_export_page(
     rejections: list[Rejection] = []
     for index, ticket in enumerate(tickets, start=1):
         if not isinstance(ticket, dict):
-            rejections.append(Rejection("shape", index, "ticket is not an object"))
+            rejections.append(Rejection("shape", index, "ticket is not an object",
+                                        record_fingerprint(ticket)))
             continue
         try:
             contact = parse_ticket(ticket, settings, metrics.get(ticket.get("id")), latest)
