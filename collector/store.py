@@ -928,6 +928,7 @@ class SqliteStore:
                 raise
             if source in self._newest:
                 starts = [c.start for _, c in inserted] + [c[4] for _, c in merged]
+                starts += [entry.enter for entry in queue_calls]  # kept: stored records
                 known = self._newest[source]
                 if starts and (known is None or max(starts) > known):
                     self._newest[source] = max(starts)
@@ -1155,16 +1156,20 @@ class SqliteStore:
         return [Arrival(float(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
 
     def newest_start(self, source: str) -> float | None:
-        """Start of the newest contact stored from `source`; None when it has none.
+        """Start of the newest record stored from `source`; None when it has none. A
+        record is a contact, or a queue_log entry kept for another source's contacts
+        (cdr_source: the log stores no contact of its own, but is not quiet).
 
-        The writer scans the source's contacts once, then keeps the figure up to date on
+        The writer scans the source's records once, then keeps the figure up to date on
         each commit (a scan per batch would grow with history).
         """
         with self._lock:
             if source in self._newest:
                 return self._newest[source]
             row = self._db.execute(
-                "SELECT max(start) FROM contacts WHERE source = ?", (source,)
+                "SELECT max(newest) FROM (SELECT max(start) AS newest FROM contacts "
+                "WHERE source = ?1 UNION ALL SELECT max(enter) FROM queue_calls "
+                "WHERE source = ?1)", (source,)
             ).fetchone()
             newest = None if row is None or row[0] is None else float(row[0])
             if not self._readonly:
