@@ -17,7 +17,7 @@ from datetime import timedelta
 from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated, Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -266,6 +266,16 @@ def check_encoding(value: str) -> str:
     return value
 
 
+def check_timezone(value: str) -> str:
+    """An IANA time zone name ZoneInfo can load; ValueError (never KeyError) if not."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):  # a KeyError would escape pydantic
+        raise ValueError(f"{value!r} is not an IANA time zone such as UTC or Europe/Oslo"
+                         ) from None
+    return value
+
+
 def check_label_value(value: str, what: str) -> str:
     if value == "total":
         raise ValueError(f"{what} 'total' is reserved: sum series in PromQL instead")
@@ -289,6 +299,8 @@ Encoding = Annotated[str, AfterValidator(check_encoding)]
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+# An IANA time zone name such as UTC or Europe/Oslo.
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 # One label value (a configured fixed queue or channel).
 LabelValue = Annotated[str, AfterValidator(lambda value: check_label_value(value, "label"))]
 # raw vendor value -> bounded label value; what a source does with an unmapped value is

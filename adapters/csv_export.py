@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.base import (
     CHANNELS_KNOWN,
@@ -34,6 +34,7 @@ from adapters.base import (
     Rejection,
     SourceError,
     SourceSettings,
+    TimeZoneName,
     hash_customer,
     row_id,
 )
@@ -102,22 +103,10 @@ class CsvSettings(SourceSettings):
     time_format: str | None = None  # strptime format; default ISO 8601
     # IANA zone of times written without an offset (vendors that export UTC or their own
     # zone); default: the exporter's `timezone`. Times with an offset keep it.
-    timezone: str | None = None
+    timezone: TimeZoneName | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: Encoding = "utf-8"
     rotated_glob: str | None = None  # where rotated copies go (logrotate olddir), see README
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(
-                    f"{value!r} is not an IANA time zone such as UTC or Europe/Oslo"
-                ) from None
-        return value
 
     @model_validator(mode="after")
     def _complete(self) -> CsvSettings:
