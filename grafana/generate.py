@@ -795,7 +795,7 @@ def service_panels(sel: str, money: str) -> list[PanelBuilder]:
             "Service, whole center",
             "From the recording rules (sum over sum across queues, channels and exporters), "
             "for the selected period and window: service level, abandonment, average speed "
-            "of answer and first contact resolution.",
+            "of answer and first contact resolution, and the [fcr] repeat window it is counted over.",
             [
                 target("SL", f"period_window:contactcenter_service_level:ratio{{{F_PW}}}",
                        "service level", True),
@@ -806,10 +806,13 @@ def service_panels(sel: str, money: str) -> list[PanelBuilder]:
                 target("ASA",
                        f"period_window:contactcenter_average_speed_of_answer_seconds:ratio{{{F_PW}}}",
                        "speed of answer", True),
+                target("FCRW", "max(contactcenter_fcr_window_seconds)", "repeat window", True),
             ],
             (12, 61, 12, 6),
             "percentunit",
-        ).override_by_query("ASA", [model.DynamicConfigValue(id_val="unit", value="s")]),
+        )
+        .override_by_query("ASA", [model.DynamicConfigValue(id_val="unit", value="s")])
+        .override_by_query("FCRW", [model.DynamicConfigValue(id_val="unit", value="s")]),
     ]
 
 
