@@ -36,6 +36,8 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from load import cdr_line  # the bench scripts share one CDR row writer (bench/ is on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -120,23 +122,6 @@ TRACED = (
 )
 MEMORY_FIELDS = ("time", "python_traced", "sqlite_used", "malloc_in_use", "malloc_free_kept",
                  "main_arena", "gc_objects")
-
-
-def cdr_line(uniqueid: str, start: datetime, billsec: int, disposition: str,
-             dcontext: str, userfield: str) -> str:
-    """One Asterisk cdr_csv row in the 18-column layout (as tests/test_e2e.py writes them)."""
-    ring = 5
-    answered = disposition == "ANSWERED"
-    answer = (start + timedelta(seconds=ring)).strftime("%Y-%m-%d %H:%M:%S") if answered else ""
-    end = start + timedelta(seconds=ring + billsec)
-    fields = [
-        '""', '"5551234"', '"100"', f'"{dcontext}"', '"""Doe, John"" <5551234>"',
-        '"SIP/trunk-0001"', '"SIP/100-0002"', '"Dial"', '"SIP/100,30"',
-        f'"{start:%Y-%m-%d %H:%M:%S}"', f'"{answer}"', f'"{end:%Y-%m-%d %H:%M:%S}"',
-        str(ring + billsec), str(billsec), f'"{disposition}"', '"DOCUMENTATION"',
-        f'"{uniqueid}"', f'"{userfield}"',
-    ]
-    return ",".join(fields) + "\n"
 
 
 class Appender(threading.Thread):
