@@ -224,6 +224,22 @@ def timeseries_panel(
     return panel
 
 
+def dashed(panel: timeseries.Panel, *refs: str) -> timeseries.Panel:
+    """The queries `refs` of `panel` drawn as dashed lines without fill: the targets,
+    thresholds, intervals and band ends a figure is read against."""
+    for ref in refs:
+        panel = panel.override_by_query(
+            ref,
+            [
+                model.DynamicConfigValue(
+                    id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}
+                ),
+                model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            ],
+        )
+    return panel
+
+
 def bargauge_panel(
     title: str, description: str, targets: Sequence[prom.Dataquery], g: Grid, unit: str
 ) -> bargauge.Panel:
@@ -424,16 +440,7 @@ def overview(currency: str) -> builders.Dashboard:
         (0, 6, 24, 9),
         money,
     )
-    for ref in ("LOW", "HIGH"):
-        band_over_time = band_over_time.override_by_query(
-            ref,
-            [
-                model.DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}
-                ),
-                model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
-            ],
-        )
+    band_over_time = dashed(band_over_time, "LOW", "HIGH")
     breakdown = (
         table_panel(
             "Breakdown by queue and channel",
@@ -654,16 +661,7 @@ def projection_panel(money: str) -> timeseries.Panel:
         (0, 67, 24, 8),
         money,
     )
-    for ref in ("LOW", "HIGH"):
-        panel = panel.override_by_query(
-            ref,
-            [
-                model.DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}
-                ),
-                model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
-            ],
-        )
+    panel = dashed(panel, "LOW", "HIGH")
     return panel
 
 
@@ -731,49 +729,54 @@ def service_panels(sel: str, money: str) -> list[PanelBuilder]:
         f"{by('channel', f'contactcenter_cost{{{sel}}}')}\n  / "
         f"({by('channel', f'contactcenter_contacts{{{sel}}} - contactcenter_contacts_repeat{{{sel}}}')} > 0)"
     )
-    target_line = [
-        model.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
-        model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
-    ]
     return [
-        timeseries_panel(
-            "Service level by queue",
-            "Handled contacts answered within the queue's threshold / (handled + abandoned - "
-            "short abandons), for queues whose contacts carry a wait; the dashed line is the "
-            "alert target (thresholds.yml).",
-            [
-                target("A", service_level, "{{queue}}"),
-                target("TARGET", "max(period_window:contactcenter_service_level_target:threshold)",
-                       "target"),
-            ],
-            (0, 45, 12, 8),
-            "percentunit",
-        ).override_by_query("TARGET", target_line),
-        timeseries_panel(
-            "Abandonment by queue",
-            "(Abandoned - short abandons) / (handled + abandoned - short abandons); the dashed "
-            "line is the alert target (thresholds.yml).",
-            [
-                target("A", abandonment, "{{queue}}"),
-                target("TARGET", "max(period_window:contactcenter_abandonment_target:threshold)",
-                       "target"),
-            ],
-            (12, 45, 12, 8),
-            "percentunit",
-        ).override_by_query("TARGET", target_line),
-        timeseries_panel(
-            "Average speed of answer by queue",
-            "Sum of the wait of handled contacts / handled contacts, for queues whose contacts "
-            "carry a wait, with each queue's service-level threshold.",
-            [
-                target("A", speed, "{{queue}}"),
-                target("THRESHOLD",
-                       'contactcenter_service_level_threshold_seconds{queue=~"$queue|default"}',
-                       "{{queue}} threshold"),
-            ],
-            (0, 53, 12, 8),
-            "s",
-        ).override_by_query("THRESHOLD", target_line),
+        dashed(
+            timeseries_panel(
+                "Service level by queue",
+                "Handled contacts answered within the queue's threshold / (handled + abandoned - "
+                "short abandons), for queues whose contacts carry a wait; the dashed line is the "
+                "alert target (thresholds.yml).",
+                [
+                    target("A", service_level, "{{queue}}"),
+                    target("TARGET", "max(period_window:contactcenter_service_level_target:threshold)",
+                           "target"),
+                ],
+                (0, 45, 12, 8),
+                "percentunit",
+            ),
+            "TARGET",
+        ),
+        dashed(
+            timeseries_panel(
+                "Abandonment by queue",
+                "(Abandoned - short abandons) / (handled + abandoned - short abandons); the dashed "
+                "line is the alert target (thresholds.yml).",
+                [
+                    target("A", abandonment, "{{queue}}"),
+                    target("TARGET", "max(period_window:contactcenter_abandonment_target:threshold)",
+                           "target"),
+                ],
+                (12, 45, 12, 8),
+                "percentunit",
+            ),
+            "TARGET",
+        ),
+        dashed(
+            timeseries_panel(
+                "Average speed of answer by queue",
+                "Sum of the wait of handled contacts / handled contacts, for queues whose contacts "
+                "carry a wait, with each queue's service-level threshold.",
+                [
+                    target("A", speed, "{{queue}}"),
+                    target("THRESHOLD",
+                           'contactcenter_service_level_threshold_seconds{queue=~"$queue|default"}',
+                           "{{queue}} threshold"),
+                ],
+                (0, 53, 12, 8),
+                "s",
+            ),
+            "THRESHOLD",
+        ),
         timeseries_panel(
             "First contact resolution by queue",
             "1 - repeats / handled contacts that carry a customer key. A repeat is a handled "
@@ -1027,10 +1030,6 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
     hours (contactcenter_open), configuration reloads, each source's read time against its
     interval, and the scheduler's job runs. (Store errors and webhook requests appear only
     from their first event on, so no panel query could be proven on a healthy exporter.)"""
-    dashed = [
-        model.DynamicConfigValue(id_val="custom.lineStyle", value={"dash": [10, 10], "fill": "dash"}),
-        model.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
-    ]
     return [
         state_stat(
             "Open now (service hours)",
@@ -1065,21 +1064,24 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
             (16, 29, 8, 5),
             "s",
         ),
-        timeseries_panel(
-            "Source read time against its interval",
-            "How long each source's last read took, with its configured interval dashed: a "
-            "read that nears its interval falls behind.",
-            [
-                target("A", f"contactcenter_source_duration_seconds{{{src}}}", "{{source}} read"),
-                target(
-                    "INTERVAL",
-                    f"contactcenter_source_interval_seconds{{{src}}}",
-                    "{{source}} interval",
-                ),
-            ],
-            (0, 34, 12, 8),
-            "s",
-        ).override_by_query("INTERVAL", dashed),
+        dashed(
+            timeseries_panel(
+                "Source read time against its interval",
+                "How long each source's last read took, with its configured interval dashed: a "
+                "read that nears its interval falls behind.",
+                [
+                    target("A", f"contactcenter_source_duration_seconds{{{src}}}", "{{source}} read"),
+                    target(
+                        "INTERVAL",
+                        f"contactcenter_source_interval_seconds{{{src}}}",
+                        "{{source}} interval",
+                    ),
+                ],
+                (0, 34, 12, 8),
+                "s",
+            ),
+            "INTERVAL",
+        ),
         timeseries_panel(
             "Scheduler job runs by status",
             "Runs of each scheduler job (reads, recompute) per interval by status: success, "
