@@ -310,8 +310,10 @@ class TwilioAdapter(ApiAdapter):
                 page = self.client.get(url, params)
             except SourceError as exc:
                 if url != first and exc.reason == "http_error" and params is None:
-                    # a stored page link the vendor no longer knows: restart from `since`
-                    log.warning("source %s: %s; restarting from %s", self.name, exc, since)
+                    # a stored page link the vendor no longer knows: restart from `since`.
+                    # The message holds the link's path (the vendor's text): %r escapes
+                    # control characters, as the runtime's printable() does for its logs.
+                    log.warning("source %s: %r; restarting from %s", self.name, str(exc), since)
                     url, params = first, {"PageSize": self.settings.page_size}
                     if since:
                         params["StartTime>="] = since

@@ -167,6 +167,33 @@ def test_stale_page_link_restarts_from_the_watermark(
     assert stored_ids(store, "twilio-main") == PAGE2_IDS
 
 
+def test_stale_page_link_is_logged_with_control_characters_escaped(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stale = f"{CALLS}\x1b[2J\u202e?PageSize=3&Page=4&PageToken=PAgone"
+    httpserver.expect_request(
+        CALLS, query_string={"PageSize": "3", "StartTime>=": "2026-03-09"}
+    ).respond_with_json(fixture("twilio", "calls_page2.json"))
+    store = new_store(tmp_path)
+    store.commit("twilio-main", [], json.dumps({"since": "2026-03-09", "next": stale}))
+    source = adapter(httpserver)
+    real_get = source.client.get
+
+    def get(url: str, params: object = None) -> object:
+        if url == stale:
+            raise SourceError(f"{url.split('?')[0]} answered 404", "http_error")
+        return real_get(url, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(source.client, "get", get)
+    with caplog.at_level("WARNING", logger="adapters.twilio"):
+        drain(source, store)
+    assert stored_ids(store, "twilio-main") == PAGE2_IDS
+    (line,) = [r.getMessage() for r in caplog.records if "restarting from" in r.getMessage()]
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "\\x1b[2J\\u202e answered 404" in line
+
+
 def test_status_callback_parameters_become_a_contact() -> None:
     settings = TwilioSettings(name="t", adapter="twilio", account_sid=SID, auth_token="x",
                               queues={"+14155550199": "support"})
