@@ -7,10 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
-import sqlite3
-import threading
 import urllib.parse
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,14 +16,13 @@ from typing import Any
 
 from collector.accrual import AccrualSchedule
 from collector.allocation import Key, RollupIndex, allocate_window
+from collector.apianswer import OneAtATime, bad_query
 from collector.config import COMPONENTS, Settings
 from collector.logsafe import printable
 from collector.metrics import Sample
 from collector.model import Rollup
 from collector.periods import ReportWindow, elapsed_day_fraction
 from collector.store import Store
-
-log = logging.getLogger(__name__)
 
 WINDOWS = ("current", "previous")
 
@@ -451,7 +447,7 @@ class ReportEndpoint:
     """
 
     def __init__(self) -> None:
-        self._busy = threading.Lock()
+        self._one = OneAtATime("report")
 
     @staticmethod
     def parse_query(query: str) -> tuple[date, date, tuple[str, ...]]:
@@ -481,15 +477,9 @@ class ReportEndpoint:
         try:
             first, last, by = self.parse_query(query)
         except WindowError as exc:
-            message = str(exc).replace("--", "")  # the CLI flags are query parameters here
-            return 400, json.dumps({"error": message}).encode() + b"\n"
-        if not self._busy.acquire(blocking=False):
-            return 429, b'{"error": "another report is being computed; try again shortly"}\n'
-        try:
-            data = window_report_from_store(store, settings, first, last, now, by)
-        except sqlite3.Error as exc:
-            log.warning("report %s..%s: the store could not be read: %s", first, last, exc)
-            return 503, b'{"error": "the store could not be read; see the exporter log"}\n'
-        finally:
-            self._busy.release()
-        return 200, render_window(data, "json", by).encode()
+            return bad_query(exc)
+        return self._one.answer(
+            lambda: window_report_from_store(store, settings, first, last, now, by),
+            lambda data: render_window(data, "json", by),
+            f"report {first}..{last}",
+        )

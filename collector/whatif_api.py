@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import sqlite3
-import threading
 import urllib.parse
 from datetime import datetime
 
+from collector.apianswer import OneAtATime, bad_query
 from collector.config import Settings
 from collector.logsafe import printable
 from collector.periods import PERIODS, WINDOWS, first_day_needed
 from collector.store import Store
 from collector.whatif import LEVER_NAMES, LeverError, parse_levers, render_whatif, whatif
-
-log = logging.getLogger(__name__)
 
 
 class WhatifEndpoint:
@@ -27,7 +22,7 @@ class WhatifEndpoint:
     """
 
     def __init__(self) -> None:
-        self._busy = threading.Lock()
+        self._one = OneAtATime("what-if")
 
     @staticmethod
     def parse_query(query: str) -> tuple[str, str, dict[str, str]]:
@@ -58,17 +53,13 @@ class WhatifEndpoint:
             period, window, given = self.parse_query(query)
             levers = parse_levers(given)
         except LeverError as exc:
-            message = str(exc).replace("--", "")  # the CLI flags are query parameters here
-            return 400, json.dumps({"error": message}).encode() + b"\n"
-        if not self._busy.acquire(blocking=False):
-            return 429, b'{"error": "another what-if is being computed; try again shortly"}\n'
-        try:
-            local = now.astimezone(settings.tz)
-            rollups = store.rollups_as_of(first_day_needed(local), local)
-            data = whatif(settings, rollups, local, period, window, levers)
-        except sqlite3.Error as exc:
-            log.warning("whatif: the store could not be read: %s", exc)
-            return 503, b'{"error": "the store could not be read; see the exporter log"}\n'
-        finally:
-            self._busy.release()
-        return 200, render_whatif(data, "json").encode()
+            return bad_query(exc)
+        local = now.astimezone(settings.tz)
+        return self._one.answer(
+            lambda: whatif(
+                settings, store.rollups_as_of(first_day_needed(local), local), local,
+                period, window, levers,
+            ),
+            lambda data: render_whatif(data, "json"),
+            "whatif",
+        )

@@ -285,6 +285,28 @@ def test_api_whatif_is_behind_basic_auth(api: Any) -> None:
     assert get(api, "/api/v1/whatif?fcr=5pp", {"Authorization": f"Basic {token}"})[0] == 200
 
 
+def test_api_whatif_runs_one_at_a_time_and_answers_503_when_the_store_fails() -> None:
+    import sqlite3
+
+    from collector.whatif_api import WhatifEndpoint
+
+    endpoint = WhatifEndpoint()
+    settings = Settings.model_validate({"costs": COSTS})
+    inner: list[tuple[int, bytes]] = []
+
+    class Store:
+        def rollups_as_of(self, first: date, now: datetime) -> list[Rollup]:
+            # Another what-if while this one reads: refused at once, not queued.
+            inner.append(endpoint.answer("fcr=5pp", self, settings, NOW))  # type: ignore[arg-type]
+            raise sqlite3.OperationalError("disk I/O error")
+
+    status, body = endpoint.answer("fcr=5pp", Store(), settings, NOW)  # type: ignore[arg-type]
+    assert inner == [
+        (429, b'{"error": "another what-if is being computed; try again shortly"}\n')]
+    assert (status, json.loads(body)) == (
+        503, {"error": "the store could not be read; see the exporter log"})
+
+
 def test_baseline_is_the_exporters_own_figures() -> None:
     """The baseline is computed by the what-if's own allocation: it must equal the
     exporter's contactcenter_cost and contacts for the same window, scoped items included."""
