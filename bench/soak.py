@@ -26,7 +26,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,9 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from load import cdr_line  # the bench scripts share one CDR row writer (bench/ is on sys.path)
+# The bench scripts share the CDR row writer, the exporter's command line and a free port
+# (bench/ is on sys.path).
+from load import PLAIN, cdr_line, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
@@ -95,10 +96,9 @@ amount = 900.0
 per = "month"
 """
 
-PLAIN = "import sys; from collector.cli import main; sys.exit(main())"
-# The same, with allocations traced: at every SIGUSR1 a tracemalloc snapshot, and one line of
-# where the memory is: Python objects (traced), SQLite's own allocator, glibc's heap in use
-# and free-but-kept (fragmentation), and live objects.
+# load.py's PLAIN, with allocations traced: at every SIGUSR1 a tracemalloc snapshot, and one
+# line of where the memory is: Python objects (traced), SQLite's own allocator, glibc's heap
+# in use and free-but-kept (fragmentation), and live objects.
 TRACED = (
     "import ctypes, ctypes.util, gc, os, signal, sqlite3, sys, time, tracemalloc\n"
     "tracemalloc.start(1)\n"
@@ -184,12 +184,6 @@ class Scraper(threading.Thread):
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def status_kb(pid: int, field: str) -> int:
