@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from zlib import adler32, crc32
@@ -24,7 +24,7 @@ from adapters.base import (
     SourceSettings,
     row_id,
 )
-from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS, customer_digest
+from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS, customer_digest, hour_start
 from adapters.filetail import FilePosition, read_new_lines
 
 OTHER_QUEUE = "other"
@@ -100,13 +100,10 @@ class LocalClock:
             naive = datetime.fromisoformat(hour + ":00:00")
             if not FIRST_YEAR <= naive.year <= LAST_YEAR:
                 raise ValueError(hour)  # a clock reset or garbage, not a contact
-            first = naive.replace(tzinfo=self.tz)
-            last = (naive + timedelta(seconds=3599)).replace(tzinfo=self.tz)
-            same = first.utcoffset() == last.utcoffset()
             if len(self.hours) >= self.MAX_HOURS:
                 self.hours.clear()
             # None: the offset changes inside this hour; convert each time in full.
-            self.hours[hour] = first.timestamp() if same else None
+            self.hours[hour] = hour_start(naive, self.tz)
         return self.hours[hour]
 
     def epoch(self, text: str) -> float:
