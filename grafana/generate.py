@@ -240,6 +240,25 @@ def dashed(panel: timeseries.Panel, *refs: str) -> timeseries.Panel:
     return panel
 
 
+def band_panel(title: str, description: str, figure: prom.Dataquery, g: Grid,
+               money: str) -> timeseries.Panel:
+    """A cost per contact per channel over time, with each channel's band ends dashed."""
+    panel = timeseries_panel(
+        title,
+        description,
+        [
+            figure,
+            target("LOW", 'channel:contactcenter_benchmark_low:min{channel=~"$channel"}',
+                   "{{channel}} band low"),
+            target("HIGH", 'channel:contactcenter_benchmark_high:max{channel=~"$channel"}',
+                   "{{channel}} band high"),
+        ],
+        g,
+        money,
+    )
+    return dashed(panel, "LOW", "HIGH")
+
+
 def bargauge_panel(
     title: str, description: str, targets: Sequence[prom.Dataquery], g: Grid, unit: str
 ) -> bargauge.Panel:
@@ -420,27 +439,14 @@ def overview(currency: str) -> builders.Dashboard:
         for ref, period, _ in WINDOWS_NOW
     }
     sel = f"{F_PW},{F_CQ}"
-    band_over_time = timeseries_panel(
+    band_over_time = band_panel(
         "Cost per contact over time, with the benchmark band",
         "Cost per handled contact for the selected period and window, per channel, with the "
         "low and high ends of each channel's band as dashed lines.",
-        [
-            target("A", cost_per_contact_by("channel", "$period", "$window", F_CQ), "{{channel}}"),
-            target(
-                "LOW",
-                'channel:contactcenter_benchmark_low:min{channel=~"$channel"}',
-                "{{channel}} band low",
-            ),
-            target(
-                "HIGH",
-                'channel:contactcenter_benchmark_high:max{channel=~"$channel"}',
-                "{{channel}} band high",
-            ),
-        ],
+        target("A", cost_per_contact_by("channel", "$period", "$window", F_CQ), "{{channel}}"),
         (0, 6, 24, 9),
         money,
     )
-    band_over_time = dashed(band_over_time, "LOW", "HIGH")
     breakdown = (
         table_panel(
             "Breakdown by queue and channel",
@@ -639,30 +645,22 @@ def overview(currency: str) -> builders.Dashboard:
 def projection_panel(money: str) -> timeseries.Panel:
     """Projected cost per contact to the end of the current period (issue 13), with the band."""
     projected = f'period="$period",window="current",{F_CQ}'
-    panel = timeseries_panel(
+    return band_panel(
         "Projected cost per contact at the end of the period, with the benchmark band",
         "Where the current period is heading: (cost so far + the rest of its shared cost + "
         "usage at the current rate) / (contacts so far + those the last weeks' weekday-and-hour "
         "pattern expects in its remaining open hours), per channel, sum over sum. Projected for "
         "week, month, quarter and year (none for the day); ContactCostProjectedOutsideBenchmark "
         "watches the month once a quarter of its open time has passed.",
-        [
-            target(
-                "A",
-                f"sum by (channel) (contactcenter_cost_projected{{{projected}}})\n"
-                f"  / (sum by (channel) (contactcenter_contacts_projected{{{projected}}}) > 0)",
-                "{{channel}} projected",
-            ),
-            target("LOW", 'channel:contactcenter_benchmark_low:min{channel=~"$channel"}',
-                   "{{channel}} band low"),
-            target("HIGH", 'channel:contactcenter_benchmark_high:max{channel=~"$channel"}',
-                   "{{channel}} band high"),
-        ],
+        target(
+            "A",
+            f"sum by (channel) (contactcenter_cost_projected{{{projected}}})\n"
+            f"  / (sum by (channel) (contactcenter_contacts_projected{{{projected}}}) > 0)",
+            "{{channel}} projected",
+        ),
         (0, 67, 24, 8),
         money,
     )
-    panel = dashed(panel, "LOW", "HIGH")
-    return panel
 
 
 def projection_volume_panels() -> list[PanelBuilder]:
