@@ -156,3 +156,26 @@ def empty_exporter(tmp_path: Path) -> Iterator[Any]:
     exp.recompute(datetime(2026, 11, 26, 12, tzinfo=UTC))
     yield exp
     exp.close()
+
+
+@pytest.fixture
+def serve(empty_exporter: Any) -> Iterator[Callable[..., Any]]:
+    """Start in-process HTTP servers on the empty exporter with `serve(**server_kwargs)`; all
+    stop at teardown."""
+    import threading
+
+    from collector.server import ExporterHTTPServer
+
+    servers: list[ExporterHTTPServer] = []
+
+    def start(**kwargs: Any) -> ExporterHTTPServer:
+        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, **kwargs)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()

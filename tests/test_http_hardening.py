@@ -13,14 +13,12 @@ import ssl
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import bcrypt
 import pytest
 
-from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer, client_key
 from collector.webconfig import BasicAuth, WebConfig, load_web_config
 
@@ -30,23 +28,6 @@ from .pki import Pki, make_pki
 # The scraper's own loopback address: Linux routes all of 127.0.0.0/8 to lo, so a socket bound
 # to 127.0.0.2 reaches the server on 127.0.0.1 as a second client address.
 SCRAPER = "127.0.0.2"
-
-
-@pytest.fixture
-def serve(empty_exporter: Exporter) -> Iterator[Callable[..., ExporterHTTPServer]]:
-    servers: list[ExporterHTTPServer] = []
-
-    def start(**kwargs: Any) -> ExporterHTTPServer:
-        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, **kwargs)
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
 
 
 def connect(srv: ExporterHTTPServer, source: str = "127.0.0.1", timeout: float = 5.0

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
@@ -21,7 +21,6 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from collector import server as server_module
-from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer
 
 from .conftest import ExporterProcess, http_get, wait_for
@@ -170,23 +169,6 @@ def test_no_secret_in_metrics_pages_logs_or_config_output(
 
 
 # -- in-process server: traversal, limits, headers, slow clients ---------------------------------
-@pytest.fixture
-def serve(empty_exporter: Exporter) -> Iterator[Callable[..., ExporterHTTPServer]]:
-    servers: list[ExporterHTTPServer] = []
-
-    def start(**kwargs: float) -> ExporterHTTPServer:
-        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, **kwargs)  # type: ignore[arg-type]
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
-
-
 def raw(srv: ExporterHTTPServer, data: bytes) -> bytes:
     """Send raw bytes, read until the server closes or 5 s pass."""
     with socket.create_connection(srv.server_address[:2], timeout=5) as sock:
