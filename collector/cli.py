@@ -404,8 +404,7 @@ def backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def whatif(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from collector.whatif import LeverError, parse_levers, render_whatif
-    from collector.whatif import whatif as what_if
+    from collector.whatif import LeverError, parse_levers, render_whatif, whatif_from_store
 
     given = {k.removeprefix("lever_"): v for k, v in vars(args).items()
              if k.startswith("lever_") and v is not None}
@@ -418,11 +417,9 @@ def whatif(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         at = args.at or datetime.now(UTC)
         if at.tzinfo is None:
             at = at.replace(tzinfo=config.settings.tz)
-        from collector.periods import first_day_needed
-
-        rollups = exporter.store.rollups_as_of(first_day_needed(at.astimezone(
-            config.settings.tz)), at)
-        data = what_if(config.settings, rollups, at, args.period, args.window, levers)
+        data = whatif_from_store(
+            exporter.store, config.settings, at, args.period, args.window, levers
+        )
         sys.stdout.write(render_whatif(data, args.format))
     return 0
 

@@ -33,13 +33,16 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.accrual import AccrualSchedule
 from collector.allocation import Key, RollupIndex, Totals
 from collector.config import COMPONENTS, Settings
 from collector.model import Rollup
 from collector.periods import PERIODS, ReportWindow, first_day_needed, report_windows
+
+if TYPE_CHECKING:
+    from collector.store import Store
 
 LEVER_NAMES = (
     "deflect", "deflected-cost", "fcr", "aht", "automate", "automated-cost", "per-minute",
@@ -444,6 +447,21 @@ def whatif(
         "change": _change(baseline, scenario),
         "warnings": warnings,
     }
+
+
+
+def whatif_from_store(
+    store: Store,
+    settings: Settings,
+    now: datetime,
+    period: str,
+    window: str,
+    levers: Levers,
+) -> dict[str, Any]:
+    """:func:`whatif` over the rollups it needs, read from ``store`` as of ``now``."""
+    local = now.astimezone(settings.tz)
+    rollups = store.rollups_as_of(first_day_needed(local), local)
+    return whatif(settings, rollups, local, period, window, levers)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

@@ -8,9 +8,9 @@ from datetime import datetime
 from collector.apianswer import OneAtATime, bad_query
 from collector.config import Settings
 from collector.logsafe import printable
-from collector.periods import PERIODS, WINDOWS, first_day_needed
+from collector.periods import PERIODS, WINDOWS
 from collector.store import Store
-from collector.whatif import LEVER_NAMES, LeverError, parse_levers, render_whatif, whatif
+from collector.whatif import LEVER_NAMES, LeverError, parse_levers, render_whatif, whatif_from_store
 
 
 class WhatifEndpoint:
@@ -54,12 +54,8 @@ class WhatifEndpoint:
             levers = parse_levers(given)
         except LeverError as exc:
             return bad_query(exc)
-        local = now.astimezone(settings.tz)
         return self._one.answer(
-            lambda: whatif(
-                settings, store.rollups_as_of(first_day_needed(local), local), local,
-                period, window, levers,
-            ),
+            lambda: whatif_from_store(store, settings, now, period, window, levers),
             lambda data: render_whatif(data, "json"),
             "whatif",
         )
