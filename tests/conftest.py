@@ -179,3 +179,28 @@ def serve(empty_exporter: Any) -> Iterator[Callable[..., Any]]:
     for srv in servers:
         srv.shutdown()
         srv.server_close()
+
+
+def pbx_with_queue_log(tmp_path: Path, cdr: str) -> Path:
+    """A config in tmp_path of an Asterisk CDR source "pbx" (Master.csv holding `cdr`) and the
+    asterisk-11 queue_log fixture as source "queues" enriching it; returns the config's path."""
+    shutil.copy(FIXTURES / "queue_log" / "asterisk-11.queue_log", tmp_path / "queue_log")
+    (tmp_path / "Master.csv").write_text(cdr)
+    config = tmp_path / "c.toml"
+    config.write_text(f'''
+store = "{tmp_path / 'state.db'}"
+[[sources]]
+name = "pbx"
+adapter = "asterisk_cdr"
+path = "{tmp_path / 'Master.csv'}"
+usegmtime = true
+max_future = "36500d"
+[[sources]]
+name = "queues"
+adapter = "asterisk_queue_log"
+path = "{tmp_path / 'queue_log'}"
+cdr_source = "pbx"
+queues = {{ support = "support" }}
+max_future = "36500d"
+''')
+    return config

@@ -215,32 +215,14 @@ def test_cdr_source_must_name_an_asterisk_cdr_source() -> None:
 def test_through_the_exporter_a_queue_log_enriches_its_cdr_source(tmp_path: Path) -> None:
     """The real config, both adapters and the runtime: queue_calls reach the store."""
     from collector.runtime import Exporter, load_config
-    from tests.conftest import parse_exposition
+    from tests.conftest import parse_exposition, pbx_with_queue_log
 
-    shutil.copy(FIXTURES / "asterisk-11.queue_log", tmp_path / "queue_log")
     # One CDR of 16 columns + uniqueid/userfield/peeraccount/linkedid/sequence (21): call
     # 1700001100.12 rang 9 s unanswered (the caller abandoned the queue after 4 s of it).
     cdr = ('"","+4755501011","100","from-trunk","","SIP/trunk-1","","Queue","support",'
            '"2023-11-14 22:18:16","","2023-11-14 22:18:25",9,0,"NO ANSWER","DOCUMENTATION",'
            '"1700001100.12","","","1700001100.12","1"\n')
-    (tmp_path / "Master.csv").write_text(cdr)
-    config = tmp_path / "c.toml"
-    config.write_text(f'''
-store = "{tmp_path / 'state.db'}"
-[[sources]]
-name = "pbx"
-adapter = "asterisk_cdr"
-path = "{tmp_path / 'Master.csv'}"
-usegmtime = true
-max_future = "36500d"
-[[sources]]
-name = "queues"
-adapter = "asterisk_queue_log"
-path = "{tmp_path / 'queue_log'}"
-cdr_source = "pbx"
-queues = {{ support = "support" }}
-max_future = "36500d"
-''')
+    config = pbx_with_queue_log(tmp_path, cdr)
     exporter = Exporter(load_config(config))
     try:
         exporter.ingest("queues")

@@ -5,7 +5,6 @@ fire every open day for a queue log that is working fine."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -40,27 +39,9 @@ def test_the_newest_kept_queue_entry_is_the_sources_newest_record(tmp_path: Path
 
 def test_the_exporter_reports_the_queue_logs_newest_entry(tmp_path: Path) -> None:
     from collector.runtime import Exporter, load_config
-    from tests.conftest import parse_exposition
+    from tests.conftest import parse_exposition, pbx_with_queue_log
 
-    shutil.copy(FIXTURES / "asterisk-11.queue_log", tmp_path / "queue_log")
-    (tmp_path / "Master.csv").write_text("")
-    config = tmp_path / "c.toml"
-    config.write_text(f'''
-store = "{tmp_path / 'state.db'}"
-[[sources]]
-name = "pbx"
-adapter = "asterisk_cdr"
-path = "{tmp_path / 'Master.csv'}"
-usegmtime = true
-max_future = "36500d"
-[[sources]]
-name = "queues"
-adapter = "asterisk_queue_log"
-path = "{tmp_path / 'queue_log'}"
-cdr_source = "pbx"
-queues = {{ support = "support" }}
-max_future = "36500d"
-''')
+    config = pbx_with_queue_log(tmp_path, "")
     name = "contactcenter_source_last_record_timestamp_seconds"
     exporter = Exporter(load_config(config))
     try:
