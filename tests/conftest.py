@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,25 @@ queues = {{ support = "support" }}
 max_future = "36500d"
 ''')
     return config
+
+
+def golden_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: datetime,
+                    metrics: str | None = None) -> Any:
+    """The golden fixture (config + Master.csv) in tmp_path, run in-process at `now`: its 4 CDRs
+    ingested and one recompute done. `metrics`, if given, is appended as a [metrics] section.
+    CONTACT_COST_* variables are cleared so the config file decides every setting."""
+    from collector.runtime import Exporter, load_config
+
+    shutil.copy(FIXTURES / "golden" / "Master.csv", tmp_path / "Master.csv")
+    text = (FIXTURES / "golden" / "config.toml").read_text()
+    if metrics is not None:
+        text += "\n[metrics]\n" + metrics
+    (tmp_path / "config.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(key)
+    exp = Exporter(load_config("config.toml"), clock=lambda: now.timestamp())
+    assert exp.ingest("pbx") == 4
+    exp.recompute(now)
+    return exp

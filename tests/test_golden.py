@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.runtime import Exporter, load_config
+from collector.runtime import Exporter
 
-from .conftest import FIXTURES, parse_exposition
+from .conftest import golden_exporter, parse_exposition
 
 GOLDEN = Path(__file__).parent / "golden" / "exporter.prom"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=ZoneInfo("Europe/Oslo"))
@@ -28,15 +27,7 @@ _MEASURED = re.compile(
 
 @pytest.fixture
 def exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Exporter:
-    for name in ("config.toml", "Master.csv"):
-        shutil.copy(FIXTURES / "golden" / name, tmp_path / name)
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
-    exp = Exporter(load_config("config.toml"), clock=lambda: NOW.timestamp())
-    assert exp.ingest("pbx") == 4
-    exp.recompute(NOW)
+    exp = golden_exporter(tmp_path, monkeypatch, NOW)
     yield exp
     exp.close()
 

@@ -7,7 +7,6 @@ and carrier 0.05 (300 s at 0.01/min), sales has salaries 1700, rent 297.5, carri
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 from collections.abc import Callable
@@ -20,35 +19,21 @@ import pytest
 from collector.config import ConfigError, load_settings
 from collector.configcheck import check_config, report_check, series_estimate
 from collector.metrics import Sample
-from collector.runtime import Exporter, load_config
+from collector.runtime import load_config
 from collector.series import MetricsSettings, count_series, limit_series
 from collector.snapshot import build_snapshot
 
-from .conftest import FIXTURES, ExporterProcess, parse_exposition, wait_for
+from .conftest import FIXTURES, ExporterProcess, golden_exporter, parse_exposition, wait_for
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=ZoneInfo("Europe/Oslo"))
 MONTH = {"period": "month", "window": "current", "channel": "voice", "direction": "inbound"}
 
 
-def _golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metrics: str) -> Exporter:
-    shutil.copy(FIXTURES / "golden" / "Master.csv", tmp_path / "Master.csv")
-    text = (FIXTURES / "golden" / "config.toml").read_text()
-    (tmp_path / "config.toml").write_text(text + "\n[metrics]\n" + metrics)
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
-    exp = Exporter(load_config("config.toml"), clock=lambda: NOW.timestamp())
-    assert exp.ingest("pbx") == 4
-    exp.recompute(NOW)
-    return exp
-
-
 def test_dropped_component_is_summed_and_periods_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exp = _golden(tmp_path, monkeypatch, 'periods = ["month"]\n'
-                  'drop_labels = { contactcenter_cost = ["component"] }\n')
+    exp = golden_exporter(tmp_path, monkeypatch, NOW, metrics='periods = ["month"]\n'
+                          'drop_labels = { contactcenter_cost = ["component"] }\n')
     try:
         text = exp.metrics_body().decode()
     finally:
@@ -164,7 +149,7 @@ def test_count_series_by_hand() -> None:
 def test_config_check_prints_a_bound_the_exporter_stays_under(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exp = _golden(tmp_path, monkeypatch, "")
+    exp = golden_exporter(tmp_path, monkeypatch, NOW, metrics="")
     try:
         text = exp.metrics_body().decode()
     finally:
@@ -226,7 +211,7 @@ def test_the_running_exporter_applies_metrics_and_a_reload_changes_it(
     base = (FIXTURES / "golden" / "config.toml").read_text().replace('"60s"', '"1s"')
     config = tmp_path / "config.toml"
     config.write_text(base + '\n[metrics]\nperiods = ["month"]\n'
-                      'drop_labels = { contactcenter_cost = ["component"] }\n')
+                              'drop_labels = { contactcenter_cost = ["component"] }\n')
     exporter = start_exporter(config)
 
     def cost_lines() -> list[str]:
@@ -248,8 +233,8 @@ def test_backfill_writes_the_series_metrics_keeps(
 ) -> None:
     from collector.backfill import write_openmetrics
 
-    exp = _golden(tmp_path, monkeypatch, 'periods = ["month"]\n'
-                  'drop_labels = { contactcenter_cost = ["component"] }\n')
+    exp = golden_exporter(tmp_path, monkeypatch, NOW, metrics='periods = ["month"]\n'
+                          'drop_labels = { contactcenter_cost = ["component"] }\n')
     try:
         # two hours of 25 Nov (the golden CDR has calls in November), well before NOW
         start = end = datetime(2026, 11, 25).date()
