@@ -163,16 +163,10 @@ def empty_exporter(tmp_path: Path) -> Iterator[Any]:
 def serve(empty_exporter: Any) -> Iterator[Callable[..., Any]]:
     """Start in-process HTTP servers on the empty exporter with `serve(**server_kwargs)`; all
     stop at teardown."""
-    import threading
+    servers: list[Any] = []
 
-    from collector.server import ExporterHTTPServer
-
-    servers: list[ExporterHTTPServer] = []
-
-    def start(**kwargs: Any) -> ExporterHTTPServer:
-        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, **kwargs)
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+    def start(**kwargs: Any) -> Any:
+        srv = start_server(empty_exporter, **kwargs)
         servers.append(srv)
         return srv
 
@@ -227,3 +221,46 @@ def golden_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: dateti
     assert exp.ingest("pbx") == 4
     exp.recompute(now)
     return exp
+
+
+def start_server(exporter: Any, **kwargs: Any) -> Any:
+    """An ExporterHTTPServer for `exporter` on a free loopback port, serving from a daemon
+    thread; the caller shuts it down and closes it."""
+    import threading
+
+    from collector.server import ExporterHTTPServer
+
+    srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, **kwargs)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    return srv
+
+
+def api_get(srv: Any, path: str,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` from an in-process server: status, response headers, body."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=5)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def require_basic_auth(srv: Any) -> dict[str, str]:
+    """Put `srv` behind basic auth with one user, finance:s3cret (a web.yml beside its store);
+    returns the request headers that log in as that user."""
+    import base64
+
+    import bcrypt
+
+    from collector.webconfig import load_web_config
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    path = Path(srv.exporter.settings.store).parent / "web.yml"
+    path.write_text(f"basic_auth_users:\n  finance: '{hashed}'\n")
+    srv.web = load_web_config(path)
+    token = base64.b64encode(b"finance:s3cret").decode()
+    return {"Authorization": f"Basic {token}"}

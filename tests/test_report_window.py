@@ -32,6 +32,8 @@ from collector.report import (
 )
 from collector.store import SqliteStore
 
+from .conftest import api_get, require_basic_auth, start_server
+
 OSLO = ZoneInfo("Europe/Oslo")
 MARCH = datetime(2026, 3, 1, 12, tzinfo=OSLO)  # "now" well after the windows of Jan/Feb
 
@@ -390,10 +392,7 @@ NOW = datetime(2026, 11, 2, 12, tzinfo=OSLO)
 
 @pytest.fixture
 def api(tmp_path: Path) -> Any:
-    import threading
-
     from collector.runtime import Exporter, LoadedConfig
-    from collector.server import ExporterHTTPServer
 
     settings = Settings(store=tmp_path / "s.db", timezone="Europe/Oslo", currency="NOK", costs=[
         cost(component="facilities", amount=25, per="day", allocate="contacts")])
@@ -404,29 +403,15 @@ def api(tmp_path: Path) -> Any:
         call("c", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),  # 25 Oct local
     ], "1")
     exporter.recompute(NOW)
-    srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, max_connections=8, request_timeout=5)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
+    srv = start_server(exporter, max_connections=8, request_timeout=5)
     yield srv
     srv.shutdown()
     srv.server_close()
     exporter.close()
 
 
-def get(srv: Any, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=5)
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response.status, dict(response.getheaders()), body
-
-
 def test_api_report_is_the_cli_json(api: Any) -> None:
-    status, headers, body = get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25&by=queue")
+    status, headers, body = api_get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25&by=queue")
     assert status == 200, body
     assert headers["Content-Type"] == "application/json"
     assert "default-src 'none'" in headers["Content-Security-Policy"]
@@ -441,7 +426,7 @@ def test_api_report_is_the_cli_json(api: Any) -> None:
                                         date(2026, 10, 24), date(2026, 10, 25), NOW, ("queue",))
     assert body == render_window(expected, "json", ("queue",)).encode()
     # Without by: channel, direction, queue, as on the command line.
-    status, _, body = get(api, "/api/v1/report?from=2026-10-25&to=2026-10-25")
+    status, _, body = api_get(api, "/api/v1/report?from=2026-10-25&to=2026-10-25")
     assert status == 200
     assert json.loads(body)["rows"] == [{"channel": "voice", "direction": "inbound",
                                          "queue": "support", "contacts": 2, "cost": 25,
@@ -462,27 +447,17 @@ def test_api_report_is_the_cli_json(api: Any) -> None:
     ],
 )
 def test_api_report_refuses_a_bad_query(api: Any, query: str, error: str) -> None:
-    status, headers, body = get(api, "/api/v1/report?" + query)
+    status, headers, body = api_get(api, "/api/v1/report?" + query)
     assert status == 400
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body)["error"].startswith(error)
 
 
 def test_api_report_is_behind_basic_auth(api: Any) -> None:
-    import base64
-
-    import bcrypt
-
-    from collector.webconfig import load_web_config
-
-    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
-    path = Path(api.exporter.settings.store).parent / "web.yml"
-    path.write_text(f"basic_auth_users:\n  finance: '{hashed}'\n")
-    api.web = load_web_config(path)
+    auth = require_basic_auth(api)
     query = "/api/v1/report?from=2026-10-24&to=2026-10-25"
-    assert get(api, query)[0] == 401
-    token = base64.b64encode(b"finance:s3cret").decode()
-    assert get(api, query, {"Authorization": f"Basic {token}"})[0] == 200
+    assert api_get(api, query)[0] == 401
+    assert api_get(api, query, auth)[0] == 200
 
 
 def test_api_report_runs_one_at_a_time_and_never_holds_up_a_scrape(
@@ -503,15 +478,15 @@ def test_api_report_runs_one_at_a_time_and_never_holds_up_a_scrape(
     monkeypatch.setattr(store, "rollups_as_of", slow_read)
     answers: list[int] = []
     first = threading.Thread(
-        target=lambda: answers.append(get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0]))
+        target=lambda: answers.append(api_get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0]))
     first.start()
     try:
         assert reading.wait(5)
         # A second report while the first reads: refused at once, not queued.
-        assert get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0] == 429
+        assert api_get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0] == 429
         # A scrape meanwhile is the snapshot's bytes, answered without waiting for the report.
         started = time.monotonic()
-        status, _, body = get(api, "/metrics")
+        status, _, body = api_get(api, "/metrics")
         assert status == 200 and b"contactcenter_contacts{" in body
         assert time.monotonic() - started < 1.0
     finally:
@@ -530,12 +505,12 @@ def test_api_report_answers_503_when_the_store_fails(
 
     real = api.exporter.store.rollups_as_of
     monkeypatch.setattr(api.exporter.store, "rollups_as_of", broken)
-    status, _, body = get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")
+    status, _, body = api_get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")
     assert status == 503
     assert json.loads(body) == {"error": "the store could not be read; see the exporter log"}
     # The lock was released: the next report works once the store does.
     monkeypatch.setattr(api.exporter.store, "rollups_as_of", real)
-    assert get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0] == 200
+    assert api_get(api, "/api/v1/report?from=2026-10-24&to=2026-10-25")[0] == 200
 
 
 def test_any_query_string_is_an_answer_never_an_exception() -> None:

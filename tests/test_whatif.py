@@ -21,6 +21,8 @@ from collector.config import Settings
 from collector.model import Rollup
 from collector.whatif import LeverError, parse_aht, parse_levers, render_whatif, whatif
 
+from .conftest import api_get, require_basic_auth, start_server
+
 NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 COSTS = [
     {"name": "agents", "component": "salaries", "amount": 9000, "per": "month",
@@ -208,11 +210,8 @@ def test_whatif_command_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 # -- GET /api/v1/whatif -------------------------------------------------------------------------
 @pytest.fixture
 def api(tmp_path: Path) -> Any:
-    import threading
-
     from collector.model import Contact
     from collector.runtime import Exporter, LoadedConfig
-    from collector.server import ExporterHTTPServer
 
     settings = Settings.model_validate({"store": str(tmp_path / "s.db"), "costs": COSTS})
     exporter = Exporter(LoadedConfig(settings, (), "test"), clock=lambda: NOW.timestamp())
@@ -222,30 +221,16 @@ def api(tmp_path: Path) -> Any:
         Contact(f"c{n}", "voice", "inbound", "support", start + 60 * n, True, 300.0, 240.0,
                 200.0) for n in range(10)], "1")
     exporter.recompute(NOW)
-    srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, max_connections=8, request_timeout=5)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
+    srv = start_server(exporter, max_connections=8, request_timeout=5)
     yield srv
     srv.shutdown()
     srv.server_close()
     exporter.close()
 
 
-def get(srv: Any, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=5)
-    conn.request("GET", path, headers=headers or {})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response.status, body
-
-
 def test_api_whatif_is_the_cli_json(api: Any) -> None:
-    status, body = get(api, "/api/v1/whatif?period=month&window=previous&deflect=10%25"
-                            "&deflected-cost=0.30&aht=-30s")
+    status, _, body = api_get(api, "/api/v1/whatif?period=month&window=previous&deflect=10%25"
+                                   "&deflected-cost=0.30&aht=-30s")
     assert status == 200, body
     data = json.loads(body)
     # 10 calls: salaries 9000 (workload), rent 3000, carrier 0.03 x 2000/60 = 1.
@@ -264,25 +249,15 @@ def test_api_whatif_is_the_cli_json(api: Any) -> None:
     ("aht=-30s&aht=-10s", "give aht once"),
 ])
 def test_api_whatif_bad_queries_are_400(api: Any, query: str, error: str) -> None:
-    status, body = get(api, "/api/v1/whatif?" + query)
+    status, _, body = api_get(api, "/api/v1/whatif?" + query)
     assert status == 400
     assert json.loads(body)["error"].startswith(error)
 
 
 def test_api_whatif_is_behind_basic_auth(api: Any) -> None:
-    import base64
-
-    import bcrypt
-
-    from collector.webconfig import load_web_config
-
-    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
-    path = Path(api.exporter.settings.store).parent / "web.yml"
-    path.write_text(f"basic_auth_users:\n  finance: '{hashed}'\n")
-    api.web = load_web_config(path)
-    assert get(api, "/api/v1/whatif?fcr=5pp")[0] == 401
-    token = base64.b64encode(b"finance:s3cret").decode()
-    assert get(api, "/api/v1/whatif?fcr=5pp", {"Authorization": f"Basic {token}"})[0] == 200
+    auth = require_basic_auth(api)
+    assert api_get(api, "/api/v1/whatif?fcr=5pp")[0] == 401
+    assert api_get(api, "/api/v1/whatif?fcr=5pp", auth)[0] == 200
 
 
 def test_api_whatif_runs_one_at_a_time_and_answers_503_when_the_store_fails() -> None:
