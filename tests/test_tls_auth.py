@@ -10,7 +10,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -25,7 +24,7 @@ from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer
 from collector.webconfig import WebConfig, WebConfigError, load_web_config
 
-from .conftest import REPO, ExporterProcess, free_port, require_binary, wait_for
+from .conftest import REPO, ExporterProcess, free_port, require_binary, start_server, wait_for
 from .pki import Pki, make_pki
 
 PASSWORD = "s3cret-scrape-pass"
@@ -143,10 +142,7 @@ def serve(empty_exporter: Exporter) -> Iterator[Callable[[WebConfig], ExporterHT
     servers: list[ExporterHTTPServer] = []
 
     def start(web: WebConfig, **kwargs: float) -> ExporterHTTPServer:
-        srv = ExporterHTTPServer(("127.0.0.1", 0), empty_exporter, web=web, webhooks=None,
-                                 **kwargs)  # type: ignore[arg-type]
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        srv: ExporterHTTPServer = start_server(empty_exporter, web=web, webhooks=None, **kwargs)
         servers.append(srv)
         return srv
 
