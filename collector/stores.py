@@ -1,0 +1,48 @@
+"""Opening the configured store: a SQLite file (the default) or a PostgreSQL URL.
+
+The one place that turns `Settings.store` into a Store, for the serving process, the
+recompute worker and the one-shot commands alike, and the one list of exceptions a store
+call may raise when storage fails (counted by the runtime, never a crash).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+
+if TYPE_CHECKING:
+    from collector.config import Settings
+    from collector.store import Store
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached now (PostgreSQL down, connection lost, in backoff).
+
+    The message is readable and never holds a password."""
+
+
+# What a store call raises when the storage itself fails (disk full, locked, connection
+# lost): the runtime counts it in contactcenter_store_errors_total and carries on.
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, StoreUnavailable)
+
+
+def is_url(store: str | Path) -> bool:
+    """Whether a `store` setting names a PostgreSQL database rather than a SQLite file."""
+    return str(store).startswith(("postgresql://", "postgres://"))
+
+
+def open_store(settings: Settings, *, readonly: bool = False) -> Store:
+    """The store `settings.store` names, opened for writing (or read-only, for the worker)."""
+    from collector.store import SqliteStore
+
+    if is_url(settings.store):
+        raise NotImplementedError("the PostgreSQL store is being written (issue 14)")
+    if readonly:
+        return SqliteStore(Path(settings.store).resolve(), settings.tz, readonly=True)
+    return SqliteStore(
+        settings.store, settings.tz, kpi=settings.kpi_definitions,
+        customer_key=settings.customer_key,
+    )
