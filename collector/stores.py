@@ -24,6 +24,11 @@ class StoreUnavailable(RuntimeError):
     The message is readable and never holds a password."""
 
 
+class NotLeader(RuntimeError):
+    """A pull's commit was refused: this replica no longer holds the leader lock (its
+    database session ended), so another replica may be pulling the same source."""
+
+
 # What a store call raises when the storage itself fails (disk full, locked, connection
 # lost): the runtime counts it in contactcenter_store_errors_total and carries on.
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, StoreUnavailable)
