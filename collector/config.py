@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -51,6 +52,7 @@ from collector.hours import (
     parse_days,
     parse_intervals,
 )
+from collector.leader import check_store_url
 from collector.model import KpiDefinitions
 from collector.series import MetricsSettings
 
@@ -68,6 +70,27 @@ Component = Literal[
 ]
 COMPONENTS: tuple[str, ...] = get_args(Component)
 PeriodName = Literal["day", "week", "month", "quarter", "year"]
+# The one place the store's password may come from (libpq's PGPASSWORD and ~/.pgpass work
+# too, when this is unset): never the file, never printed.
+STORE_PASSWORD_ENV = ENV_PREFIX + "STORE_PASSWORD"
+STORE_PASSWORD_IN_FILE = (
+    f"store_password does not belong in the file; set {STORE_PASSWORD_ENV}"
+)
+
+
+def _store_setting(value: Any) -> Any:
+    """A postgresql:// URL stays a string (checked: no password in it); anything else is
+    a SQLite file path, relative to the current directory as before."""
+    text = str(value) if isinstance(value, str | Path) else None
+    if text is not None and text.startswith(("postgresql://", "postgres://")):
+        if isinstance(value, Path):  # Path() folds '//': the URL was mangled already
+            raise ValueError("give a postgresql:// URL as a string, not a path")
+        return check_store_url(text)
+    return Path(value) if isinstance(value, str) else value
+
+
+# `store`: a SQLite file (Path) or a PostgreSQL URL (str, postgresql://user@host:port/db).
+StoreSetting = Annotated[Path | str, BeforeValidator(_store_setting)]
 
 
 class ConfigError(Exception):
@@ -327,7 +350,9 @@ class Settings(BaseSettings):
     currency: str = "USD"
     timezone: TimeZoneName = "UTC"
     interval: Duration = timedelta(seconds=60)
-    store: Path = Path("state/contact-cost.db")
+    store: StoreSetting = Path("state/contact-cost.db")
+    # Only from CONTACT_COST_STORE_PASSWORD (load_settings refuses it in the file).
+    store_password: SecretStr | None = None
     benchmark: Benchmark = Field(default_factory=Benchmark)
     sources: list[SourceSettings] = Field(default_factory=list)
     costs: list[CostItem] = Field(default_factory=list)
@@ -361,6 +386,17 @@ class Settings(BaseSettings):
                     "asterisk_cdr source"
                 )
         return value
+
+    @property
+    def store_is_url(self) -> bool:
+        """Whether `store` names a PostgreSQL database (replicas, a leader) or a SQLite file."""
+        return isinstance(self.store, str)
+
+    @property
+    def store_password_value(self) -> str | None:
+        """The PostgreSQL password to pass to psycopg, or None (libpq finds its own)."""
+        secret = self.store_password
+        return None if secret is None else secret.get_secret_value()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -605,14 +641,19 @@ def load_settings(path: Path | str | None) -> Settings:
     unknown = apply_source_env(raw, os.environ)
     if unknown:
         raise ConfigError(f"{unknown[0]}: no source of that name in {origin}")
-    model_config = {**Settings.model_config, "file_data": raw}
+    # The store's password is a secret: only the environment may hold it. Its value is
+    # never part of the message; the rest of the file is still checked.
+    problems = [f"{origin}: {STORE_PASSWORD_IN_FILE}"] if "store_password" in raw else []
+    file_data = {k: v for k, v in raw.items() if k != "store_password"}
+    model_config = {**Settings.model_config, "file_data": file_data}
     bound = type("BoundSettings", (Settings,), {"model_config": model_config})
     try:
         settings: Settings = bound()
     except ValidationError as exc:
         prefix = "environment or " if any(k.startswith(ENV_PREFIX) for k in os.environ) else ""
-        message = describe_validation_error(exc, raw, f"{prefix}{origin}")
-        raise ConfigError(message, message.splitlines()) from None
+        problems += describe_validation_error(exc, file_data, f"{prefix}{origin}").splitlines()
+    if problems:
+        raise ConfigError("\n".join(problems), problems) from None
     # A plain Settings (the bound subclass only carried the file's data), so it pickles:
     # the recompute worker process receives it.
     return Settings.model_construct(
