@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from adapters.base import Adapter, AdapterNotInstalled, load_adapter_class
 from collector.config import (
     ENV_PREFIX,
+    STORE_PASSWORD_ENV,
     ConfigError,
     CostItem,
     Settings,
@@ -175,6 +176,9 @@ def config_warnings(config: LoadedConfig) -> list[str]:
         channels |= _produced_channels(adapter)
     if not settings.costs:
         warnings.append(f"{origin}: costs: no cost items, so every cost figure is 0")
+    if settings.store_password is not None and not settings.store_is_url:
+        warnings.append(f"{origin}: {STORE_PASSWORD_ENV} is set, but the store is a SQLite "
+                        "file, so it is not used")
     for index, item in enumerate(settings.costs):
         where = f"{origin}: costs[{index}] ({item.name})"
         for label in item.queues or ():
@@ -293,8 +297,9 @@ def series_estimate(config: LoadedConfig) -> tuple[int, dict[str, int]]:
         counts["contactcenter_open"] = 1
     sources = len(config.adapters)
     # info, recompute duration and time; per source: up, last success, last record,
-    # duration, interval, records, duplicates, rotation losses; job runs and reload gauges
-    own = 3 + 8 * sources + 3 * (sources + 1) + 2
+    # duration, interval, records, duplicates, rotation losses; job runs; the two reload
+    # gauges, leader and store_up
+    own = 3 + 8 * sources + 3 * (sources + 1) + 4
     return own, counts
 
 
@@ -332,13 +337,24 @@ def _kpi_lines(s: Settings) -> list[str]:
     ]
 
 
+def store_line(s: Settings) -> str:
+    """Where the store is and, for PostgreSQL, where its password comes from: never the
+    value (a URL with a password is refused before this)."""
+    if not s.store_is_url:
+        return f"store {s.store}"
+    source = (f"from {STORE_PASSWORD_ENV}" if s.store_password is not None
+              else "from libpq environment (PGPASSWORD or ~/.pgpass), if any")
+    return (f"store {s.store} (PostgreSQL, password: {source}; replicas elect a leader "
+            "that alone pulls the sources)")
+
+
 def summary(config: LoadedConfig) -> str:
     """What --config.check prints for a valid configuration: never a secret."""
     s: Settings = config.settings
     lines = [
         f"{config.origin}: valid",
         f"currency {s.currency}, timezone {s.timezone}, recompute every "
-        f"{format_duration(s.interval)}, store {s.store}",
+        f"{format_duration(s.interval)}, {store_line(s)}",
         f"benchmark {s.benchmark.low:g}-{s.benchmark.high:g}"
         + "".join(f", {c} {b.low:g}-{b.high:g}" for c, b in s.benchmark.channels.items()),
     ]
