@@ -21,6 +21,7 @@ from collector.metrics import (
     SOURCE_ROTATION_LOSSES,
     SOURCE_UP,
     STORE_ERRORS,
+    STORE_UP,
     WEBHOOK_REQUESTS,
     render_family,
 )
@@ -174,21 +175,33 @@ class HealthState:
             self._render()
 
     def record_store_error(self, operation: str) -> None:
-        """A store write or read failed (disk full, read-only, locked); never raises."""
+        """A store write or read failed (disk full, read-only, locked, connection lost):
+        counted, and contactcenter_store_up is 0 until a store call succeeds. Never raises."""
         try:
             with self._lock:
                 self._store_errors[operation] += 1
+                self._extra[STORE_UP.name] = 0
                 self._render()
         except Exception:  # noqa: BLE001, S110 - called from error paths
             pass
+
+    def set_store_up(self, up: bool) -> None:
+        """contactcenter_store_up after a store call; re-renders only when it changes."""
+        value = 1 if up else 0
+        if self._extra.get(STORE_UP.name) == value:  # the common case: no lock, no render
+            return
+        with self._lock:
+            self._extra[STORE_UP.name] = value
+            self._render()
 
     def set_gauge(self, name: str, value: float) -> None:
         """A process-level gauge declared in collector.metrics, e.g. the last reload's outcome."""
         if BY_NAME.get(name) is None or BY_NAME[name].labels or BY_NAME[name].type != "gauge":
             raise ValueError(f"{name!r} is not a declared gauge without labels")
         with self._lock:
-            self._extra[name] = value
-            self._render()
+            if self._extra.get(name) != value:  # the leader gauge is set on every poll
+                self._extra[name] = value
+                self._render()
 
     # -- reads -----------------------------------------------------------------------------
     def sources(self) -> dict[str, SourceState]:

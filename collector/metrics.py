@@ -340,6 +340,18 @@ RELOAD_SUCCESS_TIMESTAMP = MetricFamily(
     "gauge",
     "Unix time of the last successful configuration reload.",
 )
+LEADER = MetricFamily(
+    "contactcenter_leader",
+    "gauge",
+    "1 when this replica holds the leader lock and pulls sources, 0 on a follower; always 1 "
+    "with a SQLite store.",
+)
+STORE_UP = MetricFamily(
+    "contactcenter_store_up",
+    "gauge",
+    "1 when the last store operation succeeded, 0 after a storage failure (such as a lost "
+    "PostgreSQL connection); the exporter keeps serving its last figures meanwhile.",
+)
 HEALTH: tuple[MetricFamily, ...] = (
     SOURCE_UP,
     SOURCE_LAST_SUCCESS,
@@ -356,6 +368,8 @@ HEALTH: tuple[MetricFamily, ...] = (
     WEBHOOK_REQUESTS,
     RELOAD_SUCCESSFUL,
     RELOAD_SUCCESS_TIMESTAMP,
+    LEADER,
+    STORE_UP,
 )
 
 ALL: tuple[MetricFamily, ...] = (*FIGURES, *SNAPSHOT_OWN, *HEALTH)
