@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import TypeVar
+
+from collector.stores import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class OneAtATime:
             return 429, self._refused
         try:
             data = read()
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             log.warning("%s: the store could not be read: %s", context, exc)
             return 503, _STORE_FAILED
         finally:

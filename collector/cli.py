@@ -1,4 +1,5 @@
-"""Command line: parse the arguments and wire the exporter; check a config; report; backfill.
+"""Command line: parse the arguments and wire the exporter; check a config; report; backfill;
+migrate.
 
 Only the standard library is imported at the top, and `main` installs the signal handlers
 first: the exporter's own modules (pydantic, prometheus_client, APScheduler) load after,
@@ -191,7 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
                             metavar=metavar, default=None, help=example)
     whatif.add_argument("--format", default="table", choices=["table", "json"],
                         help="output (default: %(default)s)")
-    sub.metavar = "{report,backfill,whatif}"
+    migrate = sub.add_parser(
+        "migrate",
+        help="copy a store into an empty other one (SQLite <-> PostgreSQL) and check the copy",
+        description="Copy every table of the store --from (contacts, legs, repeats, queue_log "
+        "entries, daily rollups, read positions, meta) into the empty store --to in one "
+        "transaction, then compare the two (rows, read positions, rollups, figures) before "
+        "saying done; on any difference the copy is taken back and the exit status is 1. "
+        "Stop the exporter first. A PostgreSQL password comes from "
+        "CONTACT_COST_STORE_PASSWORD, PGPASSWORD or ~/.pgpass, never from the URL.",
+    )
+    _config_flag(migrate, subcommand=True)
+    migrate.add_argument("--from", dest="from_store", required=True, metavar="STORE",
+                         help="the store to copy: a SQLite file or postgresql://user@host/db")
+    migrate.add_argument("--to", dest="to_store", required=True, metavar="STORE",
+                         help="the empty store to copy into: postgresql://user@host:5432/db "
+                         "or a SQLite file")
+    sub.metavar = "{report,backfill,whatif,migrate}"
     return parser
 
 
@@ -240,9 +257,10 @@ def web_config_summary(web: WebConfig) -> str:
 def serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
           signals: ProcessSignals) -> int:
     from collector import __version__
-    from collector.runtime import Exporter
+    from collector.runtime import Exporter, store_failure
     from collector.scheduler import build_scheduler
     from collector.server import ExporterHTTPServer, parse_listen_address
+    from collector.stores import STORE_ERRORS
     from collector.worker import RecomputeWorker
 
     config = _load_or_exit(parser, args.config_file)
@@ -251,7 +269,10 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
         parser.error(f"--web.listen-address: {exc}")
-    exporter = Exporter(config, web=web)
+    try:
+        exporter = Exporter(config, web=web)
+    except STORE_ERRORS as exc:  # PostgreSQL unreachable, an unwritable SQLite path
+        parser.exit(1, f"contact-cost-exporter: {store_failure(config.settings, exc)}\n")
     exporter.worker = RecomputeWorker()
     scheduler = build_scheduler(exporter)  # reschedules itself after each reload
 
@@ -424,6 +445,24 @@ def whatif(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from collector.migrate import MigrateError, Mismatch, migrate_store, store_password, summary
+
+    settings = None  # the costs the figures are compared with: the config's, when there is one
+    if args.config_file != Path("contact-cost.toml") or args.config_file.exists():
+        settings = _load_or_exit(parser, args.config_file).settings
+    try:
+        result = migrate_store(args.from_store, args.to_store, settings, datetime.now(UTC),
+                               password=store_password())
+    except Mismatch as exc:
+        parser.exit(1, f"contact-cost-exporter: migrate failed: {exc}; the copy was taken "
+                    f"back, {args.to_store} is empty again\n")
+    except MigrateError as exc:
+        parser.exit(1, f"contact-cost-exporter: migrate refused: {exc}\n")
+    sys.stdout.write(summary(result, args.from_store, args.to_store))
+    return 0
+
+
 _SIGNED_VALUE_FLAGS = ("--aht", "--fcr")
 
 
@@ -454,20 +493,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return one_shot(args, parser)
     except KeyboardInterrupt:
         # Ctrl-C in report/backfill/whatif/--config.check: every batch was committed with its
-        # read position (or rolled back whole), so a re-run goes on from there. Say so in one
-        # line and exit as a shell expects of an interrupted command, without a traceback.
+        # read position (or rolled back whole), so a re-run goes on from there; in migrate the
+        # copy is rolled back (or, once committed, taken back) and the destination left as it
+        # was. Say so in one line and exit as a shell expects of an interrupted command,
+        # without a traceback.
         sys.stderr.write("contact-cost-exporter: interrupted\n")
         return 130
 
 
 def one_shot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """A command that does its job and exits: report, backfill, whatif or --config.check."""
+    """A command that does its job and exits: report, backfill, whatif, migrate or
+    --config.check."""
     if args.command == "report":
         return report(args, parser)
     if args.command == "backfill":
         return backfill(args, parser)
     if args.command == "whatif":
         return whatif(args, parser)
+    if args.command == "migrate":
+        return migrate(args, parser)
     from collector.configcheck import check_config, report_check
 
     status = report_check(check_config(args.config_file), args.config_check_strict)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -16,13 +15,15 @@ from typing import Any
 from adapters.base import Adapter
 from collector.config import ConfigError, Settings, load_settings
 from collector.health import HealthState
+from collector.leader import LeaderLock
 from collector.logsafe import describe_error, printable
-from collector.metrics import RELOAD_SUCCESS_TIMESTAMP, RELOAD_SUCCESSFUL
+from collector.metrics import LEADER, RELOAD_SUCCESS_TIMESTAMP, RELOAD_SUCCESSFUL
 from collector.model import Batch, Rejection
 from collector.pipeline import figures_at
 from collector.snapshot import Snapshot, SnapshotHolder
 from collector.sources import build_adapters
-from collector.store import Committed, SqliteStore, Store
+from collector.store import Committed, Store
+from collector.stores import STORE_ERRORS, NotLeader, open_store
 from collector.webconfig import WebConfig, load_web_config
 from collector.webhooks import WebhookReceiver
 from collector.worker import RecomputeWorker
@@ -80,14 +81,28 @@ class Exporter:
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
         web: WebConfig | None = None,
+        leader: LeaderLock | None = None,
     ) -> None:
+        """`store`, `leader`: given by tests; by default the configured store is opened
+        (a STORE_ERRORS exception when it cannot be: the caller says so in one line) and,
+        with a PostgreSQL store, a leader lock on the same database is made and polled."""
         self.config = config
         self.clock = clock
-        self.store: Store = store or SqliteStore(
-            config.settings.store, config.settings.tz, kpi=config.settings.kpi_definitions,
-            customer_key=config.settings.customer_key,
-        )
+        self.store: Store = store or open_store(config.settings)
         self.health = HealthState()
+        self.health.set_store_up(True)  # opened
+        # Replicas sharing one PostgreSQL store: only the holder of the lock pulls sources.
+        # With a SQLite store there is one exporter per store, always the leader.
+        if leader is None and config.settings.store_is_url:
+            leader = LeaderLock(str(config.settings.store), config.settings.store_password_value)
+        self.leader = leader
+        self._leader_mutex = threading.Lock()  # one LeaderLock call at a time (its connection)
+        self._was_leader: bool | None = None
+        self._leader_error: str | None = None
+        set_fence = getattr(self.store, "set_fence", None)
+        if leader is not None and callable(set_fence):
+            set_fence(leader.fence_sql)  # a stale leader's pull commit is refused
+        self.health.set_gauge(LEADER.name, 1 if leader is None else 0)
         self.snapshots = SnapshotHolder()
         self.web = web or WebConfig()  # TLS, basic auth, headers: replaced whole on reload
         self.webhooks = self._webhook_receiver()
@@ -107,6 +122,7 @@ class Exporter:
         self.worker: RecomputeWorker | None = None
         self._stopping = threading.Event()  # set on shutdown: ingest ends after its batch
         self._configure_health()
+        self.poll_leader()  # before the first ingest: a follower pulls nothing from the start
 
     # -- configuration -----------------------------------------------------------------------
     @property
@@ -129,7 +145,7 @@ class Exporter:
             self.health.expect_exclusions(adapter.name, type(adapter).exclusion_reasons)
             try:
                 newest = self._store_call("read", self.store.newest_start, adapter.name)
-            except sqlite3.Error:
+            except STORE_ERRORS:
                 continue  # counted; the next committed batch sets it
             self.health.set_last_record(adapter.name, newest)
 
@@ -209,12 +225,60 @@ class Exporter:
         """Shutdown: a running ingest stops after the batch it is committing."""
         self._stopping.set()
 
+    # -- leadership --------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica pulls sources (always, with a SQLite store)."""
+        return self.leader is None or self.leader.is_leader
+
+    def poll_leader(self) -> bool:
+        """Keep or try to take the leader lock (the leader job, every interval). Never raises."""
+        if self.leader is None:
+            return True
+        with self._leader_mutex:
+            leading = self.leader.poll()
+            error = self.leader.error
+        self._leadership_changed(leading, error)
+        return leading
+
+    def _verify_leader(self) -> bool:
+        """Before a pull: whether the lock is still held, asked of the server."""
+        if self.leader is None:
+            return True
+        with self._leader_mutex:
+            leading = self.leader.verify()
+            error = self.leader.error
+        self._leadership_changed(leading, error)
+        return leading
+
+    def _leadership_changed(self, leading: bool, error: str | None) -> None:
+        """The gauge, and one log line per change of role or of the lock's connection error."""
+        self.health.set_gauge(LEADER.name, 1 if leading else 0)
+        if error != self._leader_error:
+            self._leader_error = error
+            if error is not None:
+                log.warning("leader lock: %s; not pulling sources until it is back", error)
+        if leading == self._was_leader:
+            return
+        first = self._was_leader is None
+        self._was_leader = leading
+        if leading:
+            log.info("leader: this replica holds the leader lock and pulls the sources")
+        elif first:
+            log.info("follower: another replica holds the leader lock (or it cannot be taken "
+                     "yet); this one serves webhooks and figures and pulls no source")
+        else:
+            log.warning("leader lock lost: this replica stops pulling sources; another "
+                        "replica takes over at its next poll")
+
     # -- jobs --------------------------------------------------------------------------------
     def ingest(self, source: str) -> int:
         """Read what is new from one source into the store. Never raises.
 
         Each batch is committed with its position, so a failure part-way keeps what was
-        committed and the next run resumes after it.
+        committed and the next run resumes after it. Only the leader pulls: a follower (or a
+        leader whose lock is gone) reads nothing, and a pull whose commit is refused because
+        the lock was lost meanwhile stops there, its batch left for the new leader.
         """
         adapter = self.adapters.get(source)
         if adapter is None:
@@ -226,6 +290,8 @@ class Exporter:
         stored = 0
         rejected: Counter[str] = Counter()
         try:
+            if not self._verify_leader():
+                return 0  # a follower: the leader pulls (finally: readiness still comes)
             position = self._store_call("read", self.store.position, source)
             for batch in adapter.pull(position):
                 if self._stopping.is_set():
@@ -244,6 +310,13 @@ class Exporter:
                         source,
                         printable(batch.location or "the file"),
                     )
+        except NotLeader:
+            # Not the source's fault: the lock's session ended while this pull ran, so the
+            # batch was rolled back and the next leader reads it from the stored position.
+            log.warning("source %s: lost leadership, stopping this pull (%d contacts stored "
+                        "before); the next leader reads on from the stored position",
+                        source, stored)
+            self._verify_leader()
         except Exception as exc:  # noqa: BLE001 - a source never takes the exporter down
             message = describe_error(exc)
             self.health.record_run(
@@ -284,12 +357,15 @@ class Exporter:
         return stored
 
     def _store_call(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
-        """Call the store; count a failure (disk full, read-only, locked) and re-raise it."""
+        """Call the store; count a failure (disk full, read-only, locked, the PostgreSQL
+        connection lost) and re-raise it. contactcenter_store_up follows the last call."""
         try:
-            return call(*args)
-        except sqlite3.Error:
+            result = call(*args)
+        except STORE_ERRORS:
             self.health.record_store_error(operation)
             raise
+        self.health.set_store_up(True)
+        return result
 
     def _log_rejections(self, source: str, location: str, rejections: list[Rejection]) -> None:
         """The one log of rejected records: one line each, at most a few per reason a batch.
@@ -354,22 +430,39 @@ class Exporter:
         return self.snapshots.exposition(self.health.rendered, gzipped)
 
     def close(self) -> None:
+        """Stop: the worker, the adapters, the leader lock (handed over at once), the store."""
         if self.worker is not None:
             self.worker.close()
         for adapter in self.config.adapters:
             adapter.close()
+        if self.leader is not None:
+            with self._leader_mutex:
+                self.leader.close()
+            self.health.set_gauge(LEADER.name, 0)
         self.store.close()
+
+
+def store_failure(settings: Settings, exc: BaseException) -> str:
+    """One line for a store that cannot be opened at start-up: where, and why (the first
+    line of the error; a store URL never holds a password, and libpq never echoes one)."""
+    lines = str(exc).strip().splitlines()
+    reason = printable(lines[0].strip() if lines else type(exc).__name__)
+    return f"cannot open the store {printable(settings.store)}: {reason}"
 
 
 def reload_check(old: Settings, new: Settings, origin: str) -> str | None:
     """Why `new` cannot replace `old` in a running exporter, or None.
 
     The store and its time zone are opened once: daily rollups are kept in local days, so
-    changing either needs a restart (and, for the time zone, a new store).
+    changing either needs a restart (and, for the time zone, a new store). A PostgreSQL
+    URL is compared as written, a SQLite path as the file it names.
     """
-    if Path(new.store).resolve() != Path(old.store).resolve():
+    if _store_identity(new.store) != _store_identity(old.store):
         return (f"{origin}: store: changed from {old.store} to {new.store}; "
-                "a new store path needs a restart")
+                "a new store needs a restart")
+    if new.store_password != old.store_password:  # compared, never shown
+        return (f"{origin}: store_password: changed; the store's connections keep the one "
+                "they were opened with, so this needs a restart")
     if new.timezone != old.timezone:
         return (f"{origin}: timezone: changed from {old.timezone} to {new.timezone}; "
                 "the store keeps local days in the old zone, so this needs a restart")
@@ -377,3 +470,8 @@ def reload_check(old: Settings, new: Settings, origin: str) -> str | None:
         return (f"{origin}: service_level/fcr: changed; the store rolls up service level and "
                 "repeats (and keys customers) by them, so this needs a restart")
     return None
+
+
+def _store_identity(store: Path | str) -> str:
+    """What a `store` setting names: the URL itself, or the SQLite file's absolute path."""
+    return store if isinstance(store, str) else str(Path(store).resolve())

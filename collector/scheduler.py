@@ -22,6 +22,7 @@ from collector.runtime import Exporter
 
 log = logging.getLogger(__name__)
 RECOMPUTE_JOB = "recompute"
+LEADER_JOB = "leader"  # replicas on one PostgreSQL store: keep or take the leader lock
 
 
 def ingest_job_id(source: str) -> str:
@@ -113,6 +114,21 @@ def schedule_jobs(scheduler: BackgroundScheduler, exporter: Exporter) -> None:
             next_run_time=existing.next_run_time if existing else now,
         )
     interval = settings.interval
+    if exporter.leader is not None:
+        # Polled once already when the exporter was made (before any ingest); then every
+        # interval, so a follower takes over within one interval of the leader's loss.
+        existing = scheduler.get_job(LEADER_JOB)
+        scheduler.add_job(
+            exporter.poll_leader,
+            IntervalTrigger(seconds=interval.total_seconds()),
+            id=LEADER_JOB,
+            name="keep or take the leader lock",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval.total_seconds())),
+            next_run_time=existing.next_run_time if existing else now + interval,
+        )
     # The first recompute waits for every source's first read (see Exporter._note_first_run),
     # with the interval as a backstop for a source that hangs.
     first = now if not exporter.adapters else now + interval

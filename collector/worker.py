@@ -23,12 +23,14 @@ from pathlib import Path
 from collector.config import Settings
 from collector.pagefigures import PageFigures
 from collector.pipeline import figures_at
-from collector.store import SqliteStore
+from collector.store import Store
+from collector.stores import open_store
 
 log = logging.getLogger(__name__)
 
-# One read-only store per worker process, reused across recomputes.
-_stores: dict[tuple[Path, str], SqliteStore] = {}
+# One read-only store per worker process, reused across recomputes (a PostgreSQL store
+# reconnects by itself after a lost connection).
+_stores: dict[tuple[str, str], Store] = {}
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,12 @@ class Rendered:
 
 def figures_body(settings: Settings, moment: datetime, computed_at: float) -> Rendered:
     """Runs in the worker: the pipeline over a read-only store, sent back as bytes."""
-    key = (Path(settings.store).resolve(), settings.timezone)
+    where = settings.store if isinstance(settings.store, str) else str(
+        Path(settings.store).resolve())
+    key = (where, settings.timezone)
     store = _stores.get(key)
     if store is None:
-        store = _stores[key] = SqliteStore(key[0], settings.tz, readonly=True)
+        store = _stores[key] = open_store(settings, readonly=True)
     figures = figures_at(store, settings, moment, lambda: computed_at, with_page=True)
     snapshot = figures.snapshot
     return Rendered(snapshot.body, snapshot.gzipped, snapshot.series, figures.duration,

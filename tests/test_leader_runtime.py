@@ -1,0 +1,436 @@
+"""Replicas with a leader, in the running exporter (issue 14 deliverable 2), and the store's
+configuration (deliverable 1): only the leader pulls; a follower serves webhooks and figures
+and is ready without pulling; a terminated lock session moves leadership at the next poll;
+a stale leader's fenced commit is refused; contactcenter_store_up follows storage failures
+while /metrics keeps the last figures; the password is never in an error, a log or
+--config.check.
+
+The leader lock is always the real collector.leader.LeaderLock on a real PostgreSQL
+(tests/pg_helpers.py). Failover of exporter subprocesses (kill -9, a large ingest) is in
+tests/test_replicas.py, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from adapters.base import Adapter, AdapterContext
+from collector.config import ConfigError, Settings, SourceSettings, load_settings
+from collector.configcheck import check_config, summary
+from collector.model import Batch, Contact
+from collector.runtime import Exporter, LoadedConfig, reload_check
+from collector.scheduler import LEADER_JOB, build_scheduler
+from collector.store import SqliteStore, Store
+from collector.stores import NotLeader
+from tests.conftest import REPO, free_port, parse_exposition
+from tests.pg_helpers import PostgresServer, postgres_db, postgres_server
+
+__all__ = ["postgres_db", "postgres_server"]  # fixtures used by name below
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+# A recognisable password: whatever output a test checks must not contain it.
+SECRET = "Sekrit-R-4711-pw"
+UTC_ZONE = ZoneInfo("UTC")
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("CONTACT_COST_"):
+            monkeypatch.delenv(key)
+
+
+class CountingAdapter(Adapter):
+    """A source we control: yields the batches it is given and records every pull."""
+
+    settings_model: ClassVar[type[SourceSettings]] = SourceSettings
+
+    def __init__(self, settings: SourceSettings, context: AdapterContext) -> None:
+        super().__init__(settings, context)
+        self.batches: list[Batch] = []
+        self.pulls: list[str | None] = []
+
+    def pull(self, position: str | None) -> Iterator[Batch]:
+        self.pulls.append(position)
+        yield from self.batches
+
+
+def contact(cid: str, hours_ago: float = 1.0) -> Contact:
+    return Contact(cid, "voice", "inbound", "support", NOW.timestamp() - hours_ago * 3600,
+                   True, 200.0, 200.0, 200.0)
+
+
+def replica(store_setting: str | Path, store: Store | None = None,
+            **settings: Any) -> tuple[Exporter, CountingAdapter]:
+    """One exporter with one source `pbx` (3.00 per handled contact) on `store_setting`."""
+    config = Settings(
+        store=store_setting, interval="60s",
+        sources=[SourceSettings(name="pbx", adapter="counting")],
+        costs=[{"name": "Fee", "component": "other", "per_contact": 3.0}], **settings,
+    )
+    adapter = CountingAdapter(config.sources[0], AdapterContext(config.tz, "USD"))
+    exporter = Exporter(LoadedConfig(config, (adapter,), "test"), store=store,
+                        clock=lambda: NOW.timestamp())
+    return exporter, adapter
+
+
+def gauge(exporter: Exporter, name: str) -> float | None:
+    return parse_exposition(exporter.metrics_body().decode()).get((name, frozenset()))
+
+
+DAY = frozenset({"period": "day", "window": "current", "channel": "voice",
+                 "direction": "inbound", "queue": "support"}.items())
+
+
+def contacts_today(exporter: Exporter) -> float | None:
+    return parse_exposition(exporter.metrics_body().decode()).get(("contactcenter_contacts", DAY))
+
+
+# -- configuration ---------------------------------------------------------------------------
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_url_stays_a_url_and_a_path_stays_a_relative_path(tmp_path: Path) -> None:
+    url = load_settings(write(tmp_path, 'store = "postgresql://cce@db.example:5432/cc"\n'))
+    # Kept as written: Path() would fold the '//' into one slash.
+    assert url.store == "postgresql://cce@db.example:5432/cc" and url.store_is_url
+    path = load_settings(write(tmp_path, 'store = "state/x.db"\n'))
+    assert path.store == Path("state/x.db") and not path.store_is_url  # relative, as before
+
+
+def test_a_password_in_the_url_is_one_line_naming_store_without_the_password(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path, f'store = "postgresql://cce:{SECRET}@db.example:5432/cc"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert caught.value.problems == [
+        f"{config}: store: postgresql://cce:***@db.example:5432/cc: the password does not "
+        "belong in the file; set CONTACT_COST_STORE_PASSWORD, or use PGPASSWORD or ~/.pgpass"
+    ]
+    assert SECRET not in str(caught.value)
+
+
+def test_store_password_in_the_file_is_an_error_and_the_rest_is_still_checked(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path, f'store_password = "{SECRET}"\ncurrency = "dollars"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert caught.value.problems[0] == (
+        f"{config}: store_password does not belong in the file; set CONTACT_COST_STORE_PASSWORD"
+    )
+    assert caught.value.problems[1].startswith(f"{config}: currency: ")  # still checked
+    assert SECRET not in str(caught.value)
+
+
+def test_store_password_comes_from_the_environment_and_is_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTACT_COST_STORE_PASSWORD", SECRET)
+    s = load_settings(write(tmp_path, 'store = "postgresql://cce@db.example/cc"\n'))
+    assert s.store_password_value == SECRET
+    assert SECRET not in repr(s) and SECRET not in str(s.model_dump())
+
+
+def test_config_check_names_where_the_password_comes_from_never_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path, 'store = "postgresql://cce@db.example:5432/cc"\n')
+    monkeypatch.setenv("CONTACT_COST_STORE_PASSWORD", SECRET)
+    result = check_config(config)
+    assert result.problems == [] and result.config is not None
+    text = summary(result.config)
+    assert ("store postgresql://cce@db.example:5432/cc (PostgreSQL, password: from "
+            "CONTACT_COST_STORE_PASSWORD;") in text
+    assert SECRET not in text
+    monkeypatch.delenv("CONTACT_COST_STORE_PASSWORD")
+    result = check_config(config)
+    assert result.config is not None
+    assert "password: from libpq environment (PGPASSWORD or ~/.pgpass)" in summary(result.config)
+
+
+def test_config_check_command_output_never_holds_the_password(tmp_path: Path) -> None:
+    # The real CLI, as an operator runs it: both streams, valid and invalid configurations.
+    good = tmp_path / "good.toml"
+    good.write_text('store = "postgresql://cce@127.0.0.1:5432/cc"\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'store = "postgresql://cce:{SECRET}@127.0.0.1/cc"\n'
+                   f'store_password = "{SECRET}"\n')
+    env = {"PATH": "/usr/bin:/bin", "CONTACT_COST_STORE_PASSWORD": SECRET}
+    outputs = []
+    for config, status in ((good, 0), (bad, 1)):
+        run = subprocess.run(
+            [sys.executable, "-m", "collector", "--config.check", "--config.file", str(config)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert run.returncode == status, run.stderr
+        outputs.append(run.stdout + run.stderr)
+    assert "password: from CONTACT_COST_STORE_PASSWORD" in outputs[0]
+    # Two problems, one line each, naming the field; the URL's password shown as ***.
+    assert outputs[1].count("invalid configuration") == 2
+    assert "store_password does not belong in the file" in outputs[1]
+    assert "store: postgresql://cce:***@127.0.0.1/cc:" in outputs[1]
+    assert all(SECRET not in text for text in outputs)
+
+
+def test_reload_compares_a_url_as_written_and_a_path_as_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    a = Settings(store="postgresql://cce@db.example/cc")
+    assert reload_check(a, Settings(store="postgresql://cce@db.example/cc"), "c.toml") is None
+    moved = reload_check(a, Settings(store="postgresql://cce@db.example/other"), "c.toml")
+    assert moved == ("c.toml: store: changed from postgresql://cce@db.example/cc to "
+                     "postgresql://cce@db.example/other; a new store needs a restart")
+    # The same file written two ways is the same store; a URL instead of it is not.
+    assert reload_check(Settings(store="s.db"), Settings(store=tmp_path / "s.db"), "c") is None
+    assert reload_check(Settings(store="s.db"), a, "c") is not None
+    monkeypatch.setenv("CONTACT_COST_STORE_PASSWORD", SECRET)
+    changed = reload_check(a, Settings(store="postgresql://cce@db.example/cc"), "c.toml")
+    assert changed is not None and changed.startswith("c.toml: store_password: changed")
+    assert SECRET not in changed
+
+
+# -- a SQLite store: one exporter, always the leader ------------------------------------------
+def test_with_sqlite_there_is_no_lock_and_the_exporter_always_leads(tmp_path: Path) -> None:
+    exporter, adapter = replica(tmp_path / "s.db")
+    try:
+        assert exporter.leader is None and exporter.is_leader
+        assert gauge(exporter, "contactcenter_leader") == 1
+        assert gauge(exporter, "contactcenter_store_up") == 1
+        adapter.batches = [Batch([contact("a")], [], "p1")]
+        assert exporter.ingest("pbx") == 1
+        assert {job.id for job in build_scheduler(exporter).get_jobs()} == {
+            "ingest:pbx", "recompute"}  # no leader job
+    finally:
+        exporter.close()
+
+
+# -- the leader lock on a real PostgreSQL -------------------------------------------------------
+@pytest.fixture
+def shared_sqlite(tmp_path: Path) -> Callable[[], SqliteStore]:
+    """Stores on one SQLite file for replicas whose leader lock is on PostgreSQL: the leader
+    logic without the PostgreSQL store (the WAL file takes several writers)."""
+    return lambda: SqliteStore(tmp_path / "shared.db", UTC_ZONE)
+
+
+def test_exactly_one_replica_leads_and_the_follower_pulls_nothing(
+    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
+) -> None:
+    first, first_source = replica(postgres_db, shared_sqlite())
+    second, second_source = replica(postgres_db, shared_sqlite())
+    try:
+        # Polled once when made: the first one took the lock, the second found it taken.
+        assert (first.is_leader, second.is_leader) == (True, False)
+        assert gauge(first, "contactcenter_leader") == 1
+        assert gauge(second, "contactcenter_leader") == 0
+        first_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+        second_source.batches = [Batch([contact("x")], [], "p9")]
+        assert first.ingest("pbx") == 2
+        assert second.ingest("pbx") == 0
+        assert second_source.pulls == []  # the follower's adapter is never called
+        assert second.store.position("pbx") == "p2"  # only the leader's pull moved it
+        assert second.poll_leader() is False and first.poll_leader() is True  # no flapping
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_follower_is_ready_and_serves_the_shared_figures_without_pulling(
+    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
+) -> None:
+    leader, leader_source = replica(postgres_db, shared_sqlite())
+    follower, follower_source = replica(postgres_db, shared_sqlite())
+    try:
+        first_ingests: list[str] = []
+        follower.on_initial_ingest_done = lambda: first_ingests.append("done")
+        leader_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+        leader.ingest("pbx")
+        assert follower.ingest("pbx") == 0
+        # Readiness does not wait for pulls a follower never makes: its first (skipped)
+        # round of ingests brings the first recompute, from the leader's two contacts.
+        assert first_ingests == ["done"]
+        follower.recompute(NOW)
+        assert follower.ready
+        assert contacts_today(follower) == 2
+        assert follower_source.pulls == []
+    finally:
+        leader.close()
+        follower.close()
+
+
+def test_a_terminated_lock_session_moves_leadership_at_the_next_poll(
+    postgres_db: str, postgres_server: PostgresServer,
+    shared_sqlite: Callable[[], SqliteStore], caplog: pytest.LogCaptureFixture,
+) -> None:
+    old, old_source = replica(postgres_db, shared_sqlite())
+    new, new_source = replica(postgres_db, shared_sqlite())
+    try:
+        assert old.is_leader and not new.is_leader
+        assert old.leader is not None and old.leader.pid is not None
+        postgres_server.admin(f"SELECT pg_terminate_backend({old.leader.pid})")
+        # The backend exits asynchronously: the follower takes the lock within two polls.
+        assert new.poll_leader() or new.poll_leader() or _after(0.5, new.poll_leader)
+        assert gauge(new, "contactcenter_leader") == 1
+        # The old leader asks the server before it pulls: it finds its session gone,
+        # steps down and reads nothing.
+        old_source.batches = [Batch([contact("late")], [], "p-late")]
+        with caplog.at_level(logging.WARNING, logger="collector.runtime"):
+            assert old.ingest("pbx") == 0
+        assert old_source.pulls == []
+        assert gauge(old, "contactcenter_leader") == 0
+        assert "leader lock lost: this replica stops pulling sources" in caplog.text
+        new_source.batches = [Batch([contact("a")], [], "p1")]
+        assert new.ingest("pbx") == 1 and new.store.position("pbx") == "p1"
+    finally:
+        old.close()
+        new.close()
+
+
+def _after(seconds: float, call: Callable[[], bool]) -> bool:
+    import time
+
+    time.sleep(seconds)
+    return call()
+
+
+def test_a_clean_stop_hands_the_lock_over_at_once(
+    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
+) -> None:
+    first, _ = replica(postgres_db, shared_sqlite())
+    second, _ = replica(postgres_db, shared_sqlite())
+    try:
+        assert first.is_leader and not second.is_leader
+        first.close()  # LeaderLock.close: pg_advisory_unlock, not a wait for a timeout
+        assert second.poll_leader() is True
+    finally:
+        second.close()
+
+
+def test_the_leader_job_is_polled_every_interval_with_a_stable_id(
+    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
+) -> None:
+    exporter, _ = replica(postgres_db, shared_sqlite())
+    try:
+        job = build_scheduler(exporter).get_job(LEADER_JOB)
+        assert job is not None and job.id == "leader"
+        assert job.func == exporter.poll_leader
+        assert job.trigger.interval == timedelta(seconds=60)  # the interval
+        assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, 60)
+    finally:
+        exporter.close()
+
+
+class RefusingStore:
+    """A stale leader's view of a fenced store: pull commits are refused with NotLeader."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.fence: Any = None
+
+    def set_fence(self, fence: Any) -> None:
+        self.fence = fence
+
+    def commit_records(self, source: str, contacts: Sequence[Contact], legs: Sequence[Any],
+                       position: str | None, *rest: Any) -> Any:
+        if position is not None:
+            raise NotLeader("the leader lock was lost; this pull's commit was rolled back")
+        return self.inner.commit_records(source, contacts, legs, position, *rest)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_refused_commit_stops_the_pull_without_a_source_failure(
+    postgres_db: str, shared_sqlite: Callable[[], SqliteStore],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RefusingStore(shared_sqlite())
+    exporter, source = replica(postgres_db, store)  # type: ignore[arg-type]
+    try:
+        assert store.fence is not None  # the exporter fenced its store on its lock
+        assert store.fence() == exporter.leader.fence_sql()  # type: ignore[union-attr]
+        source.batches = [Batch([contact("a")], [], "p1"), Batch([contact("b")], [], "p2")]
+        with caplog.at_level(logging.WARNING, logger="collector.runtime"):
+            assert exporter.ingest("pbx") == 0
+        lines = [r.getMessage() for r in caplog.records if "lost leadership" in r.getMessage()]
+        assert lines == ["source pbx: lost leadership, stopping this pull (0 contacts stored "
+                         "before); the next leader reads on from the stored position"]
+        assert "read failed" not in caplog.text
+        state = exporter.health.sources()["pbx"]
+        assert (state.up, state.last_error, state.last_run) == (0, "", 0.0)  # no run recorded
+        assert store.inner.position("pbx") is None  # the batch stays unread
+    finally:
+        exporter.close()
+
+
+# -- store_up: a storage failure, the last figures kept ------------------------------------------
+class FlakyStore:
+    """A SQLite store whose reads fail while `down` is set, as a lost connection does."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.down = False
+
+    def rollups_as_of(self, *args: Any) -> Any:
+        if self.down:
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.inner.rollups_as_of(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_store_up_goes_0_on_a_failed_recompute_and_the_last_figures_stay(
+    tmp_path: Path,
+) -> None:
+    store = FlakyStore(SqliteStore(tmp_path / "s.db", UTC_ZONE))
+    exporter, source = replica(tmp_path / "s.db", store)  # type: ignore[arg-type]
+    try:
+        source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+        exporter.ingest("pbx")
+        exporter.recompute(NOW)
+        before = exporter.snapshots.current
+        assert contacts_today(exporter) == 2 and gauge(exporter, "contactcenter_store_up") == 1
+        store.down = True
+        with pytest.raises(sqlite3.OperationalError):
+            exporter.recompute(NOW)  # the job fails (counted as an error by the scheduler)
+        assert exporter.snapshots.current is before  # /metrics keeps the last figures
+        assert contacts_today(exporter) == 2
+        assert gauge(exporter, "contactcenter_store_up") == 0
+        errors = parse_exposition(exporter.metrics_body().decode())
+        assert errors[("contactcenter_store_errors_total",
+                       frozenset({"operation": "read"}.items()))] == 1
+        store.down = False
+        exporter.recompute(NOW)
+        assert gauge(exporter, "contactcenter_store_up") == 1
+    finally:
+        exporter.close()
+
+
+def test_serve_exits_1_with_one_line_when_the_store_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(f'store = "{tmp_path}"\n')  # a directory, not a file
+    run = subprocess.run(
+        [sys.executable, "-m", "collector", "--config.file", str(tmp_path / "c.toml"),
+         "--web.listen-address", f"127.0.0.1:{free_port()}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.returncode == 1
+    assert run.stderr == (f"contact-cost-exporter: cannot open the store {tmp_path}: "
+                          "unable to open database file\n")
