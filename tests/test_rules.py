@@ -101,6 +101,51 @@ def test_band_alerts_hard_code_no_number() -> None:
             assert not re.search(r"\d", expr), f"{rule['alert']} hard-codes a number: {expr}"
 
 
+FRESHEST = "instance_job:contactcenter_last_recompute_timestamp_seconds:freshest"
+ONE_REPLICA = "max without (instance) ("
+# Raw exporter series a recording rule may read without the one-replica selector: the
+# band and the open share are taken as min/max (a replica adds nothing), the service
+# hours are per instance by design, and the selector reads the recompute time itself.
+NOT_A_FIGURE_PART = {
+    "contactcenter_benchmark_low", "contactcenter_benchmark_high",
+    "contactcenter_period_open_elapsed_ratio", "contactcenter_open",
+    "contactcenter_last_recompute_timestamp_seconds",
+}
+
+
+def _without_one_replica_terms(expr: str) -> str:
+    """`expr` with every `max without (instance) (... and on (instance, job) FRESHEST)`
+    removed; an `ONE_REPLICA` term without the selector fails the test."""
+    while (start := expr.find(ONE_REPLICA)) >= 0:
+        depth, end = 1, start + len(ONE_REPLICA)
+        while depth:
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            end += 1
+        term = expr[start:end]
+        assert term.endswith(f" and on (instance, job) {FRESHEST})"), term
+        expr = expr[:start] + expr[end:]
+    return expr
+
+
+def test_every_figure_part_is_taken_from_one_replica() -> None:
+    """Replicas of one store serve the same figures: a rule that sums a raw figure part
+    without first keeping one replica per set would count a replica pair twice."""
+    from tests.prom_helpers import metric_names
+
+    rules = _rules("recording_rules.yml")
+    assert rules[0]["record"] == FRESHEST, "the selector runs first in its group"
+    assert len(_load(PROMETHEUS_DIR / "recording_rules.yml")["groups"]) == 1
+    for rule in rules[1:]:
+        rest = _without_one_replica_terms(rule["expr"])
+        # the outbound outcomes' queue filter only asks which queues have outbound contacts
+        rest = rest.replace(
+            'group by (period, window, queue) (contactcenter_contacts{direction="outbound"})', ""
+        )
+        assert metric_names(rest) <= NOT_A_FIGURE_PART, (rule["record"], rest)
+    # the check itself: a bare sum is caught
+    assert metric_names(_without_one_replica_terms("sum by (queue) (contactcenter_cost)"))
+
+
 def test_recording_rule_names_follow_level_metric_operation() -> None:
     for rule in _rules("recording_rules.yml") + _rules("thresholds.yml"):
         assert rule["record"].count(":") == 2, rule["record"]
