@@ -159,6 +159,10 @@ def test_alertmanager_example_is_valid_and_routes_alerts() -> None:
         (["alertname=ContactCostAboveBenchmark", "channel=voice"], "operations"),
         (["alertname=ContactCostSourceStale", "source=pbx"], "exporter-admins"),
         (["alertname=ContactCostExporterDown"], "exporter-admins"),
+        (["alertname=ContactCostReplicaDown"], "exporter-admins"),
+        (["alertname=ContactCostStoreDown", "job=contact-cost-exporter"], "exporter-admins"),
+        (["alertname=ContactCostNoLeader"], "exporter-admins"),
+        (["alertname=ContactCostTwoLeaders"], "exporter-admins"),
     ]:
         result = run(
             [amtool, "config", "routes", "test", "--config.file=alertmanager.yml", *labels]
