@@ -202,7 +202,7 @@ class _Progress:
 
     def table(self, name: str, what: str) -> None:
         if self._bar is not None:
-            self._bar.set_description(f"{what} {name}")
+            self._bar.set_description_str(f"{what} {name}")
 
     def update(self, rows: int) -> None:
         if self._bar is not None:
@@ -287,7 +287,7 @@ def compare(
     for source_name in sorted({str(r[0]) for r in sent.kept.get("positions", [])}):
         if source.position(source_name) != copy.position(source_name):
             differs.append(f"read position of source {source_name} differs")
-    checked.append(f"{len(pos_a)} read positions")
+    checked.append(_plural(len(pos_a), "read position"))
     # 4. stored contacts per source
     counts_a, counts_b = source.counts(), copy.counts()
     if counts_a != counts_b:
@@ -441,6 +441,10 @@ def migrate_store(
                 _empty_again(dest_location, password, tables, created)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def summary(result: Migrated, source: str, dest: str) -> str:
     """The lines `migrate` prints when done."""
     rows = result.rows
@@ -448,7 +452,8 @@ def summary(result: Migrated, source: str, dest: str) -> str:
     lines = [
         f"copied {source} to {dest}: {parts}",
         "verified: " + "; ".join(result.checked),
-        f"done: {result.contacts:,} contacts and {result.positions} read positions are in "
-        f"{dest}; point the exporter's store at it",
+        f"done: {_plural(result.contacts, 'contact')} and "
+        f"{_plural(result.positions, 'read position')} are in {dest}; point the exporter's "
+        "store at it",
     ]
     return "\n".join(lines) + "\n"
