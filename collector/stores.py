@@ -40,11 +40,24 @@ def is_url(store: str | Path) -> bool:
 
 
 def open_store(settings: Settings, *, readonly: bool = False) -> Store:
-    """The store `settings.store` names, opened for writing (or read-only, for the worker)."""
+    """The store `settings.store` names, opened for writing (or read-only, for the worker).
+
+    PostgreSQL's password is `settings.store_password` (CONTACT_COST_STORE_PASSWORD) when
+    set, else libpq's own (PGPASSWORD, ~/.pgpass). StoreUnavailable when it is unreachable."""
     from collector.store import SqliteStore
 
     if is_url(settings.store):
-        raise NotImplementedError("the PostgreSQL store is being written (issue 14)")
+        from collector.store_pg import PostgresStore
+
+        secret = getattr(settings, "store_password", None)  # SecretStr, from the environment
+        password = secret.get_secret_value() if secret is not None else None
+        if readonly:
+            return PostgresStore(str(settings.store), settings.tz, password=password,
+                                 readonly=True)
+        return PostgresStore(
+            str(settings.store), settings.tz, password=password,
+            kpi=settings.kpi_definitions, customer_key=settings.customer_key,
+        )
     if readonly:
         return SqliteStore(Path(settings.store).resolve(), settings.tz, readonly=True)
     return SqliteStore(

@@ -10,14 +10,16 @@ rebuild from scratch. Window 7 d = 604,800 s throughout.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from adapters.base import Leg, hash_customer
 from collector.model import KpiDefinitions
-from collector.store import SqliteStore
+from collector.store_base import SqlStore
+from tests.store_factory import StoreFactory, query, rebuild
+
+pytest_plugins = ("tests.store_backends",)  # make_store, on SQLite and PostgreSQL
 
 DAY0 = datetime(2026, 11, 2, tzinfo=UTC).timestamp()  # Monday 2026-11-02 00:00 UTC
 DEFS = KpiDefinitions(20.0, (), 5.0, 7 * 86400.0)
@@ -31,33 +33,30 @@ def leg(lid: str, call: str, start: float, customer: str | None, person: bool = 
                "support", "inbound", "", None if customer is None else hash_customer(customer))
 
 
-def marks(store: SqliteStore) -> dict[str, int]:
+def marks(store: SqlStore) -> dict[str, int]:
     """Contact id -> 1 when marked a repeat; and the days' summed repeat counts under '*'."""
-    got = {cid: 1 for (cid,) in store._db.execute("SELECT id FROM repeats")}
+    got = {cid: 1 for (cid,) in query(store, "SELECT id FROM repeats")}
     got["*"] = sum(r.repeats for r in store.rollups_as_of(date(2026, 10, 1),
                                                             datetime(2026, 12, 31, tzinfo=UTC)))
     return got
 
 
-def rollups(store: SqliteStore) -> list[object]:
+def rollups(store: SqlStore) -> list[object]:
     return sorted(store.rollups_as_of(date(2026, 10, 1), datetime(2026, 12, 31, tzinfo=UTC)))
 
 
-def rebuilt(store: SqliteStore) -> dict[str, int]:
-    store._db.execute("BEGIN")
-    store._rebuild_rollups(repeats=True)
-    store._db.execute("COMMIT")
+def rebuilt(store: SqlStore) -> dict[str, int]:
+    rebuild(store)
     return marks(store)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "s.db", ZoneInfo("UTC"), kpi=DEFS)
-    yield s
-    s.close()
+def store(make_store: StoreFactory) -> SqlStore:
+    """The store under test, on SQLite and on PostgreSQL (tests/store_backends.py)."""
+    return make_store(ZoneInfo("UTC"), kpi=DEFS)
 
 
-def test_a_call_whose_start_moves_before_its_predecessor_unmarks_it(store: SqliteStore) -> None:
+def test_a_call_whose_start_moves_before_its_predecessor_unmarks_it(store: SqlStore) -> None:
     # A: Alice, handled, Tuesday 00:00 (86,400). B: Alice, first leg Wednesday (172,800).
     store.commit_records("pbx", [], [leg("a:1", "a", 86400, ALICE)], None)
     store.commit_records("pbx", [], [leg("b:1", "b", 2 * 86400, ALICE)], None)
@@ -72,7 +71,7 @@ def test_a_call_whose_start_moves_before_its_predecessor_unmarks_it(store: Sqlit
 
 
 def test_a_call_whose_customer_changes_unmarks_the_old_customers_contact(
-        store: SqliteStore) -> None:
+        store: SqlStore) -> None:
     # A: Bob, handled, Monday 00:00. B: its first leg (Monday 01:00) carries Bob's number.
     store.commit_records("pbx", [], [leg("a:1", "a", 0, BOB)], None)
     store.commit_records("pbx", [], [leg("b:1", "b", 3600, BOB)], None)
@@ -85,7 +84,7 @@ def test_a_call_whose_customer_changes_unmarks_the_old_customers_contact(
 
 
 def test_an_unanswered_earlier_leg_with_another_number_unmarks_the_predecessor(
-        store: SqliteStore) -> None:
+        store: SqlStore) -> None:
     # A: Alice, handled, Monday 00:00. B: Alice, first leg Monday 12:00, 43,200 s after A.
     store.commit_records("pbx", [], [leg("a:1", "a", 0, ALICE)], None)
     store.commit_records("pbx", [], [leg("b:1", "b", 43200, ALICE)], None)
@@ -97,7 +96,7 @@ def test_an_unanswered_earlier_leg_with_another_number_unmarks_the_predecessor(
     assert rebuilt(store) == {"*": 0}
 
 
-def test_marks_elsewhere_are_untouched(store: SqliteStore) -> None:
+def test_marks_elsewhere_are_untouched(store: SqlStore) -> None:
     # Alice: A (0), C (3,600), B's first leg (7,200). A followed by C, C by B: 2 repeats.
     store.commit_records("pbx", [], [leg("a:1", "a", 0, ALICE), leg("c:1", "c", 3600, ALICE),
                                      leg("b:1", "b", 7200, ALICE)], None)
@@ -110,7 +109,8 @@ def test_marks_elsewhere_are_untouched(store: SqliteStore) -> None:
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_incremental_marks_equal_a_rebuild_on_random_arrivals(tmp_path: Path, seed: int) -> None:
+def test_incremental_marks_equal_a_rebuild_on_random_arrivals(make_store: StoreFactory,
+                                                               seed: int) -> None:
     # Calls of 2-3 legs from three customers (or none), legs arriving in random batches and
     # orders, window 1 h over 3 h of starts: after every commit the marks and the days'
     # rollups (repeats and every other column) equal those rebuilt from scratch (which
@@ -118,7 +118,7 @@ def test_incremental_marks_equal_a_rebuild_on_random_arrivals(tmp_path: Path, se
     import random
 
     rng = random.Random(seed)
-    s = SqliteStore(tmp_path / "s.db", ZoneInfo("UTC"), kpi=DEFS._replace(fcr_window=3600.0))
+    s = make_store(ZoneInfo("UTC"), kpi=DEFS._replace(fcr_window=3600.0))
     legs = [leg(f"{c}:{n}", f"c{c}", rng.randrange(0, 10800, 60),
                 rng.choice([ALICE, BOB, "+47 555 03", None]), person=rng.random() < 0.6)
             for c in range(14) for n in range(rng.choice([2, 3]))]

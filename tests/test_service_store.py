@@ -21,6 +21,10 @@ from adapters.base import (
 from collector.model import KpiDefinitions, Rollup
 from collector.service import repeats_of
 from collector.store import SqliteStore
+from collector.store_base import SqlStore
+from tests.store_factory import StoreFactory, query, rebuild
+
+pytest_plugins = ("tests.store_backends",)  # make_store, on SQLite and PostgreSQL
 
 UTC_ZONE = ZoneInfo("UTC")
 DAY0 = datetime(2026, 11, 2, tzinfo=UTC).timestamp()  # Monday 2026-11-02 00:00 UTC
@@ -35,7 +39,7 @@ def contact(cid: str, at: float, handled: bool = True, wait: float | None = 10.0
                    hash_customer(customer), None, "" if handled else "abandoned", wait)
 
 
-def totals(store: SqliteStore, first: date = date(2026, 11, 1)) -> dict[tuple[str, str], Rollup]:
+def totals(store: SqlStore, first: date = date(2026, 11, 1)) -> dict[tuple[str, str], Rollup]:
     """(day, queue) -> the summed rollup, as of far in the future."""
     out: dict[tuple[str, str], list[float]] = {}
     for r in store.rollups_as_of(first, datetime(2026, 12, 31, tzinfo=UTC)):
@@ -48,10 +52,9 @@ def totals(store: SqliteStore, first: date = date(2026, 11, 1)) -> dict[tuple[st
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "s.db", UTC_ZONE, kpi=DEFS)
-    yield s
-    s.close()
+def store(make_store: StoreFactory) -> SqlStore:
+    """The store under test, on SQLite and on PostgreSQL (tests/store_backends.py)."""
+    return make_store(UTC_ZONE, kpi=DEFS)
 
 
 # -- customer keys ------------------------------------------------------------------------------
@@ -70,41 +73,40 @@ def test_customer_identity_normalises_phones_and_addresses(raw: str | None,
     assert customer_identity(raw) == identity
 
 
-def test_stored_customer_keys_are_keyed_with_the_stores_secret(tmp_path: Path) -> None:
+def test_stored_customer_keys_are_keyed_with_the_stores_secret(make_store: StoreFactory) -> None:
     digest = hash_customer("+47 555 01")
     assert digest is not None
-    a = SqliteStore(tmp_path / "a.db", UTC_ZONE)
-    b = SqliteStore(tmp_path / "b.db", UTC_ZONE)
+    a = make_store(UTC_ZONE, name="a")
+    b = make_store(UTC_ZONE, name="b")
     for s in (a, b):
         s.commit("pbx", [contact("1", 0)], None)
-    stored_a = a._db.execute("SELECT customer FROM contacts").fetchone()[0]
-    stored_b = b._db.execute("SELECT customer FROM contacts").fetchone()[0]
+    [(stored_a,)] = query(a, "SELECT customer FROM contacts")
+    [(stored_b,)] = query(b, "SELECT customer FROM contacts")
     # Two stores made at random: two keys, two different stored values, neither the digest.
     assert stored_a != stored_b and digest not in (stored_a, stored_b)
-    key_a = bytes.fromhex(a._db.execute(
-        "SELECT value FROM meta WHERE key = 'customer_key'").fetchone()[0])
+    key_a = bytes.fromhex(query(a, "SELECT value FROM meta WHERE key = 'customer_key'")[0][0])
     assert stored_a == key_customer(digest, key_a)
     a.close()
     # Reopened, the store keeps its key: the same customer gets the same stored value.
-    a = SqliteStore(tmp_path / "a.db", UTC_ZONE)
+    a = make_store(UTC_ZONE, name="a")
     a.commit("pbx", [contact("2", 60)], None)
-    assert {r[0] for r in a._db.execute("SELECT customer FROM contacts")} == {stored_a}
+    assert {r[0] for r in query(a, "SELECT customer FROM contacts")} == {stored_a}
     a.close()
     b.close()
     # A configured key: two stores agree.
     shared = b"a shared secret of the site"
-    c = SqliteStore(tmp_path / "c.db", UTC_ZONE, customer_key=shared)
-    d = SqliteStore(tmp_path / "d.db", UTC_ZONE, customer_key=shared)
+    c = make_store(UTC_ZONE, name="c", customer_key=shared)
+    d = make_store(UTC_ZONE, name="d", customer_key=shared)
     for s in (c, d):
         s.commit("pbx", [contact("1", 0)], None)
-    values = [s._db.execute("SELECT customer FROM contacts").fetchone()[0] for s in (c, d)]
+    values = [query(s, "SELECT customer FROM contacts")[0][0] for s in (c, d)]
     assert values[0] == values[1] == key_customer(digest, shared)
     c.close()
     d.close()
 
 
 # -- service parts ------------------------------------------------------------------------------
-def test_thresholds_and_short_abandons_are_inclusive(store: SqliteStore) -> None:
+def test_thresholds_and_short_abandons_are_inclusive(store: SqlStore) -> None:
     store.commit("pbx", [
         contact("a", 0, wait=20.0),  # support: 20 <= 20, in threshold
         contact("b", 100, wait=20.5),  # support: over
@@ -137,7 +139,7 @@ def test_repeats_of_is_exact_and_inclusive() -> None:
 
 
 def test_a_later_contact_marks_the_earlier_handled_one_and_updates_its_day(
-        store: SqliteStore) -> None:
+        store: SqlStore) -> None:
     store.commit("pbx", [contact("a", 0)], None)  # Monday, handled
     assert totals(store)[("2026-11-02", "support")].repeats == 0
     # Any channel and queue, not handled, 3 days later: a is a repeat, counted on Monday.
@@ -156,7 +158,7 @@ def test_a_later_contact_marks_the_earlier_handled_one_and_updates_its_day(
     assert got[("2026-11-06", "support")].repeats == 1
 
 
-def test_window_is_exact_seconds_not_calendar_days(store: SqliteStore) -> None:
+def test_window_is_exact_seconds_not_calendar_days(store: SqlStore) -> None:
     store.commit("pbx", [contact("a", 0), contact("b", 7 * 86400 + 1)], None)
     assert totals(store)[("2026-11-02", "support")].repeats == 0  # 604,801 s later: not
     other = "+47 555 02"  # another customer, so that a and c do not meet
@@ -165,7 +167,7 @@ def test_window_is_exact_seconds_not_calendar_days(store: SqliteStore) -> None:
     assert totals(store)[("2026-11-02", "support")].repeats == 1  # c: exactly 604,800 s
 
 
-def test_an_earlier_contact_arriving_late_is_a_repeat_of_its_own(store: SqliteStore) -> None:
+def test_an_earlier_contact_arriving_late_is_a_repeat_of_its_own(store: SqlStore) -> None:
     store.commit("mail", [contact("later", 86400, channel="email")], None)
     store.commit("pbx", [contact("earlier", 0)], None)  # read after, started before
     got = totals(store)
@@ -173,7 +175,7 @@ def test_an_earlier_contact_arriving_late_is_a_repeat_of_its_own(store: SqliteSt
     assert got[("2026-11-03", "support")].repeats == 0
 
 
-def test_contacts_without_a_key_make_no_repeats(store: SqliteStore) -> None:
+def test_contacts_without_a_key_make_no_repeats(store: SqlStore) -> None:
     store.commit("pbx", [contact("a", 0, customer="anonymous"),
                          contact("b", 60, customer="anonymous"),
                          contact("c", 120, customer=None)], None)
@@ -181,7 +183,7 @@ def test_contacts_without_a_key_make_no_repeats(store: SqliteStore) -> None:
     assert (got.identified, got.repeats) == (0, 0)
 
 
-def test_repeat_marks_follow_a_call_whose_contact_is_recomputed(store: SqliteStore) -> None:
+def test_repeat_marks_follow_a_call_whose_contact_is_recomputed(store: SqlStore) -> None:
     def leg(lid: str, call: str, start: float, end: float, billsec: float,
             person: bool, queue: str = "") -> Leg:
         return Leg(lid, call, "voice", DAY0 + start, DAY0 + end, billsec, billsec > 0, person,
@@ -196,24 +198,21 @@ def test_repeat_marks_follow_a_call_whose_contact_is_recomputed(store: SqliteSto
     # x is now handled (a person answered at 30) and y follows within the window.
     assert (got.handled, got.repeats) == (2, 1)
     # The store rebuilt from scratch agrees with the incremental marks.
-    store._db.execute("BEGIN")
-    store._rebuild_rollups(repeats=True)
-    store._db.execute("COMMIT")
+    rebuild(store)
     assert totals(store)[("2026-11-02", "support")].repeats == 1
 
 
-def test_a_changed_window_rebuilds_the_marks_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    s = SqliteStore(path, UTC_ZONE, kpi=DEFS)
+def test_a_changed_window_rebuilds_the_marks_once(make_store: StoreFactory) -> None:
+    s = make_store(UTC_ZONE, kpi=DEFS)
     s.commit("pbx", [contact("a", 0), contact("b", 2 * 86400)], None)
     assert totals(s)[("2026-11-02", "support")].repeats == 1
     s.close()
     one_day = DEFS._replace(fcr_window=86400.0)
-    s = SqliteStore(path, UTC_ZONE, kpi=one_day)
+    s = make_store(UTC_ZONE, kpi=one_day)
     assert totals(s)[("2026-11-02", "support")].repeats == 0  # 2 days > 1 day
     s.close()
     # A changed threshold re-rolls the days: a (wait 10) leaves the 5 s threshold.
-    s = SqliteStore(path, UTC_ZONE, kpi=one_day._replace(threshold=5.0))
+    s = make_store(UTC_ZONE, kpi=one_day._replace(threshold=5.0))
     assert totals(s)[("2026-11-02", "support")].answered_in_threshold == 0
     s.close()
 
@@ -224,14 +223,14 @@ def _cdr_leg(call: str, start: float, billsec: float, person: bool) -> Leg:
                billsec > 0, person, "", "", "", hash_customer("+47 555 09"))
 
 
-def test_queue_entry_before_its_cdr_is_applied_once_when_it_arrives(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    s = SqliteStore(path, UTC_ZONE, kpi=DEFS)
+def test_queue_entry_before_its_cdr_is_applied_once_when_it_arrives(
+        make_store: StoreFactory) -> None:
+    s = make_store(UTC_ZONE, kpi=DEFS)
     entry = QueueCall("1700.1", "pbx", "sales", DAY0 + 2, 12.0, "answered")
     assert s.commit_records("qlog", [], [], "q1", [entry]).records == 1
     assert s.counts() == {}  # adds no contact of its own
     s.close()
-    s = SqliteStore(path, UTC_ZONE, kpi=DEFS)  # a restart in between
+    s = make_store(UTC_ZONE, kpi=DEFS)  # a restart in between
     # The CDR: answered by a person, billsec 70 of a 100 s call, so its own wait is 30 s.
     s.commit_records("pbx", [], [_cdr_leg("1700.1", 0, 70, True)], "p1")
     got = totals(s)
@@ -246,7 +245,7 @@ def test_queue_entry_before_its_cdr_is_applied_once_when_it_arrives(tmp_path: Pa
     s.close()
 
 
-def test_queue_entry_after_its_cdr_enriches_the_stored_contact(store: SqliteStore) -> None:
+def test_queue_entry_after_its_cdr_enriches_the_stored_contact(store: SqlStore) -> None:
     store.commit_records("pbx", [], [_cdr_leg("1700.2", 0, 0, False)], "p1")
     assert totals(store)[("2026-11-02", "other")].waited == 0  # unanswered: no wait known
     store.commit_records("qlog", [], [], "q1",
@@ -257,11 +256,12 @@ def test_queue_entry_after_its_cdr_enriches_the_stored_contact(store: SqliteStor
     # Abandoned after 4 s: a short abandon (<= 5 s).
     assert (support.contacts, support.handled, support.waited, support.abandoned_short) == (
         1, 0, 1, 1)
-    reason = store._db.execute("SELECT reason FROM contacts").fetchone()[0]
+    [(reason,)] = query(store, "SELECT reason FROM contacts")
     assert reason == "abandoned"
 
 
 def test_a_store_of_schema_2_gains_the_service_columns(tmp_path: Path) -> None:
+    # SQLite only: a PostgreSQL store starts at schema 3 (there was never an older one).
     path = tmp_path / "old.db"
     s = SqliteStore(path, UTC_ZONE, kpi=DEFS)
     s.commit("pbx", [contact("a", 0), contact("b", 60)], None)
@@ -285,7 +285,7 @@ def test_a_store_of_schema_2_gains_the_service_columns(tmp_path: Path) -> None:
     s.close()
 
 
-def test_an_enriched_call_stays_enriched_when_its_next_leg_arrives(store: SqliteStore) -> None:
+def test_an_enriched_call_stays_enriched_when_its_next_leg_arrives(store: SqlStore) -> None:
     store.commit_records("qlog", [], [], "q1",
                          [QueueCall("1700.3", "pbx", "sales", DAY0, 8.0, "answered")])
     # First leg: unanswered ring of the queue's first member; the call is not handled yet.

@@ -16,6 +16,10 @@ from adapters.base import Leg
 from collector.calls import merge_legs
 from collector.model import Contact, Rollup
 from collector.store import Committed, DayMapper, SqliteStore, StoreVersionError
+from collector.store_base import SqlStore
+from tests.store_factory import INTEGRITY_ERRORS, StoreFactory, query
+
+pytest_plugins = ("tests.store_backends",)  # make_store, on SQLite and PostgreSQL
 
 OSLO = ZoneInfo("Europe/Oslo")
 
@@ -29,10 +33,9 @@ def call(cid: str, start: str, handled: bool = True, secs: float = 300, queue: s
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "s.db", OSLO)
-    yield s
-    s.close()
+def store(make_store: StoreFactory) -> SqlStore:
+    """The store under test, on SQLite and on PostgreSQL (tests/store_backends.py)."""
+    return make_store(OSLO)
 
 
 def test_day_mapper_uses_local_days_across_dst() -> None:
@@ -45,7 +48,7 @@ def test_day_mapper_uses_local_days_across_dst() -> None:
     assert days.day(datetime(2026, 3, 29, 21, 59, tzinfo=UTC).timestamp()) == date(2026, 3, 29).toordinal()
 
 
-def test_commit_is_idempotent_per_source_and_id(store: SqliteStore) -> None:
+def test_commit_is_idempotent_per_source_and_id(store: SqlStore) -> None:
     batch = [
         call("a", "2026-11-02T09:00:00+01:00", secs=300),
         call("b", "2026-11-02T10:00:00+01:00", secs=120, outcome="sale", price=0.5),
@@ -70,17 +73,17 @@ def test_commit_is_idempotent_per_source_and_id(store: SqliteStore) -> None:
                                         1, 1, 120.0, 120.0, 120.0, 0.5)
 
 
-def test_duplicate_inside_one_batch_counts_once(store: SqliteStore) -> None:
+def test_duplicate_inside_one_batch_counts_once(store: SqlStore) -> None:
     c = call("x", "2026-11-02T09:00:00+01:00")
     assert store.commit("pbx", [c, c], None) == 1
     [rollup] = store.rollups_as_of(date(2026, 11, 1), datetime(2026, 11, 3, tzinfo=UTC))
     assert rollup.contacts == 1
 
 
-def test_failed_commit_keeps_old_position_and_rows(store: SqliteStore) -> None:
+def test_failed_commit_keeps_old_position_and_rows(store: SqlStore) -> None:
     store.commit("pbx", [call("a", "2026-11-02T09:00:00+01:00")], "p1")
     broken = call("b", "2026-11-02T09:05:00+01:00")._replace(channel=None)  # NOT NULL fails
-    with pytest.raises(Exception, match="NOT NULL"):
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)not[ -]null"):
         store.commit("pbx", [call("z", "2026-11-02T09:01:00+01:00"), broken], "p2")
     assert store.position("pbx") == "p1"
     assert store.counts() == {"pbx": 1}
@@ -88,7 +91,7 @@ def test_failed_commit_keeps_old_position_and_rows(store: SqliteStore) -> None:
     assert rollup.contacts == 1
 
 
-def test_rollups_as_of_inside_a_day_uses_raw_rows(store: SqliteStore) -> None:
+def test_rollups_as_of_inside_a_day_uses_raw_rows(store: SqlStore) -> None:
     store.commit("pbx", [
         call("a", "2026-11-02T09:00:00+01:00", secs=100),
         call("b", "2026-11-02T15:00:00+01:00", secs=200),
@@ -103,25 +106,23 @@ def test_rollups_as_of_inside_a_day_uses_raw_rows(store: SqliteStore) -> None:
     assert [(r.day.day, r.contacts, r.handle_seconds) for r in rollups] == [(2, 2, 300.0)]
 
 
-def test_timezone_change_rebuilds_days(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteStore(path, ZoneInfo("UTC"))
+def test_timezone_change_rebuilds_days(make_store: StoreFactory) -> None:
+    store = make_store(ZoneInfo("UTC"))
     # 23:30 UTC on 1 Nov is 00:30 on 2 Nov in Oslo.
     store.commit("pbx", [call("a", "2026-11-01T23:30:00+00:00")], None)
     assert store.rollups_as_of(date(2026, 11, 1), datetime(2026, 11, 3, tzinfo=UTC))[0].day == date(2026, 11, 1)
     store.close()
-    store = SqliteStore(path, OSLO)
+    store = make_store(OSLO)
     [rollup] = store.rollups_as_of(date(2026, 11, 1), datetime(2026, 11, 3, tzinfo=UTC))
     assert rollup.day == date(2026, 11, 2)
     store.close()
 
 
-def test_store_survives_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteStore(path, OSLO)
+def test_store_survives_reopen(make_store: StoreFactory) -> None:
+    store = make_store(OSLO)
     store.commit("pbx", [call("a", "2026-11-02T09:00:00+01:00")], "p1")
     store.close()
-    store = SqliteStore(path, OSLO)
+    store = make_store(OSLO)
     assert store.position("pbx") == "p1"
     assert store.commit("pbx", [call("a", "2026-11-02T09:00:00+01:00")], "p2") == 0
     store.close()
@@ -147,19 +148,20 @@ QUEUE_CALL = [
 ]
 
 
-def rollup_tuples(store: SqliteStore) -> list[tuple[str, int, int, float, float]]:
+def rollup_tuples(store: SqlStore) -> list[tuple[str, int, int, float, float]]:
     return sorted((r.outcome, r.contacts, r.handled, r.talk_seconds, r.billable_seconds)
                   for r in store.rollups_as_of(*WEEK))
 
 
-def stored_contacts(store: SqliteStore) -> list[tuple[object, ...]]:
-    return store._db.execute(
+def stored_contacts(store: SqlStore) -> list[tuple[object, ...]]:
+    return query(
+        store,
         "SELECT id, handled, talk_seconds, billable_seconds, outcome, reason, wait_seconds "
-        "FROM contacts ORDER BY id"
-    ).fetchall()
+        "FROM contacts ORDER BY id",
+    )
 
 
-def test_legs_of_one_call_in_one_commit_are_one_contact(store: SqliteStore) -> None:
+def test_legs_of_one_call_in_one_commit_are_one_contact(store: SqlStore) -> None:
     assert store.commit_records("pbx", [], QUEUE_CALL, "p1") == Committed(3, 0)
     # One call: handled, talk 300, billable 300, wait 355 - 300 - 0 = 55; outcome "sale".
     assert stored_contacts(store) == [("q1", 1, 300.0, 300.0, "sale", "", 55.0)]
@@ -167,7 +169,7 @@ def test_legs_of_one_call_in_one_commit_are_one_contact(store: SqliteStore) -> N
     assert store.counts() == {"pbx": 1}
 
 
-def test_legs_split_across_reads_update_the_call_and_its_rollups(store: SqliteStore) -> None:
+def test_legs_split_across_reads_update_the_call_and_its_rollups(store: SqlStore) -> None:
     # Read 1 has only the two unanswered legs: one abandoned call, reason no_answer.
     assert store.commit_records("pbx", [], QUEUE_CALL[:2], "p1") == Committed(2, 0)
     assert stored_contacts(store) == [("q1", 0, 0.0, 0.0, "", "no_answer", None)]
@@ -180,10 +182,10 @@ def test_legs_split_across_reads_update_the_call_and_its_rollups(store: SqliteSt
     assert store.position("pbx") == "p2"
 
 
-def test_legs_in_any_order_give_the_same_call(tmp_path: Path) -> None:
+def test_legs_in_any_order_give_the_same_call(make_store: StoreFactory) -> None:
     results = []
     for n, order in enumerate([[0, 1, 2], [2, 0, 1], [1, 2, 0]]):
-        s = SqliteStore(tmp_path / f"{n}.db", OSLO)
+        s = make_store(OSLO, name=f"o{n}")
         for i in order:
             s.commit_records("pbx", [], [QUEUE_CALL[i]], None)
         results.append((stored_contacts(s), rollup_tuples(s)))
@@ -191,7 +193,7 @@ def test_legs_in_any_order_give_the_same_call(tmp_path: Path) -> None:
     assert results[0] == results[1] == results[2]
 
 
-def test_rereading_all_legs_counts_duplicates_only(store: SqliteStore) -> None:
+def test_rereading_all_legs_counts_duplicates_only(store: SqlStore) -> None:
     store.commit_records("pbx", [], QUEUE_CALL, "p1")
     before = (stored_contacts(store), rollup_tuples(store))
     # The whole call again, plus one leg twice inside the batch: 4 duplicates, nothing new.
@@ -199,7 +201,7 @@ def test_rereading_all_legs_counts_duplicates_only(store: SqliteStore) -> None:
     assert (stored_contacts(store), rollup_tuples(store)) == before
 
 
-def test_a_call_moving_to_an_earlier_day_leaves_the_old_day(store: SqliteStore) -> None:
+def test_a_call_moving_to_an_earlier_day_leaves_the_old_day(store: SqlStore) -> None:
     # A leg starting 10:05 on 2 Nov, then one of the same call from 23:59 on 1 Nov.
     late = leg("b", 300, 400, 100, True, True, call="x")
     store.commit_records("pbx", [], [late], None)
@@ -212,11 +214,11 @@ def test_a_call_moving_to_an_earlier_day_leaves_the_old_day(store: SqliteStore) 
     ]
 
 
-def test_failed_leg_commit_changes_nothing(store: SqliteStore) -> None:
+def test_failed_leg_commit_changes_nothing(store: SqlStore) -> None:
     store.commit_records("pbx", [], QUEUE_CALL[:2], "p1")
     before = (stored_contacts(store), rollup_tuples(store))
     broken = QUEUE_CALL[2]._replace(channel=None)  # NOT NULL fails after the legs' savepoint
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         store.commit_records("pbx", [], [broken], "p2")
     assert (stored_contacts(store), rollup_tuples(store)) == before
     assert store.position("pbx") == "p1"
@@ -225,7 +227,7 @@ def test_failed_leg_commit_changes_nothing(store: SqliteStore) -> None:
     assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
 
 
-def test_plain_contacts_count_duplicates_too(store: SqliteStore) -> None:
+def test_plain_contacts_count_duplicates_too(store: SqlStore) -> None:
     a = call("a", "2026-11-02T09:00:00+01:00")
     assert store.commit_records("helpdesk", [a], [], None) == Committed(1, 0)
     assert store.commit_records("helpdesk", [a, a], [], None) == Committed(0, 2)
@@ -269,6 +271,7 @@ def schema_1_store(path: Path) -> None:
 
 
 def test_a_schema_1_store_opens_and_keeps_its_contacts(tmp_path: Path) -> None:
+    # SQLite only: a PostgreSQL store starts at schema 3 (there was never an older one).
     path = tmp_path / "old.db"
     schema_1_store(path)
     store = SqliteStore(path, OSLO)
@@ -284,32 +287,28 @@ def test_a_schema_1_store_opens_and_keeps_its_contacts(tmp_path: Path) -> None:
     SqliteStore(path, OSLO).close()  # and opens again as schema 2
 
 
-def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
-    SqliteStore(path, OSLO).close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
-    db.commit()
-    db.close()
+def test_a_store_from_a_newer_version_is_refused(make_store: StoreFactory) -> None:
+    store = make_store(OSLO)
+    query(store, "UPDATE meta SET value = '99' WHERE key = 'schema'")  # autocommit
+    store.close()
     with pytest.raises(StoreVersionError, match="schema 99 is newer"):
-        SqliteStore(path, OSLO)
+        make_store(OSLO)
 
 
-def test_a_one_leg_call_keeps_its_leg_inline_until_a_second_arrives(store: SqliteStore) -> None:
+def test_a_one_leg_call_keeps_its_leg_inline_until_a_second_arrives(store: SqlStore) -> None:
     answered = QUEUE_CALL[2]
     assert store.commit_records("pbx", [], [answered], None) == Committed(1, 0)
     inline = "SELECT leg, finish, billsec, flags FROM contacts WHERE id = 'q1'"
     # flags: answered 1 + person 2 + queue mapped 4 = 7 (direction not mapped).
-    assert store._db.execute(inline).fetchone() == ("1:3", T + 355, 300.0, 7)
-    assert store._db.execute("SELECT count(*) FROM legs").fetchone() == (0,)
+    assert query(store, inline) == [("1:3", T + 355, 300.0, 7)]
+    assert query(store, "SELECT count(*) FROM legs") == [(0,)]
     # The same leg again is a duplicate, found in the contact row.
     assert store.commit_records("pbx", [], [answered], None) == Committed(0, 1)
     # A second leg moves both into the legs table; the call is merged from both:
     # start 10:00:00 (the earlier leg), wait 55, talk 300.
     assert store.commit_records("pbx", [], [QUEUE_CALL[0], answered], None) == Committed(1, 1)
-    assert store._db.execute(inline).fetchone() == (None, None, None, None)
-    assert store._db.execute("SELECT id FROM legs ORDER BY start").fetchall() == [
-        ("1:1",), ("1:3",)]
+    assert query(store, inline) == [(None, None, None, None)]
+    assert query(store, "SELECT id FROM legs ORDER BY start") == [("1:1",), ("1:3",)]
     assert stored_contacts(store) == [("q1", 1, 300.0, 300.0, "sale", "", 55.0)]
     assert rollup_tuples(store) == [("sale", 1, 1, 300.0, 300.0)]
 
@@ -330,7 +329,7 @@ LEG = st.builds(
 @given(legs=st.lists(LEG, min_size=1, max_size=12), cuts=st.lists(st.integers(0, 12), max_size=4),
        repeats=st.lists(st.integers(0, 11), max_size=4))
 def test_any_split_of_the_legs_gives_each_call_once(
-    tmp_path_factory: pytest.TempPathFactory, legs: list[Leg], cuts: list[int], repeats: list[int]
+    make_store: StoreFactory, legs: list[Leg], cuts: list[int], repeats: list[int]
 ) -> None:
     unique: dict[tuple[str, str], Leg] = {}
     for one in legs:
@@ -338,7 +337,8 @@ def test_any_split_of_the_legs_gives_each_call_once(
     legs = list(unique.values())
     stream = legs + [legs[i % len(legs)] for i in repeats]  # re-reads after the first pass
     bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
-    store = SqliteStore(tmp_path_factory.mktemp("p") / "s.db", OSLO)
+    make_store.wipe("p")  # a fresh store for each example
+    store = make_store(OSLO, name="p")
     records = duplicates = 0
     for a, b in itertools.pairwise(bounds):
         committed = store.commit_records("pbx", [], stream[a:b], None)
@@ -349,9 +349,9 @@ def test_any_split_of_the_legs_gives_each_call_once(
         calls.setdefault(one.call, []).append(one)
     expected = {call: merge_legs(call, sorted(group, key=lambda leg: leg.start))
                 for call, group in calls.items()}
-    rows = store._db.execute(
-        "SELECT id, start, handled, talk_seconds, billable_seconds, wait_seconds, queue, outcome,"
-        " reason FROM contacts").fetchall()
+    rows = query(
+        store, "SELECT id, start, handled, talk_seconds, billable_seconds, wait_seconds, queue, "
+        "outcome, reason FROM contacts")
     assert {r[0]: r[1:] for r in rows} == {
         c.id: (c.start, int(c.handled), c.talk_seconds, c.billable_seconds, c.wait_seconds,
                c.queue, c.outcome, c.reason) for c in expected.values()}
