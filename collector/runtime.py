@@ -447,7 +447,10 @@ def store_failure(settings: Settings, exc: BaseException) -> str:
     line of the error; a store URL never holds a password, and libpq never echoes one)."""
     lines = str(exc).strip().splitlines()
     reason = printable(lines[0].strip() if lines else type(exc).__name__)
-    return f"cannot open the store {printable(settings.store)}: {reason}"
+    where = printable(settings.store)
+    if where in reason:  # StoreUnavailable names the URL itself
+        return f"cannot open the store: {reason}"
+    return f"cannot open the store {where}: {reason}"
 
 
 def reload_check(old: Settings, new: Settings, origin: str) -> str | None:
