@@ -456,7 +456,8 @@ def migrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                password=store_password())
     except Mismatch as exc:
         parser.exit(1, f"contact-cost-exporter: migrate failed: {exc}; the copy was taken "
-                    f"back, {args.to_store} is empty again\n")
+                    f"back, {args.to_store} is empty again (was an exporter writing "
+                    f"{args.from_store}? stop it and run migrate again)\n")
     except MigrateError as exc:
         parser.exit(1, f"contact-cost-exporter: migrate refused: {exc}\n")
     sys.stdout.write(summary(result, args.from_store, args.to_store))
