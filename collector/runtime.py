@@ -237,8 +237,7 @@ class Exporter:
             return True
         with self._leader_mutex:
             leading = self.leader.poll()
-            error = self.leader.error
-        self._leadership_changed(leading, error)
+            self._leadership_changed(leading, self.leader.error)
         return leading
 
     def _verify_leader(self) -> bool:
@@ -247,12 +246,12 @@ class Exporter:
             return True
         with self._leader_mutex:
             leading = self.leader.verify()
-            error = self.leader.error
-        self._leadership_changed(leading, error)
+            self._leadership_changed(leading, self.leader.error)
         return leading
 
     def _leadership_changed(self, leading: bool, error: str | None) -> None:
-        """The gauge, and one log line per change of role or of the lock's connection error."""
+        """The gauge, and one log line per change of role or of the lock's connection error
+        (called holding the leader mutex)."""
         self.health.set_gauge(LEADER.name, 1 if leading else 0)
         if error != self._leader_error:
             self._leader_error = error
