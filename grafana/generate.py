@@ -97,11 +97,28 @@ def target(
     return query.format(prom_model.PromQueryFormat.TABLE) if as_table else query
 
 
+# Replicas of one store serve the same figures under different instances: a sum of raw
+# figure parts first keeps one replica per replica set, the one the recording rules keep
+# (config/prometheus/recording_rules.yml, its header says why).
+FRESHEST = "instance_job:contactcenter_last_recompute_timestamp_seconds:freshest"
+
+
+def one_replica(expr: str) -> str:
+    """`expr` (raw exporter series) from one replica of each replica set."""
+    inner = expr if expr.startswith("contactcenter_") and " " not in expr else f"({expr})"
+    return f"max without (instance) ({inner} and on (instance, job) {FRESHEST})"
+
+
+def figure_sum(by: str, expr: str) -> str:
+    """sum by (`by`) of raw figure parts, each replica set counted once."""
+    return f"sum by ({by}) ({one_replica(expr)})"
+
+
 def cost_per_contact_by(by: str, period: str, window: str, filters: str) -> str:
     sel = f'period="{period}",window="{window}",{filters}'
     return (
-        f"sum by ({by}) (contactcenter_cost{{{sel}}})\n"
-        f"  / (sum by ({by}) (contactcenter_contacts{{{sel}}}) > 0)"
+        f"{figure_sum(by, f'contactcenter_cost{{{sel}}}')}\n"
+        f"  / ({figure_sum(by, f'contactcenter_contacts{{{sel}}}')} > 0)"
     )
 
 
@@ -455,14 +472,14 @@ def overview(currency: str) -> builders.Dashboard:
             [
                 target(
                     "CONTACTS",
-                    f"sum by (channel, queue) (contactcenter_contacts{{{sel}}})",
+                    figure_sum("channel, queue", f"contactcenter_contacts{{{sel}}}"),
                     "",
                     True,
                     as_table=True,
                 ),
                 target(
                     "COST",
-                    f"sum by (channel, queue) (contactcenter_cost{{{sel}}})",
+                    figure_sum("channel, queue", f"contactcenter_cost{{{sel}}}"),
                     "",
                     True,
                     as_table=True,
@@ -526,7 +543,7 @@ def overview(currency: str) -> builders.Dashboard:
             "Cost by component",
             "Allocated cost of the selected contacts by component (salaries, licences, ...), "
             "stacked, for the selected period and window.",
-            [target("A", f"sum by (component) (contactcenter_cost{{{sel}}})", "{{component}}")],
+            [target("A", figure_sum("component", f"contactcenter_cost{{{sel}}}"), "{{component}}")],
             (0, 15, 12, 8),
             money,
             stacked=True,
@@ -539,7 +556,7 @@ def overview(currency: str) -> builders.Dashboard:
             [
                 target(
                     "A",
-                    f"sum by (component) (contactcenter_cost_unallocated{{{F_PW}}})",
+                    figure_sum("component", f"contactcenter_cost_unallocated{{{F_PW}}}"),
                     "{{component}}",
                 )
             ],
@@ -554,12 +571,12 @@ def overview(currency: str) -> builders.Dashboard:
             [
                 target(
                     "A",
-                    f"sum by (channel) (contactcenter_contacts{{{sel}}})",
+                    figure_sum("channel", f"contactcenter_contacts{{{sel}}}"),
                     "{{channel}} handled",
                 ),
                 target(
                     "B",
-                    f"sum by (channel) (contactcenter_contacts_abandoned{{{sel}}})",
+                    figure_sum("channel", f"contactcenter_contacts_abandoned{{{sel}}}"),
                     "{{channel}} abandoned",
                 ),
             ],
@@ -573,8 +590,10 @@ def overview(currency: str) -> builders.Dashboard:
             [
                 target(
                     "A",
-                    f"sum by (channel) (contactcenter_handle_time_seconds{{{sel}}})\n"
-                    f"  / (sum by (channel) (contactcenter_contacts{{{sel}}}) > 0)",
+                    figure_sum("channel", f"contactcenter_handle_time_seconds{{{sel}}}")
+                    + "\n  / ("
+                    + figure_sum("channel", f"contactcenter_contacts{{{sel}}}")
+                    + " > 0)",
                     "{{channel}}",
                 )
             ],
@@ -654,8 +673,10 @@ def projection_panel(money: str) -> timeseries.Panel:
         "watches the month once a quarter of its open time has passed.",
         target(
             "A",
-            f"sum by (channel) (contactcenter_cost_projected{{{projected}}})\n"
-            f"  / (sum by (channel) (contactcenter_contacts_projected{{{projected}}}) > 0)",
+            figure_sum("channel", f"contactcenter_cost_projected{{{projected}}}")
+            + "\n  / ("
+            + figure_sum("channel", f"contactcenter_contacts_projected{{{projected}}}")
+            + " > 0)",
             "{{channel}} projected",
         ),
         (0, 67, 24, 8),
@@ -675,9 +696,9 @@ def projection_volume_panels() -> list[PanelBuilder]:
             "beside the contacts handled so far, per channel. Projected for week, month, "
             "quarter and year (none for the day).",
             [
-                target("A", f"sum by (channel) (contactcenter_contacts_projected{{{current}}})",
+                target("A", figure_sum("channel", f"contactcenter_contacts_projected{{{current}}}"),
                        "{{channel}} projected"),
-                target("B", f"sum by (channel) (contactcenter_contacts{{{current}}})",
+                target("B", figure_sum("channel", f"contactcenter_contacts{{{current}}}"),
                        "{{channel}} so far"),
             ],
             (0, 75, 16, 8),
@@ -701,7 +722,7 @@ def service_panels(sel: str, money: str) -> list[PanelBuilder]:
     resolution (issue 11), each re-aggregated from its parts for the selection."""
 
     def by(what: str, expr: str) -> str:
-        return f"sum by ({what}) ({expr})"
+        return figure_sum(what, expr)
 
     offered = (
         f"contactcenter_contacts{{{sel}}} + contactcenter_contacts_abandoned{{{sel}}}"
@@ -1024,10 +1045,12 @@ def state_stat(title: str, description: str, query: prom.Dataquery, g: Grid,
 
 
 def exporter_panels(src: str) -> list[PanelBuilder]:
-    """The exporter's own health from the issues before the dashboards' rewrite: service
-    hours (contactcenter_open), configuration reloads, each source's read time against its
-    interval, and the scheduler's job runs. (Store errors and webhook requests appear only
-    from their first event on, so no panel query could be proven on a healthy exporter.)"""
+    """The exporter's own health: service hours (contactcenter_open), configuration
+    reloads, each source's read time against its interval, the scheduler's job runs, and
+    (issue 14) the leader and the store per instance, store errors and webhook requests.
+    Store errors and webhook requests are exported from their first event on, so their
+    queries fall back to a 0 line (per instance, or one) while there is none: every query
+    returns data on a healthy exporter, and the 0 is the truth (none since start)."""
     return [
         state_stat(
             "Open now (service hours)",
@@ -1093,6 +1116,63 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
                 )
             ],
             (12, 34, 12, 8),
+            "short",
+        ),
+        state_stat(
+            "Leader per instance",
+            "Which replica leads (contactcenter_leader): only the leader pulls sources; every "
+            "replica accepts webhooks and serves the figures from the shared PostgreSQL store. "
+            "Exactly one per replica set; a single SQLite exporter always leads. A handover "
+            "takes up to two intervals (ContactCostNoLeader, ContactCostTwoLeaders).",
+            target("A", "contactcenter_leader", "{{instance}}", True),
+            (0, 42, 12, 5),
+            ("follower", "blue"),
+            ("leader", "green"),
+        ),
+        state_stat(
+            "Store up per instance",
+            "Whether the instance's last store operation succeeded (contactcenter_store_up). "
+            "Down: it serves its last figures and reconnects with backoff; pulls are not "
+            "committed and are read again later (ContactCostStoreDown).",
+            target("A", "contactcenter_store_up", "{{instance}}", True),
+            (12, 42, 12, 5),
+            ("down", "red"),
+            ("up", "green"),
+        ),
+        timeseries_panel(
+            "Store errors by operation",
+            "Failed store operations per interval, by instance and operation (commit, read, ...; "
+            "contactcenter_store_errors_total). The counter appears at the first failure; "
+            "until then each instance shows a 0 line.",
+            [
+                target(
+                    "A",
+                    "sum by (instance, operation) "
+                    "(increase(contactcenter_store_errors_total[$__rate_interval]))\n"
+                    "  or on (instance) "
+                    "(0 * max by (instance) (contactcenter_last_recompute_timestamp_seconds))",
+                    "{{instance}} {{operation}}",
+                )
+            ],
+            (0, 47, 12, 8),
+            "short",
+        ),
+        timeseries_panel(
+            "Webhook requests by source and status",
+            "Webhook requests per interval by source and status (accepted, duplicate, "
+            "unauthorized, ...; contactcenter_webhook_requests_total), summed over the "
+            "replicas: each request reaches one of them. The counter appears at the first "
+            "request; until then one 0 line.",
+            [
+                target(
+                    "A",
+                    f"sum by (source, status) (increase(contactcenter_webhook_requests_total{{{src}}}"
+                    "[$__rate_interval]))\n"
+                    '  or on () label_replace(vector(0), "status", "none yet", "", "")',
+                    "{{source}} {{status}}",
+                )
+            ],
+            (12, 47, 12, 8),
             "short",
         ),
     ]

@@ -170,6 +170,52 @@ def test_recording_rules_used_by_dashboards_exist() -> None:
                 assert not missing, (path.name, panel["title"], missing)
 
 
+def test_every_raw_figure_sum_takes_one_replica() -> None:
+    """Replicas of one store serve the same figures: a panel that sums raw figure parts
+    keeps one replica per set first, as the recording rules do (tests/test_rules.py)."""
+    from tests.prom_helpers import metric_names
+    from tests.test_rules import NOT_A_FIGURE_PART, without_one_replica_terms
+
+    # per-process counters are summed over replicas on purpose: each counts what it read
+    counters = re.compile(r"contactcenter_(?:source|scheduler|store_errors|webhook)\w*_total")
+    checked = 0
+    for path in DASHBOARD_FILES:
+        for panel in iter_panels(load_dashboard(path)):
+            for t in panel["targets"]:
+                if "sum" not in t["expr"]:
+                    continue
+                rest = counters.sub("", without_one_replica_terms(t["expr"]))
+                names = metric_names(rest) - NOT_A_FIGURE_PART - {
+                    "contactcenter_info", "contactcenter_leader", "contactcenter_store_up"}
+                assert not names, (path.name, panel["title"], t["refId"], rest)
+                checked += "freshest" in t["expr"]
+    assert checked >= 20
+
+
+def test_sources_dashboard_shows_leader_store_and_webhooks() -> None:
+    """Issue 14: contactcenter_leader and contactcenter_store_up per instance, store errors
+    by operation and webhook requests (both with a 0 line until their first event)."""
+    board = load_dashboard(GRAFANA_DIR / "dashboards" / "contact-cost-sources.json")
+    by_title = {p["title"]: p for p in iter_panels(board)}
+    expected = {
+        "Leader per instance": ("contactcenter_leader", "{{instance}}"),
+        "Store up per instance": ("contactcenter_store_up", "{{instance}}"),
+        "Store errors by operation": ("contactcenter_store_errors_total", "{{instance}} {{operation}}"),
+        "Webhook requests by source and status": (
+            "contactcenter_webhook_requests_total", "{{source}} {{status}}"),
+    }
+    for title, (metric, legend) in expected.items():
+        (t,) = by_title[title]["targets"]
+        assert metric in t["expr"] and t["legendFormat"] == legend, (title, t)
+    mappings = by_title["Leader per instance"]["options"]["reduceOptions"], by_title[
+        "Leader per instance"]["fieldConfig"]["defaults"]["mappings"]
+    texts = {k: v["text"] for k, v in mappings[1][0]["options"].items()}
+    assert texts == {"0": "follower", "1": "leader"}
+    assert "by (instance, operation)" in by_title["Store errors by operation"]["targets"][0]["expr"]
+    assert "by (source, status)" in by_title[
+        "Webhook requests by source and status"]["targets"][0]["expr"]
+
+
 # A Grafana legend template is {{label}}; anything else in braces is a str.format leftover.
 GRAFANA_TEMPLATE = re.compile(r"\{\{(\w+)\}\}")
 

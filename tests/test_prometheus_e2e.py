@@ -268,7 +268,11 @@ def test_every_metric_referenced_exists_in_the_exporter_output(stack: Stack) -> 
     for rules in RULE_FILES:
         for name in metric_names(rules.read_text()):
             referenced.setdefault(name, set()).add(rules.name)
-    missing = {name: sorted(where) for name, where in referenced.items() if name not in exposed}
+    # exported from their first event on (a store failure, a webhook request): the panels
+    # show a 0 line until then
+    on_event = {"contactcenter_store_errors_total", "contactcenter_webhook_requests_total"}
+    missing = {name: sorted(where) for name, where in referenced.items()
+               if name not in exposed and name not in on_event}
     assert missing == {}
     assert len(referenced) >= 15
 

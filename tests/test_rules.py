@@ -113,7 +113,7 @@ NOT_A_FIGURE_PART = {
 }
 
 
-def _without_one_replica_terms(expr: str) -> str:
+def without_one_replica_terms(expr: str) -> str:
     """`expr` with every `max without (instance) (... and on (instance, job) FRESHEST)`
     removed; an `ONE_REPLICA` term without the selector fails the test."""
     while (start := expr.find(ONE_REPLICA)) >= 0:
@@ -136,14 +136,14 @@ def test_every_figure_part_is_taken_from_one_replica() -> None:
     assert rules[0]["record"] == FRESHEST, "the selector runs first in its group"
     assert len(_load(PROMETHEUS_DIR / "recording_rules.yml")["groups"]) == 1
     for rule in rules[1:]:
-        rest = _without_one_replica_terms(rule["expr"])
+        rest = without_one_replica_terms(rule["expr"])
         # the outbound outcomes' queue filter only asks which queues have outbound contacts
         rest = rest.replace(
             'group by (period, window, queue) (contactcenter_contacts{direction="outbound"})', ""
         )
         assert metric_names(rest) <= NOT_A_FIGURE_PART, (rule["record"], rest)
     # the check itself: a bare sum is caught
-    assert metric_names(_without_one_replica_terms("sum by (queue) (contactcenter_cost)"))
+    assert metric_names(without_one_replica_terms("sum by (queue) (contactcenter_cost)"))
 
 
 def test_recording_rule_names_follow_level_metric_operation() -> None:
