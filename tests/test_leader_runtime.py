@@ -31,8 +31,8 @@ from collector.model import Batch, Contact
 from collector.runtime import Exporter, LoadedConfig, reload_check
 from collector.scheduler import LEADER_JOB, build_scheduler
 from collector.store import SqliteStore, Store
-from collector.stores import NotLeader
-from tests.conftest import REPO, free_port, parse_exposition
+from collector.stores import STORE_ERRORS, NotLeader
+from tests.conftest import REPO, free_port, parse_exposition, wait_for
 from tests.pg_helpers import PostgresServer, postgres_db, postgres_server
 
 __all__ = ["postgres_db", "postgres_server"]  # fixtures used by name below
@@ -434,3 +434,143 @@ def test_serve_exits_1_with_one_line_when_the_store_cannot_be_opened(tmp_path: P
     assert run.returncode == 1
     assert run.stderr == (f"contact-cost-exporter: cannot open the store {tmp_path}: "
                           "unable to open database file\n")
+
+
+# -- two exporters on one PostgreSQL store ------------------------------------------------------
+def test_two_replicas_on_one_postgres_store_one_leads_and_both_serve_its_figures(
+    postgres_db: str,
+) -> None:
+    first, first_source = replica(postgres_db)
+    second, second_source = replica(postgres_db)
+    try:
+        assert [gauge(e, "contactcenter_leader") for e in (first, second)] == [1, 0]
+        first_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+        second_source.batches = [Batch([contact("x"), contact("y"), contact("z")], [], "p9")]
+        assert first.ingest("pbx") == 2
+        assert second.ingest("pbx") == 0
+        assert second_source.pulls == []  # the follower's adapter is never called
+        assert second.store.position("pbx") == "p2"  # the follower sees the leader's position
+        first.recompute(NOW)
+        second.recompute(NOW)
+        # Both recompute from the shared store: the leader's 2 contacts, none of x, y, z.
+        assert contacts_today(first) == contacts_today(second) == 2
+        assert [gauge(e, "contactcenter_store_up") for e in (first, second)] == [1, 1]
+    finally:
+        first.close()
+        second.close()
+
+
+class TerminatingAdapter(CountingAdapter):
+    """Ends the leader's lock session between its two batches, as a DBA's
+    pg_terminate_backend (or a network cut) would in the middle of a pull."""
+
+    terminate: Callable[[], None] = staticmethod(lambda: None)
+
+    def pull(self, position: str | None) -> Iterator[Batch]:
+        self.pulls.append(position)
+        yield Batch([contact("first")], [], "p1")
+        self.terminate()
+        yield Batch([contact("second")], [], "p2")
+
+
+def test_a_stale_leaders_fenced_commit_is_refused_and_stores_nothing(
+    postgres_db: str, postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    old, _ = replica(postgres_db)
+    new, new_source = replica(postgres_db)
+    config = old.config.adapters[0].settings
+    adapter = TerminatingAdapter(config, AdapterContext(old.settings.tz, "USD"))
+    old.config = LoadedConfig(old.settings, (adapter,), "test")
+    assert old.leader is not None and old.leader.pid is not None
+    pid = old.leader.pid
+
+    def terminate() -> None:
+        postgres_server.admin(f"SELECT pg_terminate_backend({pid})")
+        # The backend exits asynchronously; the fence looks at pg_locks, so wait for it.
+        wait_for(lambda: not postgres_server.admin(
+            f"SELECT 1 FROM pg_stat_activity WHERE pid = {pid}"),  # noqa: S608 - a pid
+            10, 0.05, "backend gone")
+
+    adapter.terminate = terminate  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="collector.runtime"):
+            # batch 1 commits as leader; batch 2's commit finds no lock: refused, rolled back
+            assert old.ingest("pbx") == 1
+        assert "source pbx: lost leadership, stopping this pull (1 contacts stored before)" \
+            in caplog.text
+        assert "read failed" not in caplog.text
+        assert old.store.position("pbx") == "p1"  # batch 2 stays unread for the next leader
+        assert old.health.sources()["pbx"].last_error == ""  # not a source failure
+        assert gauge(old, "contactcenter_leader") == 0
+        # A direct pull commit of the stale leader: NotLeader, nothing stored.
+        before = old.store.counts()
+        with pytest.raises(NotLeader):
+            old.store.commit_records("pbx", [contact("late")], [], "p-late")
+        assert old.store.counts() == before and old.store.position("pbx") == "p1"
+        # The other replica takes over at its next poll and reads on from p1.
+        assert new.poll_leader() is True
+        new_source.batches = [Batch([contact("second")], [], "p2")]
+        assert new.ingest("pbx") == 1
+        assert new_source.pulls == ["p1"] and new.store.position("pbx") == "p2"
+        new.recompute(NOW)
+        assert contacts_today(new) == 2  # first + second, each once
+    finally:
+        old.close()
+        new.close()
+
+
+def test_store_up_follows_a_lost_connection_and_the_last_figures_stay(
+    postgres_db: str, postgres_server: PostgresServer,
+) -> None:
+    exporter, source = replica(postgres_db)
+    try:
+        source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+        exporter.ingest("pbx")
+        exporter.recompute(NOW)
+        before = exporter.snapshots.current
+        assert contacts_today(exporter) == 2 and gauge(exporter, "contactcenter_store_up") == 1
+        assert exporter.leader is not None
+        # End every session of this database but the leader lock's (and this admin one).
+        dbname = postgres_db.rsplit("/", 1)[1]
+        postgres_server.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+            f"'{dbname}' AND pid <> pg_backend_pid() AND pid <> {exporter.leader.pid}")
+        with pytest.raises(STORE_ERRORS):
+            exporter.recompute(NOW)
+        assert gauge(exporter, "contactcenter_store_up") == 0
+        assert exporter.snapshots.current is before and contacts_today(exporter) == 2
+        # The store reconnects (after its backoff) on a later call: store_up is 1 again.
+        wait_for(lambda: _recomputed(exporter), 30, 0.2, "the store to reconnect")
+        assert gauge(exporter, "contactcenter_store_up") == 1
+        assert contacts_today(exporter) == 2
+    finally:
+        exporter.close()
+
+
+def _recomputed(exporter: Exporter) -> bool:
+    try:
+        exporter.recompute(NOW)
+    except STORE_ERRORS:
+        return False
+    return True
+
+
+def test_serve_with_an_unreachable_postgres_exits_1_with_one_line_without_the_password(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # nothing listens there
+    (tmp_path / "c.toml").write_text(f'store = "postgresql://cce@127.0.0.1:{port}/cc"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "collector", "--config.file", str(tmp_path / "c.toml"),
+         "--web.listen-address", f"127.0.0.1:{free_port()}"],
+        cwd=REPO, env={"PATH": "/usr/bin:/bin", "CONTACT_COST_STORE_PASSWORD": SECRET},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.returncode == 1
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    url = f"postgresql://cce@127.0.0.1:{port}/cc"
+    assert lines[0].startswith(f"contact-cost-exporter: cannot open the store: PostgreSQL at "
+                               f"{url}: ")  # the URL once, then libpq's reason
+    assert lines[0].count(url) == 1 and "Connection refused" in lines[0]
+    assert "Traceback" not in run.stderr and SECRET not in run.stderr + run.stdout
