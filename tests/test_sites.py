@@ -3,7 +3,10 @@ by promtool and against a real Prometheus scraping two exporters as two sites.
 
 The exporters are the real CLI on loopback, each with its own export and costs; the
 Prometheus gives each scrape job a `site` target label, as one Prometheus scraping every
-site would (a site's own Prometheus adds `site` as an external label instead).
+site would (a site's own Prometheus adds `site` as an external label instead). The north
+site runs two replicas: a second exporter on the same export and config (its own store,
+so the same figures, as replicas of one PostgreSQL store serve), a second target of the
+north job, which the rules must count once.
 """
 
 from __future__ import annotations
@@ -92,13 +95,13 @@ def _site(workdir: Path, channel: str, per_contact: float, handled: list[bool]) 
     return workdir / "config.toml"
 
 
-def _prometheus(workdir: Path, sites: dict[str, int]) -> tuple[Server, PrometheusAPI]:
+def _prometheus(workdir: Path, sites: dict[str, list[int]]) -> tuple[Server, PrometheusAPI]:
     binary = require_binary("prometheus")
     port = free_port()
     jobs = "".join(
         f"  - job_name: {site}\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{exporter_port}']\n        labels: {{site: {site}}}\n"
-        for site, exporter_port in sites.items()
+        f"      - targets: {[f'127.0.0.1:{p}' for p in ports]}\n        labels: {{site: {site}}}\n"
+        for site, ports in sites.items()
     )
     rules = "".join(f"  - {json.dumps(str(path))}\n" for path in RULES)
     config = workdir / "prometheus.yml"
@@ -130,16 +133,27 @@ def test_two_sites_into_one_prometheus_cost_per_contact_is_total_over_total(
     # north: voice, 2.00 per handled contact, 3 handled -> cost 6, contacts 3 (2.00 each)
     # south: email, 5.00 per handled contact, 1 handled + 1 not -> cost 5, contacts 1 (5.00)
     # the center: (6 + 5) / (3 + 1) = 2.75; an average of the two sites' ratios is 3.5
+    # north runs two replicas serving the same figures: counted once, or the center would
+    # be (6 + 6 + 5) / (3 + 3 + 1) = 2.43
     north_cfg = _site(tmp_path / "north", "voice", 2.0, [True, True, True])
     south_cfg = _site(tmp_path / "south", "email", 5.0, [True, False])
+    replica_dir = tmp_path / "north-replica"
+    replica_dir.mkdir()
+    replica_cfg = replica_dir / "config.toml"
+    replica_cfg.write_text(north_cfg.read_text().replace(
+        'path = "contacts.csv"', f'path = "{north_cfg.parent / "contacts.csv"}"'))
     servers: list[Server] = []
     try:
         north, north_port = start_exporter(north_cfg.parent, north_cfg)
         servers.append(north)
+        replica, replica_port = start_exporter(replica_dir, replica_cfg)
+        servers.append(replica)
         south, south_port = start_exporter(south_cfg.parent, south_cfg)
         servers.append(south)
         # the exporters' own figures, read from /metrics
-        for port, cost, contacts in ((north_port, 6.0, 3.0), (south_port, 5.0, 1.0)):
+        for port, cost, contacts in (
+            (north_port, 6.0, 3.0), (replica_port, 6.0, 3.0), (south_port, 5.0, 1.0)
+        ):
             values = parse_exposition(http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
             got_cost = sum(v for (name, labels), v in values.items()
                            if name == "contactcenter_cost" and DAY.items() <= dict(labels).items())
@@ -147,7 +161,8 @@ def test_two_sites_into_one_prometheus_cost_per_contact_is_total_over_total(
                                if name == "contactcenter_contacts"
                                and DAY.items() <= dict(labels).items())
             assert (got_cost, got_contacts) == (pytest.approx(cost), contacts)
-        prometheus, api = _prometheus(tmp_path, {"north": north_port, "south": south_port})
+        prometheus, api = _prometheus(
+            tmp_path, {"north": [north_port, replica_port], "south": [south_port]})
         servers.append(prometheus)
 
         day = '{period="day",window="current"}'
@@ -175,9 +190,12 @@ def test_two_sites_into_one_prometheus_cost_per_contact_is_total_over_total(
             "": pytest.approx(11.0)}
         assert _value(api, f"period_window:contactcenter_contacts:sum_over_sites{day}") == {
             "": 4.0}
-        # the same from the raw series in the same Prometheus: sum over sum
+        # the raw series in the same Prometheus: a plain sum over sum counts north twice
         raw = _value(api, f"sum(contactcenter_cost{day}) / sum(contactcenter_contacts{day})")
-        assert raw == {"": pytest.approx(2.75)}
+        assert raw == {"": pytest.approx(17 / 7)}
+        # ...and the center's own rules (no site label) count it once, too
+        assert _value(api, f"period_window:contactcenter_cost_per_contact:ratio{day}") == {
+            "": pytest.approx(2.75)}
         # the per-channel figure across sites keeps each site's channel
         channels = {r["metric"]["channel"]: float(r["value"][1]) for r in api.query(
             f"period_window_channel:contactcenter_cost_per_contact:ratio_over_sites{day}")}
