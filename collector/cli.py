@@ -333,9 +333,13 @@ def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
     On a terminal a progress bar per source shows rows read, rows/s and time left.
     """
     from collector.progress import IngestProgress
-    from collector.runtime import Exporter
+    from collector.runtime import Exporter, store_failure
+    from collector.stores import STORE_ERRORS
 
-    exporter = Exporter(config)
+    try:
+        exporter = Exporter(config)
+    except STORE_ERRORS as exc:  # one line, as serve says it, not a traceback
+        sys.exit(f"contact-cost-exporter: {store_failure(config.settings, exc)}")
     progress = IngestProgress()
     exporter.on_batch = progress.batch
     try:

@@ -555,14 +555,16 @@ def _recomputed(exporter: Exporter) -> bool:
     return True
 
 
-def test_serve_with_an_unreachable_postgres_exits_1_with_one_line_without_the_password(
-    tmp_path: Path,
+@pytest.mark.parametrize("command", ["serve", "report"])
+def test_an_unreachable_postgres_exits_1_with_one_line_without_the_password(
+    tmp_path: Path, command: str,
 ) -> None:
     port = free_port()  # nothing listens there
     (tmp_path / "c.toml").write_text(f'store = "postgresql://cce@127.0.0.1:{port}/cc"\n')
+    args = (["--web.listen-address", f"127.0.0.1:{free_port()}"] if command == "serve"
+            else ["report"])
     run = subprocess.run(
-        [sys.executable, "-m", "collector", "--config.file", str(tmp_path / "c.toml"),
-         "--web.listen-address", f"127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "collector", "--config.file", str(tmp_path / "c.toml"), *args],
         cwd=REPO, env={"PATH": "/usr/bin:/bin", "CONTACT_COST_STORE_PASSWORD": SECRET},
         capture_output=True, text=True, timeout=60, check=False,
     )
