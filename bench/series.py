@@ -1,11 +1,14 @@
 """Series at scale: 200 queues x 5 channels, the series each [metrics] setting gives, the
-recompute tick, and /metrics against prometheus-client rendering the same families.
+recompute tick, and /metrics against prometheus-client rendering the same families, on
+SQLite and on PostgreSQL.
 
     .venv/bin/python bench/series.py                # 200 queues x 5 channels, 300 scrapes
     .venv/bin/python bench/series.py --queues 20 --scrapes 50 --no-append   # a quick look
+    .venv/bin/python bench/series.py --only "periods = [month]" --stores postgresql
 
 For each configuration (all periods; and [metrics] limits that bring it near 100k series)
-the bench ingests one generated CSV export into a fresh SQLite store, times three
+and each store (a fresh SQLite file; a fresh database on a PostgreSQL server the bench
+starts itself, as bench/pg_ingest.py does) the bench ingests one generated CSV export, times three
 recomputes in process (the tick: store -> figures -> rendered snapshot), then starts the
 real exporter on that store and scrapes /metrics over one keep-alive connection. Side by
 side in the same run, prometheus-client serves the very same families (parsed from that
@@ -17,6 +20,7 @@ fixed number of requests. Results print as a table and are appended to bench/RES
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import platform
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from load import free_port  # bench/ is on sys.path
+from pg_ingest import BenchPostgres, postgres_server
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
@@ -122,6 +127,13 @@ def write_export(path: Path, queues: int) -> int:
     return rows
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
@@ -176,18 +188,27 @@ class SameFamilies:
             yield family
 
 
-def run_one(name: str, metrics: str, queues: int, scrapes: int, workdir: Path) -> dict[str, Any]:
+def run_one(name: str, metrics: str, queues: int, scrapes: int, workdir: Path,
+            server: BenchPostgres | None = None) -> dict[str, Any]:
+    """One configuration on one store: SQLite, or with `server` a fresh PostgreSQL database
+    (its password through CONTACT_COST_STORE_PASSWORD, here and in the exporter's env)."""
+    from collector.config import STORE_PASSWORD_ENV
     from collector.runtime import Exporter, load_config
 
     csv = workdir / "export.csv"
     rows = write_export(csv, queues)
-    store = workdir / "store.db"
+    store: Path | str = workdir / "store.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACT_COST_")}
+    if server is not None:
+        store = server.fresh_database("series")
+        os.environ[STORE_PASSWORD_ENV] = env[STORE_PASSWORD_ENV] = server.password
     qmap = ", ".join(f'"q{q}" = "q{q}"' for q in range(queues))
     cmap = ", ".join(f'"{c}" = "{c}"' for c in CHANNELS)
     config = workdir / "config.toml"
     config.write_text(CONFIG.format(store=store, csv=csv, queues=qmap, channels=cmap,
                                     metrics=metrics))
     exp = Exporter(load_config(config))
+    os.environ.pop(STORE_PASSWORD_ENV, None)
     try:
         started = time.perf_counter()
         stored = exp.ingest("export")
@@ -201,13 +222,13 @@ def run_one(name: str, metrics: str, queues: int, scrapes: int, workdir: Path) -
     finally:
         exp.close()
     result: dict[str, Any] = {"config": name, "rows": rows, "stored": stored, "series": series,
+                              "store": "PostgreSQL" if server is not None else "SQLite",
                               "ingest_s": ingest, "tick_s": statistics.median(ticks),
                               "bytes": len(body)}
 
     # the real exporter on this store, scraped over loopback
     port = free_port()
     log = (workdir / "exporter.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTACT_COST_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector", "--config.file", str(config),
          "--web.listen-address", f"127.0.0.1:{port}"],
@@ -275,24 +296,27 @@ def _get(port: int, path: str) -> tuple[int, str]:
 def table(results: list[dict[str, Any]], queues: int) -> str:
     lines = [
         f"## bench/series.py: {queues} queues x {len(CHANNELS)} channels x 2 directions, "
-        f"SQLite ({datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()})",
+        f"{' and '.join(dict.fromkeys(r['store'] for r in results))} "
+        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_cpu_model()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})",
         "",
-        "| [metrics] | series | tick (recompute + render) | /metrics p50 | /metrics p99 | "
+        "| store | [metrics] | series | tick (recompute + render) | /metrics p50 | /metrics p99 | "
         "prometheus-client p50 | p99 | ours faster (p50) | gzip p99: ours, client | body, gzip |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['config']} | {r['series']:,} | {_ms(r['tick_s'])} | {_ms(r['ours_p50'])} | "
+            f"| {r['store']} | {r['config']} | {r['series']:,} | {_ms(r['tick_s'])} | "
+            f"{_ms(r['ours_p50'])} | "
             f"{_ms(r['ours_p99'])} (n={r['ours_n']}) | {_ms(r['client_p50'])} | "
             f"{_ms(r['client_p99'])} (n={r['client_n']}) | {r['speedup_p50']:.0f}x | "
             f"{_ms(r['ours_gz_p99'])}, {_ms(r['client_gz_p99'])} | "
             f"{r['bytes'] / 1e6:.1f} MB, {r['gz_bytes'] / 1e6:.1f} MB |"
         )
-    r0 = results[0]
-    lines += ["", f"Ingest: {r0['rows']:,} rows into SQLite in {r0['ingest_s']:.2f} s. "
-              "The tick is the median of three in-process recomputes; a scrape serves the "
+    ingests = ", ".join(f"{r['store']} ({r['config']}) {r['ingest_s']:.2f} s" for r in results)
+    lines += ["", f"Ingest of the {results[0]['rows']:,} rows: {ingests}. The tick is the "
+              "median of three in-process recomputes; a scrape serves the "
               "snapshot's bytes as rendered, prometheus-client builds and renders the families "
               "on every scrape.", ""]
     return "\n".join(lines)
@@ -303,16 +327,30 @@ def main() -> int:
     parser.add_argument("--queues", type=int, default=200)
     parser.add_argument("--scrapes", type=int, default=300)
     parser.add_argument("--only", choices=sorted(LIMITS), help="one configuration")
+    parser.add_argument("--stores", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql (default: both)")
     parser.add_argument("--no-append", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if not stores or set(stores) - {"sqlite", "postgresql"}:
+        parser.error("--stores: sqlite, postgresql or both")
     results = []
-    for name, metrics in LIMITS.items():
-        if args.only and name != args.only:
-            continue
-        with tempfile.TemporaryDirectory(prefix="series-bench-") as scratch:
-            result = run_one(name, metrics, args.queues, args.scrapes, Path(scratch))
-            results.append(result)
-            print(result, file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(postgres_server()) if "postgresql" in stores else None
+        for name, metrics in LIMITS.items():
+            if args.only and name != args.only:
+                continue
+            for kind in stores:
+                with tempfile.TemporaryDirectory(prefix="series-bench-") as scratch:
+                    result = run_one(name, metrics, args.queues, args.scrapes, Path(scratch),
+                                     server if kind == "postgresql" else None)
+                    results.append(result)
+                    print(result, file=sys.stderr)
+    for r in results:  # the same export gives the same series on either store
+        same = [o for o in results if o["config"] == r["config"]]
+        if any(o["series"] != r["series"] or o["stored"] != r["stored"] for o in same):
+            raise SystemExit(f"{r['config']}: the stores differ: "
+                             f"{[(o['store'], o['stored'], o['series']) for o in same]}")
     text = table(results, args.queues)
     print(text)
     if not args.no_append:
