@@ -371,3 +371,39 @@ def test_newest_start_sees_another_writers_commits(postgres_db: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_sqlite_store_copied_into_postgresql_reads_back_row_for_row(
+        postgres_db: str, tmp_path: Path) -> None:
+    from adapters.base import QueueCall
+
+    sqlite = SqliteStore(tmp_path / "s.db", UTC_ZONE, kpi=DEFS, customer_key=KEY)
+    pg = PostgresStore(postgres_db, UTC_ZONE, kpi=DEFS, customer_key=KEY)
+    try:
+        sqlite.commit_records("pbx", [], [leg for i in range(30) for leg in call_legs(i)], "p9")
+        sqlite.commit_records("hooks", [webhook_contact(i) for i in range(12)], [], None)
+        # A queue_log entry for call c1 (stored: enriches it) and one for a call to come.
+        entries = [QueueCall("c1", "pbx", "sales", T + 97, 3.0, "answered"),
+                   QueueCall("c99", "pbx", "support", T + 9999, 7.0, "abandoned")]
+        sqlite.commit_records("qlog", [], [], "q1", entries)
+        pg.import_tables(sqlite.export_tables())
+
+        def rows(store: Any) -> dict[str, list[tuple[Any, ...]]]:
+            return {t: [r for batch in b for r in batch] for t, b in store.export_tables()}
+
+        want, got = rows(sqlite), rows(pg)
+        assert got == want
+        for table in want:  # and each value of the same Python type
+            assert [[type(v) for v in r] for r in got[table]] == \
+                [[type(v) for v in r] for r in want[table]], table
+        assert len(want["queue_calls"]) == 2 and len(want["repeats"]) > 0
+        assert_same_figures(pg.rollups_as_of(*ALL_DAYS), sqlite.rollups_as_of(*ALL_DAYS))
+        # Both carry on alike: call c99 arrives and takes its waiting queue_log entry.
+        late = call_legs(99)
+        for store in (sqlite, pg):
+            store.commit_records("pbx", [], late, "p10")
+        assert_same_figures(pg.rollups_as_of(*ALL_DAYS), sqlite.rollups_as_of(*ALL_DAYS))
+        assert pg.newest_start("qlog") == sqlite.newest_start("qlog") == T + 9999
+    finally:
+        pg.close()
+        sqlite.close()
