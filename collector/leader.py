@@ -28,6 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from collector.pgconn import connect, reason
+
 LOCK_NAME = "contact-cost-exporter leader"
 
 
@@ -74,11 +76,6 @@ def check_store_url(url: str) -> str:
     return url
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 class LeaderLock:
     """Leadership held through one dedicated PostgreSQL session."""
 
@@ -109,19 +106,8 @@ class LeaderLock:
         return self._leader
 
     def _connect(self) -> psycopg.Connection[Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": self._connect_timeout,
-            "application_name": "contact-cost-exporter leader",
-            # the client notices a vanished server, the server a vanished client, in ~10 s
-            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-            "keepalives_count": 2,
-            "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
-                       "-c tcp_keepalives_count=2",
-        }
-        if self._password is not None:
-            kwargs["password"] = self._password
-        conn = psycopg.connect(self.url, **kwargs)
+        conn = connect(self.url, self._password, application_name="contact-cost-exporter leader",
+                       connect_timeout=self._connect_timeout)
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         self.pid = int(row[0]) if row else None
         return conn
@@ -131,7 +117,7 @@ class LeaderLock:
         low, high = self._backoff
         self._delay = low if self._delay == 0 else min(high, self._delay * 2)
         self._retry_at = now + self._delay
-        self.error = f"PostgreSQL at {redact_url(self.url)}: {_reason(exc)}"
+        self.error = f"PostgreSQL at {redact_url(self.url)}: {reason(exc)}"
 
     def _drop(self) -> None:
         self._leader = False
