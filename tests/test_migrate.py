@@ -257,12 +257,14 @@ def test_an_exporter_on_the_copy_resumes_where_the_source_stopped(
     from collector.runtime import Exporter, load_config
 
     directory, url = migrated
-    config = load_config(directory / "config.toml")
-    settings = config.settings
+    # The same configuration with the store pointed at the copy, as the README says to do.
+    (directory / "config-pg.toml").write_text(
+        CONFIG.format(store=url, dir=directory, secret=SECRET))
 
-    def restart(store: Any) -> tuple[list[int], dict[str, int], bytes]:
-        exporter = Exporter(config, store=store)
+    def restart(config: Path) -> tuple[list[int], dict[str, int], bytes]:
+        exporter = Exporter(load_config(config))
         try:
+            assert exporter.is_leader  # alone on its store: it pulls
             stored = [exporter.ingest("queues"), exporter.ingest("pbx")]
             again = post(exporter, EVENTS[2])  # a redelivery: known on the copy too
             duplicates = {n: s.duplicates for n, s in exporter.health.sources().items()}
@@ -273,14 +275,14 @@ def test_an_exporter_on_the_copy_resumes_where_the_source_stopped(
     # A restart on SQLite and the first start on PostgreSQL see the same thing: both files
     # read from their copied positions (nothing new, nothing counted again), the webhook
     # event already stored.
-    on_sqlite = restart(open_sqlite(directory / "state.db", settings))
-    on_pg = restart(open_pg(url, settings))
+    on_sqlite = restart(directory / "config.toml")
+    on_pg = restart(directory / "config-pg.toml")
     assert on_pg == on_sqlite == ([0, 0], {"pbx": 0, "queues": 0, "crm": 1}, b"duplicate\n")
     # A new CDR appended is the only thing the next read on PostgreSQL stores.
     with (directory / "Master.csv").open("a") as out:
         out.write(EXTRA_CDR.replace("1700001100.12", "1700009999.99")
                   .replace("2023-11-14 23:18", "2026-11-05 10:00"))
-    exporter = Exporter(config, store=open_pg(url, settings))
+    exporter = Exporter(load_config(directory / "config-pg.toml"))
     try:
         assert exporter.ingest("pbx") == 1
         assert exporter.health.sources()["pbx"].duplicates == 0
