@@ -154,6 +154,22 @@ def stored_meta(store: MigratableStore) -> dict[str, str]:
     return {}
 
 
+def check_schema(meta: dict[str, str], location: str) -> None:
+    """The source must be of this exporter's schema: an older store is upgraded in place by
+    opening it (a newer one is this exporter's to refuse); read-only, migrate cannot."""
+    from collector.store_base import SCHEMA_VERSION
+
+    stored = meta.get("schema")
+    if stored == SCHEMA_VERSION:
+        return
+    if stored and stored.isdigit() and int(stored) > int(SCHEMA_VERSION):
+        raise MigrateError(f"{location}: store schema {stored} is newer than this exporter's "
+                           f"({SCHEMA_VERSION}); migrate with the version that wrote it")
+    raise MigrateError(f"{location}: store schema {stored or 'unknown'} is older than this "
+                       f"exporter's ({SCHEMA_VERSION}); start this version of the exporter on "
+                       "it once (it upgrades the store in place), stop it, then migrate")
+
+
 def stored_kpi(meta: dict[str, str]) -> KpiDefinitions | None:
     """The definitions the store's rollups were made with (meta `kpi`), if readable."""
     try:
@@ -395,6 +411,7 @@ def migrate_store(
     finally:
         probe.close()
     tz = stored_zone(meta, source_location)
+    check_schema(meta, source_location)
     created = not is_url(dest_location) and not Path(dest_location).exists()
     source = opener(source_location, tz, password, readonly=True)
     dest: MigratableStore | None = None

@@ -414,6 +414,24 @@ def test_argument_and_source_errors(source: Path, capsys: pytest.CaptureFixture[
                                 "are the same store\n")
 
 
+def test_a_store_of_another_schema_is_refused(
+        source: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(source / "state.db")
+    with db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")  # as a 2026-11 store
+    db.close()
+    status, out, err = run(capsys, "migrate", "--from", str(source / "state.db"),
+                           "--to", str(source / "copy.db"))
+    assert (status, out) == (1, "")
+    assert err == (f"contact-cost-exporter: migrate refused: {source / 'state.db'}: store "
+                   "schema 2 is older than this exporter's (3); start this version of the "
+                   "exporter on it once (it upgrades the store in place), stop it, then "
+                   "migrate\n")
+    assert not (source / "copy.db").exists()
+
+
 def test_a_copy_that_differs_is_taken_back(
         source: Path, postgres_db: str, capsys: pytest.CaptureFixture[str],  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
