@@ -18,7 +18,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
+from collector.logsafe import printable
 from collector.runtime import Exporter
+from collector.stores import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 RECOMPUTE_JOB = "recompute"
@@ -33,6 +35,23 @@ def _status(event: JobExecutionEvent) -> str:
     if event.code == EVENT_JOB_MISSED:
         return "missed"
     return "error" if event.exception is not None else "success"
+
+
+class StoreFailureInOneLine(logging.Filter):
+    """APScheduler logs a failed job with its traceback. A job that failed on the store (a
+    lost PostgreSQL connection, a full disk) fails so every interval until the store is
+    back, and its traceback says nothing new: one line with the reason instead, as the
+    runtime logs store failures (contactcenter_store_up and _store_errors_total count them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, STORE_ERRORS):
+            lines = str(exc).strip().splitlines()
+            reason = printable(lines[0].strip() if lines else type(exc).__name__)
+            record.msg = f"{record.getMessage()}: the store failed: {reason}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
 
 
 class ExporterScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
@@ -63,6 +82,9 @@ def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
             exporter.health.record_job(event.job_id.split(":", 1)[0], _status(event))
 
     scheduler.add_listener(listener, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    executor_log = logging.getLogger("apscheduler.executors.default")
+    if not any(isinstance(f, StoreFailureInOneLine) for f in executor_log.filters):
+        executor_log.addFilter(StoreFailureInOneLine())
     schedule_jobs(scheduler, exporter)
 
     def bring_recompute_forward() -> None:

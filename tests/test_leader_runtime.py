@@ -576,3 +576,33 @@ def test_an_unreachable_postgres_exits_1_with_one_line_without_the_password(
                                f"{url}: ")  # the URL once, then libpq's reason
     assert lines[0].count(url) == 1 and "Connection refused" in lines[0]
     assert "Traceback" not in run.stderr and SECRET not in run.stderr + run.stdout
+
+
+def test_a_recompute_job_failing_on_the_store_logs_one_line_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore(SqliteStore(tmp_path / "s.db", UTC_ZONE))
+    exporter, _ = replica(tmp_path / "s.db", store)  # type: ignore[arg-type]
+    store.down = True
+    scheduler = build_scheduler(exporter)
+    try:
+        with caplog.at_level(logging.ERROR, logger="apscheduler.executors.default"):
+            scheduler.start()
+            job = scheduler.get_job("recompute")
+            job.modify(next_run_time=datetime.now(UTC))
+            failed = wait_for(lambda: [r for r in caplog.records if "recompute" in r.getMessage()],
+                              10, 0.05, "the recompute job to fail")
+        # Once or twice (the first ingest brings the first recompute forward too): each
+        # failure is APScheduler's line plus the reason, with no traceback.
+        for record in failed:
+            assert record.getMessage().endswith(
+                " raised an exception: the store failed: disk I/O error")
+            assert record.exc_info is None
+        assert "Traceback" not in caplog.text
+        assert gauge(exporter, "contactcenter_store_up") == 0
+        runs = parse_exposition(exporter.metrics_body().decode())
+        assert runs[("contactcenter_scheduler_job_runs_total",
+                     frozenset({"job": "recompute", "status": "error"}.items()))] >= 1
+    finally:
+        scheduler.shutdown(wait=True)
+        exporter.close()
