@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import parse_exposition
+from tests.pg_helpers import postgres_db, postgres_server
 from tests.prom_helpers import (
     PROMETHEUS_DIR,
     PrometheusAPI,
@@ -31,6 +32,8 @@ from tests.prom_helpers import (
     start_exporter,
     wait_for,
 )
+
+__all__ = ["postgres_db", "postgres_server"]  # fixtures used by name below
 
 RULES = [PROMETHEUS_DIR / "recording_rules.yml", PROMETHEUS_DIR / "global_rules.yml"]
 DAY = {"period": "day", "window": "current"}
@@ -200,6 +203,78 @@ def test_two_sites_into_one_prometheus_cost_per_contact_is_total_over_total(
         channels = {r["metric"]["channel"]: float(r["value"][1]) for r in api.query(
             f"period_window_channel:contactcenter_cost_per_contact:ratio_over_sites{day}")}
         assert channels == {"voice": pytest.approx(2.0), "email": pytest.approx(5.0)}
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def _leaders(api: PrometheusAPI) -> dict[str, float]:
+    return {r["metric"]["instance"]: float(r["value"][1])
+            for r in api.query('contactcenter_leader{job="oslo"}')}
+
+
+def test_a_replica_pair_on_postgresql_counts_once_through_a_kill_of_its_leader(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    """Two exporters on one real PostgreSQL store, one scrape job: Prometheus sees one leader,
+    the store up on both, the pair's figures once (6 / 3 = 2, where the raw sum is 12 / 6),
+    no leader alert condition, and after kill -9 of the leader the figures stay 6 / 3 at
+    every evaluation while the follower takes over."""
+    require_binary("prometheus")
+    oslo = _site(tmp_path / "oslo", "voice", 2.0, [True, True, True])
+    text = oslo.read_text().replace('store = "state.db"', f'store = "{postgres_db}"')
+    text = text.replace('path = "contacts.csv"', f'path = "{oslo.parent / "contacts.csv"}"')
+    replicas: list[Server] = []
+    servers: list[Server] = []
+    try:
+        ports = []
+        for name in ("a", "b"):
+            workdir = tmp_path / f"replica-{name}"
+            workdir.mkdir()
+            (workdir / "config.toml").write_text(text)
+            server, port = start_exporter(workdir, workdir / "config.toml")
+            replicas.append(server)
+            servers.append(server)
+            ports.append(port)
+        prometheus, api = _prometheus(tmp_path, {"oslo": ports})
+        servers.append(prometheus)
+        day = '{period="day",window="current"}'
+
+        def settled() -> bool:
+            leaders = _leaders(api)
+            cost = _value(api, f"period_window:contactcenter_cost:sum{day}")
+            return (sorted(leaders.values()) == [0.0, 1.0] and cost == {"": pytest.approx(6.0)}
+                    and _value(api, 'min(contactcenter_store_up{job="oslo"})') == {"": 1.0})
+
+        wait_for("one leader, one follower, the figures", settled, timeout=60, servers=servers)
+        assert _value(api, f"period_window:contactcenter_contacts:sum{day}") == {"": 3.0}
+        assert _value(api, f"period_window:contactcenter_cost_per_contact:ratio{day}") == {
+            "": pytest.approx(2.0)}
+        # both replicas serve the figures: a plain sum counts them twice
+        assert _value(api, f"sum(contactcenter_cost{day})") == {"": pytest.approx(12.0)}
+        # the alert conditions of ContactCostNoLeader and ContactCostTwoLeaders are empty
+        for rule in ("ContactCostNoLeader", "ContactCostTwoLeaders", "ContactCostStoreDown"):
+            expr = next(r["expr"] for r in _rules("alert_rules.yml") if r["alert"] == rule)
+            assert api.query(expr) == [], rule
+
+        leader_port = next(p for p in ports
+                           if _leaders(api).get(f"127.0.0.1:{p}") == 1.0)
+        leader = replicas[ports.index(leader_port)]
+        assert leader.proc is not None
+        leader.proc.kill()  # kill -9
+        leader.proc.wait(timeout=10)
+        survivor = f"127.0.0.1:{ports[1 - ports.index(leader_port)]}"
+        seen: list[dict[str, float] | None] = []
+
+        def took_over() -> bool:
+            seen.append(_value(api, f"period_window:contactcenter_cost:sum{day}"))
+            return _leaders(api) == {survivor: 1.0}
+
+        alive = [server for server in servers if server is not leader]
+        wait_for("the follower to lead", took_over, timeout=60, servers=alive)
+        # every evaluation during the handover: the pair once, never missing, never twice
+        assert seen and all(v == {"": pytest.approx(6.0)} for v in seen), seen
+        assert _value(api, f"period_window:contactcenter_contacts:sum{day}") == {"": 3.0}
     finally:
         for server in reversed(servers):
             server.stop()
