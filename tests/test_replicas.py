@@ -325,6 +325,13 @@ class LeaderWatch(threading.Thread):
     def two_at_once(self) -> list[tuple[float, dict[str, float | None]]]:
         return [s for s in self.samples if sum(v or 0 for v in s[1].values()) > 1]
 
+    def check(self) -> None:
+        """No sample with more than one replica saying contactcenter_leader 1."""
+        both = self.two_at_once()
+        assert not both, (
+            f"{len(both)} of {len(self.samples)} samples show two leaders, for "
+            f"{both[-1][0] - both[0][0]:.2f} s from {both[0][0]:.2f} (monotonic): {both[:3]}")
+
 
 def wait_leader(group: list[Replica], timeout: float = 30.0) -> tuple[Replica, Replica]:
     """(leader, follower) once exactly one replica says contactcenter_leader 1, the other 0."""
@@ -530,7 +537,7 @@ def test_leader_killed_during_a_large_ingest_is_replaced_and_nothing_is_lost_or_
         assert handover <= HANDOVER, f"new leader after {handover:.2f} s"
         after = settled_figures(follower, postgres_server, dbname(postgres_db), cdr.calls,
                                 settle)
-    assert not watch.two_at_once(), watch.two_at_once()[:5]
+    watch.check()
     # The killed leader's recompute worker (if it had started one) went with it: it holds
     # a store connection of its own.
     wait_for(lambda: not any(alive(child) for child in leader.children), 15, 0.1,
@@ -612,7 +619,7 @@ def test_terminated_lock_session_moves_leadership_and_never_two_leaders(
         back = time.monotonic() - released
         print(f"clean stop: the old leader leads again after {back:.2f} s")
         assert back <= HANDOVER
-    assert not watch.two_at_once(), watch.two_at_once()[:5]
+    watch.check()
     assert len(watch.samples) > 20
     assert_no_password(replicas)
 
@@ -729,7 +736,7 @@ def test_no_two_replicas_pull_at_once(
         # The follower's ingest jobs return before pulling: not one read has succeeded.
         assert not follower.value("contactcenter_source_last_success_timestamp_seconds",
                                   source="pbx")
-    assert not watch.two_at_once(), watch.two_at_once()[:5]
+    watch.check()
     for replica in (leader, follower):
         assert replica.value("contactcenter_source_duplicate_records_total", source="pbx") in (
             0, None)
