@@ -441,11 +441,17 @@ class Exporter:
         self.store.close()
 
 
+def error_line(exc: BaseException) -> str:
+    """A store error as one printable line: libpq's messages run over several lines
+    ('FATAL:  database "x" is not currently accepting connections', hints), joined here."""
+    parts = [part.strip() for part in str(exc).splitlines() if part.strip()]
+    return printable(" ".join(parts) or type(exc).__name__)
+
+
 def store_failure(settings: Settings, exc: BaseException) -> str:
-    """One line for a store that cannot be opened at start-up: where, and why (the first
-    line of the error; a store URL never holds a password, and libpq never echoes one)."""
-    lines = str(exc).strip().splitlines()
-    reason = printable(lines[0].strip() if lines else type(exc).__name__)
+    """One line for a store that cannot be opened at start-up: where, and why (a store URL
+    never holds a password, and libpq never echoes one)."""
+    reason = error_line(exc)
     where = printable(settings.store)
     if where in reason:  # StoreUnavailable names the URL itself
         return f"cannot open the store: {reason}"

@@ -18,8 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
-from collector.logsafe import printable
-from collector.runtime import Exporter
+from collector.runtime import Exporter, error_line
 from collector.stores import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,7 @@ class StoreFailureInOneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, STORE_ERRORS):
-            lines = str(exc).strip().splitlines()
-            reason = printable(lines[0].strip() if lines else type(exc).__name__)
-            record.msg = f"{record.getMessage()}: the store failed: {reason}"
+            record.msg = f"{record.getMessage()}: the store failed: {error_line(exc)}"
             record.args = None
             record.exc_info = record.exc_text = None
         return True

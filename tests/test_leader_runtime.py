@@ -606,3 +606,68 @@ def test_a_recompute_job_failing_on_the_store_logs_one_line_not_a_traceback(
     finally:
         scheduler.shutdown(wait=True)
         exporter.close()
+
+
+# -- the real CLI: the recompute worker's own store connection ----------------------------------
+def test_serve_store_up_follows_an_outage_of_the_store_and_metrics_keep_the_figures(
+    tmp_path: Path, postgres_db: str, postgres_server: PostgresServer,
+    start_exporter: Callable[..., Any],
+) -> None:
+    import shutil
+
+    from tests.conftest import FIXTURES
+    from tests.pg_helpers import PASSWORD
+
+    shutil.copy(FIXTURES / "golden" / "Master.csv", tmp_path / "Master.csv")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'timezone = "Europe/Oslo"\ninterval = "1s"\nstore = "{postgres_db}"\n'
+        '[[sources]]\nname = "pbx"\nadapter = "asterisk_cdr"\npath = "Master.csv"\n'
+        'interval = "1s"\nqueues = { "support-in" = "support", "sales-in" = "sales" }\n')
+    exporter = start_exporter(config, env={"CONTACT_COST_STORE_PASSWORD": PASSWORD})
+
+    def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return parse_exposition(exporter.metrics())
+
+    def value(name: str) -> float | None:
+        return scrape().get((name, frozenset()))
+
+    def contacts() -> dict[Any, float]:
+        return {k: v for k, v in scrape().items() if k[0] == "contactcenter_contacts"}
+
+    # The 4 CDRs (3 answered, 1 not) are stored; the worker's figures show them.
+    wait_for(lambda: scrape().get(("contactcenter_source_records_total",
+                                   frozenset({"source": "pbx"}.items()))) == 4, 30)
+    wait_for(lambda: sum(contacts().values()) > 0, 30, what="figures from the worker")
+    assert value("contactcenter_leader") == 1 and value("contactcenter_store_up") == 1
+    before = contacts()
+    dbname = postgres_db.rsplit("/", 1)[1]
+    # The store is away: no new session may start, and its sessions (the writer, the
+    # worker's reader) end; the leader lock's session is left alone.
+    postgres_server.admin(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+    try:
+        postgres_server.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+            f"'{dbname}' AND application_name LIKE 'contact-cost-exporter store%'")
+        wait_for(lambda: value("contactcenter_store_up") == 0, 20, what="store_up 0")
+        frozen = value("contactcenter_last_recompute_timestamp_seconds")
+        wait_for(lambda: _sleep(2.5), 5)  # more than two intervals: recomputes fail meanwhile
+        # /metrics still answers with the last figures: the same snapshot, not a new one.
+        assert value("contactcenter_last_recompute_timestamp_seconds") == frozen
+        assert contacts() == before
+    finally:
+        postgres_server.admin(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+    # Reconnected after its backoff (1 s, doubling): store_up is 1 and figures move on.
+    wait_for(lambda: value("contactcenter_store_up") == 1, 60, what="store_up 1 again")
+    wait_for(lambda: (value("contactcenter_last_recompute_timestamp_seconds") or 0) > frozen,
+             30, what="a new snapshot")
+    assert contacts() == before  # nothing lost or counted twice
+    assert PASSWORD not in exporter.log.read_text(errors="replace")
+    assert "Traceback" not in exporter.log.read_text(errors="replace")
+
+
+def _sleep(seconds: float) -> bool:
+    import time
+
+    time.sleep(seconds)
+    return True
