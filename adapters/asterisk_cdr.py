@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import islice, repeat
+from operator import add, and_, getitem, itemgetter
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from zlib import adler32, crc32
@@ -24,7 +27,14 @@ from adapters.base import (
     SourceSettings,
     row_id,
 )
-from adapters.fields import FIRST_YEAR, LAST_YEAR, MAX_SECONDS, customer_digest, hour_start
+from adapters.fields import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    MAX_SECONDS,
+    customer_digest,
+    customer_digests,
+    hour_start,
+)
 from adapters.filetail import FilePosition, read_new_lines
 
 OTHER_QUEUE = "other"
@@ -207,24 +217,197 @@ def parse_cdr(
     reader = csv.reader(lines)
     try:
         # Fast path: one reader over the chunk, checking that each row took one line.
-        _parse_rows(zip(numbers, reader, strict=False), reader, settings, clock, out, latest)
+        _parse_blocks(numbers, reader, settings, clock, out, latest)
     except (_JoinedLines, csv.Error):
         out = ParsedCdr([], list(decode_rejections), [])
         rows = _rows_one_by_one(numbers, lines, out.rejections)
-        _parse_rows(rows, None, settings, clock, out, latest)
+        _parse_rows(rows, settings, clock, out, latest)
     out.rejections.sort(key=lambda rejection: rejection.line)
     return out
+
+BLOCK_ROWS = 512  # rows the common-shape path takes at a time (all of them, or none)
+FAST_BLOCKS = True  # False: every row through _parse_rows (tests compare the two)
+# disposition -> (reason when no person took the call, reason when a person did): a row's
+# reason is `disposition[1] if person or not answered else NO_AGENT`, indexed by person.
+REASONS = {
+    name: (NO_AGENT if answered else reason, reason)
+    for name, (answered, reason) in DISPOSITIONS.items()
+}
+ANSWERED = {name: answered for name, (answered, _) in DISPOSITIONS.items()}
+PERSON_PREFIX = {"": False, "Local/": False}  # dstchannel[:6] of a leg no person answered
+HOUR_OF = itemgetter(slice(None, 13))  # 'YYYY-MM-DD HH'
+MINUTE_OF = itemgetter(slice(13, None))  # ':MM:SS'
+PREFIX_OF = itemgetter(slice(None, 6))
+# A dialed Local channel's second half, one channel per line (fields hold no newline).
+LOCAL_SECOND_HALF = re.compile(r"^Local/.*;2$", re.MULTILINE)
+CALLER_COLUMN = {"outbound": 2, "inbound": 1, "": 1}  # dst on outbound calls, else src
+
+
+def _parse_blocks(
+    numbers: Sequence[int],
+    reader: Any,
+    settings: AsteriskCdrSettings,
+    clock: LocalClock,
+    out: ParsedCdr,
+    latest: float | None,
+) -> None:
+    """The chunk's rows, BLOCK_ROWS at a time: a block of the common shape in one go
+    (_CommonRows), any other through the row-by-row loop. Raise _JoinedLines when a row
+    took more than one line."""
+    common = _CommonRows(settings, clock, latest) if FAST_BLOCKS else None
+    seen = 0
+    while block := list(islice(reader, BLOCK_ROWS)):
+        if reader.line_num != seen + len(block):
+            raise _JoinedLines
+        legs = common.legs(block) if common is not None else None
+        if legs is None:
+            rows = zip(numbers[seen : seen + len(block)], block, strict=True)
+            _parse_rows(rows, settings, clock, out, latest)
+        else:
+            out.legs.extend(legs)
+        seen += len(block)
+
+
+class _CommonRows:
+    """A block of rows that all take the common way through _parse_rows, column by column.
+
+    `legs(block)` is the legs _parse_rows makes of `block` when every row in it becomes a
+    leg (same width, no exclusion, a start in a cached hour, not in the future, valid
+    durations, an exact disposition, uniqueids present), built with C-level maps over the
+    columns instead of a Python loop over the rows; else None, and the caller parses the
+    block row by row. tests/test_fast_paths.py compares the two on fixtures and fuzz.
+    """
+
+    def __init__(self, settings: AsteriskCdrSettings, clock: LocalClock, latest: float | None):
+        self.settings, self.clock, self.latest = settings, clock, latest
+        self.excluded = frozenset(settings.exclude_contexts)
+        self.queue_of: dict[str, str] = {}  # dcontext -> queue label, "" when unmapped
+        self.direction_of: dict[str, str] = {}  # dcontext -> direction, "" when unmapped
+
+    def legs(self, block: list[list[str]]) -> list[Leg] | None:
+        width = len(block[0])
+        if width not in LAYOUTS:
+            return None
+        try:
+            columns = list(zip(*block, strict=True))
+        except ValueError:
+            return None  # rows of several widths
+        dcontexts = columns[3]
+        if not self.excluded.isdisjoint(dcontexts):
+            return None
+        if width < 21:
+            if not DIALED_SIDE_APPS.isdisjoint(columns[7]):
+                return None
+            channels = "\n".join(columns[5])
+            if "Local/" in channels and LOCAL_SECOND_HALF.search(channels):
+                return None
+        starts = self._starts(columns[9])
+        if starts is None:
+            return None
+        durations, billsecs = self._seconds(columns[12]), self._seconds(columns[13])
+        if durations is None or billsecs is None:
+            return None
+        try:
+            answered = list(map(ANSWERED.__getitem__, columns[14]))
+            reasons = list(map(REASONS.__getitem__, columns[14]))
+        except KeyError:
+            return None  # a disposition _parse_rows reads after strip().upper(), or none
+        ids = self._ids(block, columns, width)
+        if ids is None:
+            return None
+        leg_ids, calls = ids
+        queue_of, direction_of = self.queue_of, self.direction_of
+        for dcontext in set(dcontexts).difference(queue_of):
+            queue_of[dcontext] = self.settings.queues.get(dcontext, "")
+            direction_of[dcontext] = self.settings.directions.get(dcontext, "")
+        directions = list(map(direction_of.__getitem__, dcontexts))
+        if width == 16:
+            outcomes: Iterable[str] = repeat("")
+        else:
+            outcomes = map(self.settings.outcomes.get, columns[17], repeat(""))
+        # person = answered and billsec > 0 and dstchannel != "" and not Local/...
+        person = list(map(and_, map(and_, answered, map((0).__lt__, billsecs)),
+                          map(PERSON_PREFIX.get, map(PREFIX_OF, columns[6]), repeat(True))))
+        return list(map(tuple.__new__, repeat(Leg), zip(
+            leg_ids, calls, repeat(self.settings.channel), starts, map(add, starts, durations),
+            map(float, billsecs), answered, person, map(queue_of.__getitem__, dcontexts),
+            directions, outcomes, self._customers(block, columns, directions), repeat(None),
+            map(getitem, reasons, person),
+        )))  # fmt: skip
+
+    def _starts(self, texts: Sequence[str]) -> list[float] | None:
+        """Each start as the hour cache plus ':MM:SS' reads it (filled for new hours as
+        LocalClock.epoch would); None when one needs LocalClock.epoch or is rejected."""
+        hours = self.clock.hours
+        keys = list(map(HOUR_OF, texts))
+        try:
+            try:
+                bases = list(map(hours.__getitem__, keys))
+            except KeyError:  # a new hour: filled as LocalClock.epoch fills it
+                for key in set(keys).difference(hours):
+                    self.clock._hour_start(key)
+                bases = list(map(hours.__getitem__, keys))
+            starts = list(map(add, bases, map(MINUTE_SECONDS.__getitem__, map(MINUTE_OF, texts))))
+        except (ValueError, KeyError, TypeError):
+            return None  # not a date, ':MM:SS' odd, or an hour the offset changes in (None)
+        if self.latest is not None and max(starts) > self.latest:
+            return None
+        return starts
+
+    @staticmethod
+    def _seconds(texts: Sequence[str]) -> list[int] | None:
+        """int() of each, as _parse_rows reads duration and billsec; None if one is bad."""
+        if not "".join(texts).isascii():
+            return None
+        try:
+            values = list(map(int, texts))
+        except ValueError:
+            return None
+        return values if min(values) >= 0 and max(values) <= MAX_SECONDS else None
+
+    @staticmethod
+    def _ids(
+        block: list[list[str]], columns: list[tuple[str, ...]], width: int
+    ) -> tuple[Sequence[str], Sequence[str]] | None:
+        """(leg ids, call ids) as _parse_rows makes them; None when a uniqueid is missing."""
+        if width == 21:
+            uniqueids, sequences, linkedids = columns[16], columns[20], columns[19]
+            if not (all(uniqueids) and all(sequences)):
+                return None
+            leg_ids = list(map("{}:{}".format, uniqueids, sequences))
+            if all(linkedids):
+                return leg_ids, linkedids
+            pairs = zip(linkedids, uniqueids, strict=True)
+            return leg_ids, [linked or unique for linked, unique in pairs]
+        if width == 18:
+            if not all(columns[16]):
+                return None
+            joined = list(map(str.encode, map("\x1f".join, block), repeat("utf-8"),
+                              repeat("surrogateescape")))  # fmt: skip
+            checks = zip(map(crc32, joined), map(adler32, joined), strict=True)
+            return list(map("%08x%08x".__mod__, checks)), columns[16]
+        leg_ids = list(map(row_id, block))
+        return leg_ids, leg_ids
+
+    @staticmethod
+    def _customers(
+        block: list[list[str]], columns: list[tuple[str, ...]], directions: list[str]
+    ) -> list[str | None]:
+        """customer_digest of each row's caller: dst on an outbound call, else src."""
+        if "outbound" not in directions:
+            return customer_digests(columns[1])
+        return customer_digests(list(map(getitem, block, map(CALLER_COLUMN.__getitem__,
+                                                             directions))))  # fmt: skip
 
 
 def _parse_rows(
     rows: Iterable[tuple[int, list[str]]],
-    reader: Any,
     settings: AsteriskCdrSettings,
     clock: LocalClock,
     out: ParsedCdr,
     latest: float | None = None,
 ) -> None:
-    """The hot loop. With `reader`, raise _JoinedLines when a row took more than one line."""
+    """Row by row: each row becomes a leg, a rejection or an exclusion."""
     routes: dict[str, tuple[str, str]] = {}  # dcontext -> (queue, direction); "" unmapped
     queues, directions, outcomes = settings.queues, settings.directions, settings.outcomes
     excluded_contexts = frozenset(settings.exclude_contexts)
@@ -234,12 +417,7 @@ def _parse_rows(
     append = out.legs.append
     rejections, excluded = out.rejections, out.excluded
     new_leg = tuple.__new__
-    lines_seen = 0
     for number, row in rows:
-        if reader is not None:
-            lines_seen += 1
-            if reader.line_num != lines_seen:
-                raise _JoinedLines
         if not row:
             continue  # a blank line
         width = len(row)

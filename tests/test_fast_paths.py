@@ -7,7 +7,12 @@
 - A customer digest: fields.customer_digest against base.hash_customer.
 - A CSV export's time: csv_export._time with its hour cache against strptime/fromisoformat.
 - Whole parses of the committed fixtures and of fuzzed lines with the fast paths switched
-  off (the ':MM:SS' table emptied, customer_digest replaced by hash_customer) and on.
+  off (the ':MM:SS' table emptied, customer_digest replaced by hash_customer, every row
+  through the row-by-row loop) and on.
+- The common-shape blocks (asterisk_cdr._CommonRows: a block of rows column by column)
+  against the row-by-row loop on fixtures and on fuzzed 16/18/21-column rows with every
+  odd value the loop treats apart, in blocks of 1 to 512 rows; and the bulk
+  customer_digests against customer_digest.
 
 The start column's layout is cdr_csv's 'YYYY-MM-DD HH:MM:SS' (Asterisk's cdr_csv writes
 start, answer and end with that format; the fixtures under tests/fixtures/asterisk/ follow it).
@@ -16,7 +21,7 @@ start, answer and end with that format; the fixtures under tests/fixtures/asteri
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,7 +33,7 @@ import adapters.asterisk_cdr as cdr
 from adapters.asterisk_cdr import AsteriskCdrSettings, LocalClock, ParsedCdr, parse_cdr
 from adapters.base import hash_customer
 from adapters.csv_export import _time
-from adapters.fields import customer_digest
+from adapters.fields import customer_digest, customer_digests
 
 FIXTURES = Path(__file__).parent / "fixtures" / "asterisk"
 ZONES = [ZoneInfo("Europe/Oslo"), ZoneInfo("UTC"), ZoneInfo("Australia/Lord_Howe"),
@@ -51,6 +56,8 @@ def plain(monkeypatch: pytest.MonkeyPatch) -> None:
     through hash_customer."""
     monkeypatch.setattr(cdr, "MINUTE_SECONDS", {})
     monkeypatch.setattr(cdr, "customer_digest", hash_customer)
+    monkeypatch.setattr(cdr, "customer_digests", lambda raws: list(map(hash_customer, raws)))
+    monkeypatch.setattr(cdr, "FAST_BLOCKS", False)
 
 
 def strptime_epoch(text: str, tz: ZoneInfo) -> float | None:
@@ -189,6 +196,170 @@ def test_fuzzed_lines_parse_equal_with_fast_paths_off(
     fast, slow = parse_both(data, ZONES[0], monkeypatch)
     assert fast == slow
     assert len(fast.legs) + len(fast.rejections) == len(rows)  # each line counted once
+
+
+# -- common-shape blocks (asterisk_cdr._CommonRows) against the row-by-row loop ----------
+BLOCK_SETTINGS = AsteriskCdrSettings.model_validate({
+    "name": "pbx", "adapter": "asterisk_cdr", "path": "unused.csv",
+    "queues": {"support-in": "support", "sales-out": "telesales"},
+    "directions": {"sales-out": "outbound", "support-in": "inbound"},
+    "outcomes": {"SALE": "sale"}, "exclude_contexts": ["from-internal"],
+})  # fmt: skip
+LATEST = datetime(2026, 10, 10, tzinfo=UTC).timestamp()  # some fuzzed starts are after
+
+
+def quoted(field: str) -> str:
+    return '"' + field.replace('"', '""') + '"'
+
+
+def cdr_line(fields: dict[str, str], width: int) -> str:
+    """A cdr_csv row of `width` columns in the column order of the Asterisk CDR
+    specification (accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp,
+    lastdata, start, answer, end, duration, billsec, disposition, amaflags, then uniqueid,
+    userfield, then peeraccount, linkedid, sequence); duration and billsec unquoted, as
+    cdr_csv writes them."""
+    g = fields.get
+    row = [quoted(""), quoted(g("src", "4799462840")), quoted(g("dst", "22334400")),
+           quoted(g("dcontext", "support-in")), quoted('"Olsen, John" <4799462840>'),
+           quoted(g("channel", "SIP/trunk-1")), quoted(g("dstchannel", "SIP/218-2")),
+           quoted(g("lastapp", "Queue")), quoted("support,tT,,,300"),
+           quoted(g("start", "2026-03-29 10:00:12")), quoted(""), quoted(""),
+           g("duration", "60"), g("billsec", "55"), quoted(g("disposition", "ANSWERED")),
+           quoted("DOCUMENTATION")]  # fmt: skip
+    if width >= 18:
+        row += [quoted(g("uniqueid", "1774771212.1")), quoted(g("userfield", ""))]
+    if width == 21:
+        row += [quoted(""), quoted(g("linkedid", "1774771212.1")), quoted(g("sequence", "1"))]
+    return ",".join(row) + "\n"
+
+
+def sometimes(common: str, *odd: str) -> st.SearchStrategy[str]:
+    """`common` three times in four, else one of the values the row loop treats apart."""
+    return st.one_of(st.just(common), st.just(common), st.just(common), st.sampled_from(odd))
+
+
+BLOCK_FIELDS = st.fixed_dictionaries({
+    "src": sometimes("4799462840", "004799462840", "0", "000", "", "anonymous", "12\u0663",
+                     "+47 99 46 28 40", "4791111111", "0712345678"),
+    "dst": sometimes("22334400", "0047", "", "00"),
+    "dcontext": sometimes("support-in", "sales-out", "from-internal", "unmapped"),
+    "channel": sometimes("SIP/trunk-1", "Local/201@from-queue;1", "Local/201@from-queue;2",
+                         "Local/;2", "DAHDI/1-1;2"),
+    "dstchannel": sometimes("SIP/218-2", "", "Local/202@from-queue;1", "Local/", "SIP/2"),
+    "lastapp": sometimes("Queue", "Dial", "AppDial", "AppDial2"),
+    "start": st.one_of(st.sampled_from(["2026-03-29 10:00:12", "2026-03-29 01:59:59",
+                                        "2026-03-29 02:30:00", "2026-10-25 02:30:00",
+                                        "2026-12-01 08:00:00", "2026-10-04 02:10:00",
+                                        "2019-01-02 23:59:59"]),
+                       starts),
+    "duration": sometimes("60", "0", "604800", "604801", " 12", "1_0", "+5", "-1", "",
+                          "\u0663", "x"),
+    "billsec": sometimes("55", "0", "59", " 7", "-1", "\u0663"),
+    "disposition": sometimes("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION",
+                             "UNKNOWN", " answered", "no answer", "junk", ""),
+    "uniqueid": sometimes("1774771212.1", "", "1774771212.2"),
+    "userfield": sometimes("", "SALE", "junk"),
+    "linkedid": sometimes("1774771212.1", "", "1774771300.9"),
+    "sequence": sometimes("1", "", "2"),
+})  # fmt: skip
+
+
+def parse_blocks_both(
+    data: bytes, tz: ZoneInfo, latest: float | None, block_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[ParsedCdr, ParsedCdr]:
+    """(block path on, row-by-row only) on `data`, each with a fresh clock."""
+    with monkeypatch.context() as patch:
+        patch.setattr(cdr, "BLOCK_ROWS", block_rows)
+        fast = parse_cdr(data, 3, BLOCK_SETTINGS, tz, LocalClock(tz), latest)
+        patch.setattr(cdr, "FAST_BLOCKS", False)
+        rows = parse_cdr(data, 3, BLOCK_SETTINGS, tz, LocalClock(tz), latest)
+    return fast, rows
+
+
+def blocks_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Spy on _CommonRows.legs: one entry per block, True when it made the block's legs."""
+    taken: list[bool] = []
+    original = cdr._CommonRows.legs
+
+    def spy(self: cdr._CommonRows, block: list[list[str]]) -> list[cdr.Leg] | None:
+        legs = original(self, block)
+        taken.append(legs is not None)
+        return legs
+
+    monkeypatch.setattr(cdr._CommonRows, "legs", spy)
+    return taken
+
+
+@pytest.mark.parametrize("name", ["mixed.csv", "calls18.csv", "calls21.csv", "partial.csv"])
+@pytest.mark.parametrize("block_rows", [1, 2, 3, 512])
+def test_fixture_blocks_equal_the_row_by_row_path(
+    name: str, block_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (FIXTURES / name).read_bytes()
+    taken = blocks_taken(monkeypatch)
+    fast, rows = parse_blocks_both(data, ZONES[0], None, block_rows, monkeypatch)
+    assert fast.legs, name
+    assert fast == rows
+    if name != "mixed.csv" and block_rows == 1:  # mixed.csv: every row is odd on purpose
+        assert any(taken), name  # some blocks went the common way: not two loops compared
+
+
+def test_common_blocks_are_taken_and_odd_ones_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks of 2: lines 1-2 common (18 columns), 3-4 with a lower-case disposition the
+    # loop reads after strip().upper(), 5-6 common, 7-8 with a dialed Local ;2 side
+    # (excluded), 9-10 common but an outbound call (dst is the customer), 11-12 with a
+    # future start (latest = 2026-10-10), 13-14 with a start in Lord Howe's 02:00 hour of
+    # 4 October 2026, when clocks go from 02:00 to 02:30 (+10:30 -> +11): its first and
+    # last second differ in offset, so the hour cache holds None and LocalClock.epoch reads
+    # it (02:10 does not exist: read as +10:30, 15:40 UTC the day before).
+    odd = [{}, {}, {"disposition": "answered "}, {}, {}, {}, {"channel": "Local/1@q;2"}, {},
+           {"dcontext": "sales-out"}, {}, {"start": "2026-12-01 08:00:00"}, {},
+           {"start": "2026-10-04 02:10:00"}, {}]  # fmt: skip
+    data = "".join(cdr_line(fields, 18) for fields in odd).encode()
+    taken = blocks_taken(monkeypatch)
+    fast, rows = parse_blocks_both(data, ZoneInfo("Australia/Lord_Howe"), LATEST, 2, monkeypatch)
+    assert taken == [True, False, True, False, True, False, False]
+    assert fast == rows
+    assert len(fast.legs) == 12 and len(fast.excluded) == 1 and len(fast.rejections) == 1
+    assert fast.legs[7].customer == customer_digest("22334400")  # outbound: dst
+    assert fast.legs[2].reason == "" and fast.legs[2].answered  # "answered " read as ANSWERED
+    assert fast.legs[10].start == datetime(2026, 10, 3, 15, 40, tzinfo=UTC).timestamp()
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(BLOCK_FIELDS, st.sampled_from([16, 18, 21, 21, 18, 0])),
+                     min_size=1, max_size=24),
+       width=st.sampled_from([16, 18, 21]), mixed=st.booleans(),
+       block_rows=st.sampled_from([1, 2, 3, 5, 512]), zone=st.sampled_from(ZONES),
+       latest=st.sampled_from([None, LATEST]))  # fmt: skip
+def test_fuzzed_blocks_equal_the_row_by_row_path(
+    rows: list[tuple[dict[str, str], int]], width: int, mixed: bool, block_rows: int,
+    zone: ZoneInfo, latest: float | None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One width for the whole file, or (mixed) each row its own: 16, 18, 21 or a blank line.
+    lines = []
+    for fields, own in rows:
+        chosen = own if mixed else width
+        lines.append(cdr_line(fields, chosen) if chosen else "\n")
+    data = "".join(lines).encode()
+    fast, by_rows = parse_blocks_both(data, zone, latest, block_rows, monkeypatch)
+    assert fast == by_rows
+    with monkeypatch.context() as patch:  # and every fast path off
+        plain(patch)
+        assert fast == parse_cdr(data, 3, BLOCK_SETTINGS, zone, LocalClock(zone), latest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raws=st.lists(st.one_of(
+    st.text(alphabet="0123456789", max_size=12),
+    st.text(alphabet="0123456789+ -\n\u0663", max_size=8),
+    st.sampled_from(["4799462840", "004799462840", "0", "000", "", "0712345678"]),
+), max_size=12))  # fmt: skip
+def test_customer_digests_equal_customer_digest(raws: list[str]) -> None:
+    assert customer_digests(raws) == [customer_digest(raw) for raw in raws]
+    assert customer_digests(raws) == [hash_customer(raw) for raw in raws]
 
 
 # -- CSV export times: csv_export._time with its hour cache against the plain reading ------
