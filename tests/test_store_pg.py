@@ -403,6 +403,12 @@ def test_a_sqlite_store_copied_into_postgresql_reads_back_row_for_row(
         for store in (sqlite, pg):
             store.commit_records("pbx", [], late, "p10")
         assert_same_figures(pg.rollups_as_of(*ALL_DAYS), sqlite.rollups_as_of(*ALL_DAYS))
+        # Inside the day (09:00, before call c99's 10:40): that day from its raw rows.
+        mid_day = (date(2026, 11, 2), datetime(2026, 11, 2, 9, tzinfo=UTC))
+        assert_same_figures(pg.rollups_as_of(*mid_day), sqlite.rollups_as_of(*mid_day))
+        assert sum(r.contacts for r in sqlite.rollups_as_of(*mid_day)) == 30 + 12
+        days = (date(2026, 11, 2), date(2026, 11, 3))
+        assert sorted(pg.arrivals(*days)) == sorted(sqlite.arrivals(*days))
         assert pg.newest_start("qlog") == sqlite.newest_start("qlog") == T + 9999
     finally:
         pg.close()
