@@ -312,8 +312,8 @@ class Exporter:
         except NotLeader:
             # Not the source's fault: the lock's session ended while this pull ran, so the
             # batch was rolled back and the next leader reads it from the stored position.
-            log.warning("source %s: lost leadership, stopping this pull (%d contacts stored "
-                        "before); the next leader reads on from the stored position",
+            log.warning("source %s: lost leadership, stopping this pull (new records it "
+                        "stored: %d); the next leader reads on from the stored position",
                         source, stored)
             self._verify_leader()
         except Exception as exc:  # noqa: BLE001 - a source never takes the exporter down

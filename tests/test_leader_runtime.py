@@ -370,8 +370,8 @@ def test_a_refused_commit_stops_the_pull_without_a_source_failure(
         with caplog.at_level(logging.WARNING, logger="collector.runtime"):
             assert exporter.ingest("pbx") == 0
         lines = [r.getMessage() for r in caplog.records if "lost leadership" in r.getMessage()]
-        assert lines == ["source pbx: lost leadership, stopping this pull (0 contacts stored "
-                         "before); the next leader reads on from the stored position"]
+        assert lines == ["source pbx: lost leadership, stopping this pull (new records it "
+                         "stored: 0); the next leader reads on from the stored position"]
         assert "read failed" not in caplog.text
         state = exporter.health.sources()["pbx"]
         assert (state.up, state.last_error, state.last_run) == (0, "", 0.0)  # no run recorded
@@ -496,7 +496,8 @@ def test_a_stale_leaders_fenced_commit_is_refused_and_stores_nothing(
         with caplog.at_level(logging.WARNING, logger="collector.runtime"):
             # batch 1 commits as leader; batch 2's commit finds no lock: refused, rolled back
             assert old.ingest("pbx") == 1
-        assert "source pbx: lost leadership, stopping this pull (1 contacts stored before)" \
+        # batch 1's one contact was stored before the lock was lost
+        assert "source pbx: lost leadership, stopping this pull (new records it stored: 1)" \
             in caplog.text
         assert "read failed" not in caplog.text
         assert old.store.position("pbx") == "p1"  # batch 2 stays unread for the next leader
