@@ -142,6 +142,19 @@ def postgres_server() -> Iterator[BenchPostgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def code_state() -> str:
+    """The commit, and how many files of the code under test differ from it (a shared tree
+    where others are working)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no", "--",
+                                    "collector", "adapters").splitlines() if line]
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{head} + {len(changed)} uncommitted file(s)" if changed else head
+
+
 def pg_version(server: BenchPostgres) -> str:
     result = subprocess.run([str(server.bindir / "postgres"), "--version"],
                             capture_output=True, text=True, check=False)
@@ -226,7 +239,7 @@ def table(results: list[dict[str, Any]], rows: int, info: dict[str, str], pg: st
         "",
         f"Machine: {info['cpus']} CPUs ({info['cpu']}), {info['os']}, Python {info['python']}, "
         f"SQLite {info['sqlite']}, PostgreSQL {pg} on 127.0.0.1 (fsync on), load average at "
-        f"the start {info['load']}, commit {info['commit']}.",
+        f"the start {info['load']}, code {code_state()}.",
         "",
         "| store | runs | rows/s (median) | wall clock | exporter CPU | PostgreSQL backend CPU "
         "| rows per CPU second (both) | contacts stored |",

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from load import free_port  # bench/ is on sys.path
-from pg_ingest import BenchPostgres, postgres_server
+from pg_ingest import BenchPostgres, code_state, postgres_server
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
@@ -299,7 +299,7 @@ def table(results: list[dict[str, Any]], queues: int) -> str:
         f"{' and '.join(dict.fromkeys(r['store'] for r in results))} "
         f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_cpu_model()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})",
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, code {code_state()})",
         "",
         "| store | [metrics] | series | tick (recompute + render) | /metrics p50 | /metrics p99 | "
         "prometheus-client p50 | p99 | ours faster (p50) | gzip p99: ours, client | body, gzip |",
