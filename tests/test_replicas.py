@@ -535,8 +535,12 @@ def test_leader_killed_during_a_large_ingest_is_replaced_and_nothing_is_lost_or_
         print(f"\nkill -9 handover: {handover:.2f} s (limit {HANDOVER:.0f} s); "
               f"{stored_at_kill} of {cdr.calls} calls stored at the kill")
         assert handover <= HANDOVER, f"new leader after {handover:.2f} s"
+        took_over = time.monotonic()
         after = settled_figures(follower, postgres_server, dbname(postgres_db), cdr.calls,
                                 settle)
+        rest = time.monotonic() - took_over
+        print(f"the new leader read the other {follower.records():.0f} CDRs in {rest:.1f} s "
+              f"({follower.records() / rest:.0f}/s, recompute included)")
     watch.check()
     # The killed leader's recompute worker (if it had started one) went with it: it holds
     # a store connection of its own.
@@ -578,8 +582,8 @@ def test_terminated_lock_session_moves_leadership_and_never_two_leaders(
         # The least convenient moment: just after the leader last asked the server whether
         # it holds the lock, so it learns of the loss as late as it can.
         asked = last_query(postgres_server, db, holders[0])
-        wait_for(lambda: last_query(postgres_server, db, holders[0]) != asked, 2 * INTERVAL,
-                 0.01, "the leader's next lock check")
+        wait_for(lambda: last_query(postgres_server, db, holders[0]) != asked,
+                 3 * INTERVAL + 5, 0.01, "the leader's next lock check")
         started = time.monotonic()
         assert query(postgres_server, db, "SELECT pg_terminate_backend(%s)",
                      (holders[0],)) == [(True,)]
@@ -718,7 +722,7 @@ def test_no_two_replicas_pull_at_once(
             window = time.monotonic() + 3 * INTERVAL
             looks = 0
             while time.monotonic() < window:  # observing a quiet window, not awaiting a job
-                assert follower.leader() == 0
+                assert follower.leader() != 1
                 assert follower.records() == 0
                 assert position(postgres_server, db) == before
                 assert store_counts(postgres_server, db)["contacts:pbx"] == cdr.calls
