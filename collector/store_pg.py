@@ -33,15 +33,17 @@ import psycopg
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import TransactionStatus
 
+from adapters.base import Contact, Leg, QueueCall
 from collector.leader import check_store_url, lock_key, redact_url
 from collector.model import KpiDefinitions
 from collector.pgconn import connect, reason
-from collector.store_base import SqlStore, check_version
+from collector.store_base import Committed, SqlStore, check_version
 from collector.store_sql import POSTGRES
 from collector.stores import NotLeader, StoreUnavailable
 
 # Distinct from collector.leader.lock_key() (the leader's session lock).
 WRITE_LOCK = lock_key("contact-cost-exporter store writes")
+ANALYZE_AFTER = 20_000  # records committed before the planner's statistics are renewed
 Fence = Callable[[], tuple[str, tuple[Any, ...]]]
 
 
@@ -86,6 +88,8 @@ class PostgresStore(SqlStore):
         self._retry_at = 0.0
         self._closed = False
         self._fence: Fence | None = None
+        self._grown = 0  # records committed through this store since its last ANALYZE
+        self._analyzed_rows = 0  # contacts then
         self.error: str | None = None  # why the connection was lost, while it is
         self._init_state(tz, readonly, kpi, customer_key)
         self._db = None
@@ -210,9 +214,37 @@ class PostgresStore(SqlStore):
                 db.execute("ROLLBACK")
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        bulk = self._sql.bulk.get(sql)
+        if bulk is not None:
+            return self._copy(*bulk, rows)
         with self._db.cursor() as cursor:
             cursor.executemany(sql, rows)
             return max(int(cursor.rowcount), 0)
+
+    def _copy(self, table: str, columns: tuple[str, ...], skip_known: bool,
+              rows: Iterable[Sequence[Any]]) -> int:
+        """The rows into `table` with COPY (one round trip, not one per row): straight in,
+        or, with `skip_known`, through a temporary twin of the table and INSERT ... ON
+        CONFLICT DO NOTHING, as the statement it stands for. Returns the rows inserted."""
+        names = ", ".join(columns)
+        target = table
+        if skip_known:
+            target = f"stage_{table}"
+            # LIKE copies the columns and NOT NULL, not the key: every row goes in
+            self._db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} (LIKE {table})")
+        with self._db.cursor() as cursor:
+            with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+                count = 0
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+            if not skip_known:
+                return count
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} "  # noqa: S608
+                           "ON CONFLICT DO NOTHING")
+            inserted = max(int(cursor.rowcount), 0)
+            cursor.execute(f"TRUNCATE {target}")
+            return inserted
 
     # -- what SQLite keeps in process, asked of the database -----------------------------
     def _awaits_queue_calls(self, source: str) -> bool:
@@ -221,6 +253,46 @@ class PostgresStore(SqlStore):
 
     def _note_target(self, target: str) -> None:
         pass  # asked of the table on each commit
+
+    # -- planner statistics --------------------------------------------------------------
+    def commit_records(
+        self,
+        source: str,
+        contacts: Sequence[Contact],
+        legs: Sequence[Leg],
+        position: str | None,
+        queue_calls: Sequence[QueueCall] = (),
+    ) -> Committed:
+        committed = super().commit_records(source, contacts, legs, position, queue_calls)
+        self._grown += committed.records
+        if self._grown >= max(ANALYZE_AFTER, self._analyzed_rows // 5):
+            self._analyze()
+        return committed
+
+    def import_tables(
+        self, tables: Iterable[tuple[str, Iterable[Sequence[tuple[Any, ...]]]]]
+    ) -> dict[str, int]:
+        copied = super().import_tables(tables)
+        self._analyze()
+        return copied
+
+    def _analyze(self) -> None:
+        """Fresh planner statistics once the tables have grown by a fifth (a backfill
+        into an empty store: autovacuum may take a minute, and until then a look-up by
+        key is planned as a scan of what was a small table)."""
+        with self._session():
+            try:
+                self._db.execute("ANALYZE contacts, legs, repeats, queue_calls")
+                row = self._db.execute(
+                    "SELECT reltuples FROM pg_class WHERE oid = 'contacts'::regclass"
+                ).fetchone()
+            except psycopg.Error:
+                db = self._db
+                if db is None or db.closed or db.broken:
+                    raise
+                return  # not the tables' owner: autovacuum's statistics will do
+            self._analyzed_rows = int(row[0]) if row and row[0] > 0 else 0
+            self._grown = 0
 
     # -- leadership ----------------------------------------------------------------------
     def set_fence(self, fence: Fence | None) -> None:

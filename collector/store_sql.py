@@ -331,6 +331,17 @@ class Statements:
             "CREATE TEMP TABLE IF NOT EXISTS fcr_before (customer TEXT, start REAL)"
         )
         self.fcr_before_put = p("INSERT INTO fcr_before VALUES (?,?)")
+        # The inserts of many rows, by statement: (table, columns, whether a duplicate key
+        # is skipped). PostgreSQL copies such rows in (COPY) rather than one by one.
+        self.bulk: dict[str, tuple[str, tuple[str, ...], bool]] = {
+            self.insert_contact: ("contacts", tuple(contact_plain), True),
+            self.insert_contact_new: ("contacts", tuple(contact_plain), False),
+            self.insert_inline: ("contacts", tuple(contact_inline), True),
+            self.insert_inline_new: ("contacts", tuple(contact_inline), False),
+            self.insert_leg_new: ("legs", tuple(leg_columns), False),
+            self.fcr_touched_put: ("fcr_touched", ("customer", "start", "source", "id"), False),
+            self.fcr_before_put: ("fcr_before", ("customer", "start"), False),
+        }
         # Touched contacts with a later contact of their customer within the window.
         self.fcr_followed = p("""
 SELECT t.source, t.id FROM fcr_touched t WHERE t.customer IS NOT NULL AND EXISTS (

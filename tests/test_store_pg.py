@@ -413,3 +413,25 @@ def test_a_sqlite_store_copied_into_postgresql_reads_back_row_for_row(
     finally:
         pg.close()
         sqlite.close()
+
+
+def test_planner_statistics_are_renewed_after_a_large_ingest(postgres_db: str) -> None:
+    # A backfill into an empty store: until ANALYZE, a look-up by key is planned against
+    # the statistics of an empty table (a scan per look-up). After ANALYZE_AFTER records
+    # the store renews them itself instead of waiting for autovacuum.
+    from collector.store_pg import ANALYZE_AFTER
+
+    store = PostgresStore(postgres_db, UTC_ZONE)
+    last = "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'contacts'"
+    try:
+        store.commit_records("hooks", [webhook_contact(i) for i in range(ANALYZE_AFTER - 1)],
+                             [], None)
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            assert conn.execute(last).fetchone() == (None,)
+            store.commit_records("hooks", [webhook_contact(ANALYZE_AFTER)], [], None)
+            assert conn.execute(last).fetchone() != (None,)
+            assert conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'contacts'"
+                                ).fetchone() == (ANALYZE_AFTER,)
+        assert store._grown == 0 and store._analyzed_rows == ANALYZE_AFTER
+    finally:
+        store.close()
