@@ -51,6 +51,10 @@ class SqlStore(StoreWrites):
         """A consistent read of every table (export_tables)."""
         raise NotImplementedError
 
+    def _insert_rows(self, table: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Rows of every column of `table` (import_tables); a duplicate key fails."""
+        return self._many(self._sql.dialect.insert(table, TABLES[table]), rows)
+
     def _cursor(self, sql: str) -> Any:
         """A cursor over `sql`'s rows that need not hold them all at once."""
         return self._db.execute(sql)
@@ -225,13 +229,14 @@ class SqlStore(StoreWrites):
                 for table, batches in tables:
                     if table not in TABLES:
                         raise ValueError(f"unknown table {table!r}")
-                    statement = self._sql.dialect.insert(
-                        table, TABLES[table], "replace" if table == "meta" else "error"
-                    )
                     copied[table] = 0
                     for batch in batches:
-                        rows = [r for r in batch if table != "meta" or r[0] != "schema"]
-                        copied[table] += self._many(statement, rows) if rows else 0
+                        if table == "meta":  # over the new store's own; its schema stays
+                            rows = [r for r in batch if r[0] != "schema"]
+                            put = self._sql.put_meta
+                            copied[table] += self._many(put, rows) if rows else 0
+                        elif batch:
+                            copied[table] += self._insert_rows(table, batch)
                 self._reconcile()
             self._reload()
         return copied

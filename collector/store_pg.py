@@ -38,7 +38,7 @@ from collector.leader import check_store_url, lock_key, redact_url
 from collector.model import KpiDefinitions
 from collector.pgconn import connect, reason
 from collector.store_base import Committed, SqlStore, check_version
-from collector.store_sql import POSTGRES
+from collector.store_sql import POSTGRES, TABLES
 from collector.stores import NotLeader, StoreUnavailable
 
 # Distinct from collector.leader.lock_key() (the leader's session lock).
@@ -204,6 +204,9 @@ class PostgresStore(SqlStore):
         cursor = self._db.cursor(name=f"export_{len(sql)}_{id(sql)}")
         cursor.execute(sql)
         return cursor
+
+    def _insert_rows(self, table: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        return self._copy(table, TABLES[table], False, rows)
 
     def _rollback(self) -> None:
         db = self._db
