@@ -90,6 +90,7 @@ class PostgresStore(SqlStore):
         self._fence: Fence | None = None
         self._grown = 0  # records committed through this store since its last ANALYZE
         self._analyzed_rows = 0  # contacts then
+        self._cursors = 0  # server-side cursors opened (export_tables)
         self.error: str | None = None  # why the connection was lost, while it is
         self._init_state(tz, readonly, kpi, customer_key)
         self._db = None
@@ -201,7 +202,8 @@ class PostgresStore(SqlStore):
             self._rollback()
 
     def _cursor(self, sql: str) -> Any:
-        cursor = self._db.cursor(name=f"export_{len(sql)}_{id(sql)}")
+        self._cursors += 1  # a name of its own within the snapshot's transaction
+        cursor = self._db.cursor(name=f"export_{self._cursors}")
         cursor.execute(sql)
         return cursor
 
