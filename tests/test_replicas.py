@@ -12,7 +12,12 @@ tests/test_generate_samples.py loads it), with every 8th answered queue call tur
 the three CDRs Asterisk 12+ writes for it (shape as tests/fixtures/asterisk/calls21.csv,
 from the Asterisk CDR specification: one CDR per dial attempt of Party A, all with the
 caller's uniqueid as linkedid and a sequence counting up; ringall: two agents ring
-unanswered for the whole wait while the third answers).
+unanswered for the whole wait while the third answers). The reference for "nothing lost,
+nothing twice" is a clean run of the same file, in process, into a fresh SQLite store.
+
+contactcenter_leader is sampled on both replicas every 50 ms throughout the leader tests;
+no sample may show two leaders. Every replica (and any orphan of a killed one) is stopped
+at teardown, pass or fail.
 """
 
 from __future__ import annotations
