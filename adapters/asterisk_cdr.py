@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gc
+import io
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -213,21 +215,52 @@ def parse_cdr(
     """
     if clock is None:
         clock = LocalClock(ZoneInfo("UTC") if settings.usegmtime else tz)
+    if STREAM_DECODE and codecs.lookup(settings.encoding).name in STREAMED_CODECS:
+        out = ParsedCdr([], [], [])
+        # Fast path: the chunk decoded as the reader goes (a small buffer at a time, as a
+        # file is read, instead of one string and a list of lines the size of the chunk),
+        # lines split at "\n" only, as str.split does; one reader, each row one line.
+        text = io.TextIOWrapper(io.BytesIO(data), settings.encoding, newline="\n")
+        numbers = range(first_line, first_line + len(data) + 1)  # enough for every line
+        try:
+            with gc_paused():
+                _parse_blocks(numbers, csv.reader(text), settings, clock, out, latest)
+        except (_JoinedLines, csv.Error, UnicodeError):
+            out = _parse_decoded(data, first_line, settings, clock, latest)
+    else:
+        out = _parse_decoded(data, first_line, settings, clock, latest)
+    out.rejections.sort(key=lambda rejection: rejection.line)
+    return out
+
+
+def _parse_decoded(
+    data: bytes,
+    first_line: int,
+    settings: AsteriskCdrSettings,
+    clock: LocalClock,
+    latest: float | None,
+) -> ParsedCdr:
+    """parse_cdr on the chunk decoded at once (line by line on a bad byte, each such line
+    rejected), one reader over its lines, else one reader per line."""
     decode_rejections: list[Rejection] = []
     numbers, lines = _decode_lines(data, first_line, settings.encoding, decode_rejections)
     out = ParsedCdr([], list(decode_rejections), [])
     reader = csv.reader(lines)
     try:
-        # Fast path: one reader over the chunk, checking that each row took one line.
+        # One reader over the chunk, checking that each row took one line.
         with gc_paused():
             _parse_blocks(numbers, reader, settings, clock, out, latest)
     except (_JoinedLines, csv.Error):
         out = ParsedCdr([], list(decode_rejections), [])
         rows = _rows_one_by_one(numbers, lines, out.rejections)
         _parse_rows(rows, settings, clock, out, latest)
-    out.rejections.sort(key=lambda rejection: rejection.line)
     return out
 
+
+STREAM_DECODE = True  # False: always _parse_decoded (tests compare the two)
+# Codecs whose incremental decoder reads any bytes exactly as bytes.decode does (no BOM or
+# state: utf-16's, say, refuses a stream without a BOM that decode() reads as native).
+STREAMED_CODECS = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252"})
 BLOCK_ROWS = 512  # rows the common-shape path takes at a time (all of them, or none)
 FAST_BLOCKS = True  # False: every row through _parse_rows (tests compare the two)
 # disposition -> (reason when no person took the call, reason when a person did): a row's

@@ -9,6 +9,9 @@
 - Whole parses of the committed fixtures and of fuzzed lines with the fast paths switched
   off (the ':MM:SS' table emptied, customer_digest replaced by hash_customer, every row
   through the row-by-row loop) and on.
+- The chunk decoded as the csv reader reads it (STREAM_DECODE) against decoded at once
+  (asterisk_cdr._parse_decoded) on fuzzed bytes in several encodings: bad bytes, BOMs,
+  CR, CRLF, NUL, quotes left open, blank lines.
 - The common-shape blocks (asterisk_cdr._CommonRows: a block of rows column by column)
   against the row-by-row loop on fixtures and on fuzzed 16/18/21-column rows with every
   odd value the loop treats apart, in blocks of 1 to 512 rows; and the bulk
@@ -58,6 +61,7 @@ def plain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cdr, "customer_digest", hash_customer)
     monkeypatch.setattr(cdr, "customer_digests", lambda raws: list(map(hash_customer, raws)))
     monkeypatch.setattr(cdr, "FAST_BLOCKS", False)
+    monkeypatch.setattr(cdr, "STREAM_DECODE", False)
 
 
 def strptime_epoch(text: str, tz: ZoneInfo) -> float | None:
@@ -360,6 +364,56 @@ def test_fuzzed_blocks_equal_the_row_by_row_path(
 def test_customer_digests_equal_customer_digest(raws: list[str]) -> None:
     assert customer_digests(raws) == [customer_digest(raw) for raw in raws]
     assert customer_digests(raws) == [hash_customer(raw) for raw in raws]
+
+
+# -- the chunk decoded as the reader goes (STREAM_DECODE) against decoded at once -----------
+ENCODINGS = ["utf-8", "latin-1", "cp1252", "utf-16-le", "utf-16", "ascii"]
+RAW_LINES = st.one_of(
+    st.tuples(BLOCK_FIELDS, st.sampled_from([16, 18, 21])).map(lambda t: cdr_line(*t)),
+    st.sampled_from(["\n", "\r\n", "\r", '"open quote,1\n', '",x\n', "\x00\n", "\ufeff\n",
+                     "a\rb\n", "Ølsen,æ\n", "\u20ac\n"]),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(RAW_LINES.map(lambda line: ("text", line)),
+                                st.binary(max_size=12).map(lambda raw: ("raw", raw))),
+                      max_size=14),
+       encoding=st.sampled_from(ENCODINGS), crlf=st.booleans(), open_end=st.booleans(),
+       block_rows=st.sampled_from([1, 3, 512]))  # fmt: skip
+def test_fuzzed_bytes_parse_equal_streamed_or_decoded_at_once(
+    lines: list[tuple[str, object]], encoding: str, crlf: bool, open_end: bool,
+    block_rows: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = []
+    for kind, line in lines:
+        if kind == "raw":
+            assert isinstance(line, bytes)
+            parts.append(line + b"\n")  # bytes that may not decode: a rejected line
+        else:
+            assert isinstance(line, str)
+            parts.append((line.replace("\n", "\r\n") if crlf else line).encode(encoding, "replace"))
+    data = b"".join(parts)
+    if open_end and data.endswith(b"\n"):
+        data = data[:-1]  # a file's last line without its newline (filetail hands it out)
+    chosen = BLOCK_SETTINGS.model_copy(update={"encoding": encoding})
+    tz = ZONES[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(cdr, "BLOCK_ROWS", block_rows)
+        streamed = parse_cdr(data, 5, chosen, tz, LocalClock(tz), LATEST)
+        patch.setattr(cdr, "STREAM_DECODE", False)
+        at_once = parse_cdr(data, 5, chosen, tz, LocalClock(tz), LATEST)
+    assert streamed == at_once
+
+
+@pytest.mark.parametrize("encoding", sorted(cdr.STREAMED_CODECS))
+def test_clean_chunks_are_streamed(encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison above is not of two _parse_decoded runs: a clean chunk never reaches it.
+    data = "".join(cdr_line({}, 18) for _ in range(5)).encode(encoding)
+    monkeypatch.setattr(cdr, "_parse_decoded", lambda *args: pytest.fail("not streamed"))
+    parsed = parse_cdr(data, 1, BLOCK_SETTINGS, ZONES[0])
+    assert len(parsed.legs) == 5 and not parsed.rejections
 
 
 # -- CSV export times: csv_export._time with its hour cache against the plain reading ------
