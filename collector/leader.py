@@ -12,6 +12,25 @@ pull (`verify()`), and a store transaction can fence its commit on the lock with
 `fence_sql()`: once the session is gone the lock is gone, so a stale leader's commit
 finds no lock and is refused, and no two replicas ever write a pull at the same time.
 
+Between polls a watcher thread waits (poll(2), no timeout, no busy loop) on the lock
+session's socket while this replica leads. An idle session's socket becomes readable only
+when the server says something unasked: on pg_terminate_backend it writes FATAL and
+closes, and the TCP keepalives (collector.pgconn) end a socket whose server vanished. The
+watcher then re-checks under the lock's mutex and steps down at once, calling `on_lost`
+(the exporter sets contactcenter_leader to 0). The server writes that FATAL before the
+ending session releases the lock, so the old leader learns of the loss before a follower
+can take the lock; and a follower that takes the lock waits `settle` seconds (well above
+the watcher's latency, far below an interval) before it says it leads and pulls. So
+contactcenter_leader is never 1 on two replicas at once when a session is terminated or
+a leader is killed.
+
+The one case this cannot cover: a network partition in which the server ends the
+session (its keepalives gave up on the client) before the client's own keepalives give
+up on the server. The old leader then says 1 until its keepalive or its next lock check
+fails (about 10 s, KEEPALIVES), while the new leader already says 1. Its pulls stay
+fenced: a commit checks the lock on the server and is refused, so even then no two
+replicas ever store a pull.
+
 Connecting fails softly: the error is kept (readable, never a password) and retried with
 exponential backoff. The password comes from `password` (CONTACT_COST_STORE_PASSWORD) or
 libpq's own environment (PGPASSWORD) and pgpass, never from the URL.
@@ -21,6 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import select
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -76,8 +98,14 @@ def check_store_url(url: str) -> str:
     return url
 
 
+# A follower that takes the lock says it leads only this long afterwards: the old leader's
+# watcher has stepped down by then (it learns of a terminated session in milliseconds).
+SETTLE_SECONDS = 0.5
+
+
 class LeaderLock:
-    """Leadership held through one dedicated PostgreSQL session."""
+    """Leadership held through one dedicated PostgreSQL session. Thread-safe: the poll,
+    verify, close and the watcher thread use the connection under one mutex."""
 
     def __init__(
         self,
@@ -87,6 +115,7 @@ class LeaderLock:
         connect_timeout: int = 5,
         backoff: tuple[float, float] = (1.0, 30.0),
         clock: Callable[[], float] = time.monotonic,
+        settle: float = SETTLE_SECONDS,
     ) -> None:
         self.url = check_store_url(url)
         self.key = lock_key(name)
@@ -94,12 +123,19 @@ class LeaderLock:
         self._connect_timeout = connect_timeout
         self._backoff = backoff
         self._clock = clock
+        self._settle = settle
         self._conn: psycopg.Connection[Any] | None = None
         self._leader = False
         self._delay = 0.0
         self._retry_at = 0.0
+        self._mutex = threading.RLock()
+        self._closing = threading.Event()  # set by close(): the watcher ends, a settle too
+        self._watcher: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None  # a pipe that wakes the watcher
         self.error: str | None = None  # why the last connect or check failed, for logs
         self.pid: int | None = None  # the lock session's backend pid while connected
+        # Called (from the watcher thread, holding no lock) when it found leadership lost.
+        self.on_lost: Callable[[], None] | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -126,6 +162,7 @@ class LeaderLock:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = None
+        self._nudge()
 
     def _holds(self, conn: psycopg.Connection[Any]) -> bool:
         classid, objid = split_key(self.key)
@@ -137,37 +174,49 @@ class LeaderLock:
         return bool(row and row[0])
 
     def poll(self) -> bool:
-        """Keep or try to take the lock; whether this replica leads now. Never raises."""
-        now = self._clock()
-        if self._conn is None:
-            if now < self._retry_at:
-                return False
+        """Keep or try to take the lock; whether this replica leads now. Never raises.
+
+        A lock just taken is announced `settle` seconds later (this call waits), once the
+        replica that held it before has surely stepped down."""
+        with self._mutex:
+            now = self._clock()
+            if self._conn is None:
+                if now < self._retry_at:
+                    return False
+                try:
+                    self._conn = self._connect()
+                except psycopg.Error as exc:
+                    self._failed(exc, now)
+                    return False
             try:
-                self._conn = self._connect()
+                if self._leader:
+                    self._leader = self._holds(self._conn)
+                if not self._leader:
+                    row = self._conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                             (self.key,)).fetchone()
+                    if row and row[0] and self._settle > 0:
+                        self._closing.wait(self._settle)
+                        self._leader = self._holds(self._conn)  # still ours after the wait
+                    else:
+                        self._leader = bool(row and row[0])
             except psycopg.Error as exc:
                 self._failed(exc, now)
                 return False
-        try:
+            self._delay, self.error = 0.0, None
             if self._leader:
-                self._leader = self._holds(self._conn)
-            if not self._leader:
-                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-                self._leader = bool(row and row[0])
-        except psycopg.Error as exc:
-            self._failed(exc, now)
-            return False
-        self._delay, self.error = 0.0, None
-        return self._leader
+                self._watch()
+            return self._leader
 
     def verify(self) -> bool:
         """Whether the lock is still held, asked of the server (before a pull). Never raises."""
-        if self._conn is None or not self._leader:
-            return False
-        try:
-            self._leader = self._holds(self._conn)
-        except psycopg.Error as exc:
-            self._failed(exc, self._clock())
-        return self._leader
+        with self._mutex:
+            if self._conn is None or not self._leader:
+                return False
+            try:
+                self._leader = self._holds(self._conn)
+            except psycopg.Error as exc:
+                self._failed(exc, self._clock())
+            return self._leader
 
     def fence_sql(self) -> tuple[str, tuple[int, int, int]]:
         """A condition for a store transaction on another connection: true only while this
@@ -180,8 +229,79 @@ class LeaderLock:
         )
 
     def close(self) -> None:
-        """Give the lock up (a clean stop hands leadership over at once)."""
-        if self._conn is not None and self._leader:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-        self._drop()
+        """Give the lock up (a clean stop hands leadership over at once) and stop the
+        watcher. A later poll() connects (and watches) again."""
+        self._closing.set()  # a settle under way ends now
+        with self._mutex:
+            watcher, self._watcher = self._watcher, None
+            self._nudge()
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        with self._mutex:
+            if self._conn is not None and self._leader:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            self._drop()
+            if self._wake is not None:
+                for fd in self._wake:
+                    os.close(fd)
+                self._wake = None
+            self._closing.clear()
+
+    # -- the watcher: learns of a lost session between polls --------------------------------
+    def _nudge(self) -> None:
+        """Make the watcher look again (the connection or the role changed, or closing)."""
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake[1], b"x")
+
+    def _watch(self) -> None:
+        """Start the watcher if it is not running (called holding the mutex, when leading)."""
+        if self._closing.is_set():
+            return  # close() is stopping it
+        if self._watcher is not None:
+            self._nudge()  # perhaps a new connection to watch
+            return
+        if self._wake is None:
+            read_end, write_end = os.pipe()
+            os.set_blocking(write_end, False)  # a full pipe already wakes it: never block
+            self._wake = (read_end, write_end)
+        self._watcher = threading.Thread(target=self._watch_loop, args=(self._wake[0],),
+                                         name="leader-lock-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch_loop(self, wake: int) -> None:
+        """Wait on the lock session's socket while leading; on readiness, re-check."""
+        while not self._closing.is_set():
+            with self._mutex:
+                conn = self._conn if self._leader else None
+                fd = conn.fileno() if conn is not None else None
+            waiter = select.poll()
+            waiter.register(wake, select.POLLIN)
+            if fd is not None:
+                waiter.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+            ready = dict(waiter.poll())
+            if wake in ready:
+                os.read(wake, 4096)  # drained; look at the state again
+                continue
+            if conn is not None and self._check_unasked(conn):
+                on_lost = self.on_lost
+                if on_lost is not None:
+                    with contextlib.suppress(Exception):
+                        on_lost()
+
+    def _check_unasked(self, conn: psycopg.Connection[Any]) -> bool:
+        """The socket was readable: unless that was a poll's or verify's own answer, the
+        server spoke unasked (FATAL, then EOF) or the socket failed. Whether we lost."""
+        with self._mutex:
+            if conn is not self._conn or not self._leader or self._closing.is_set():
+                return False  # changed meanwhile: the loop looks again
+            idle = select.poll()
+            idle.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+            if not idle.poll(0):
+                return False  # it was the answer to a query another thread made
+            try:
+                self._leader = self._holds(conn)
+            except psycopg.Error as exc:
+                self._failed(exc, self._clock())
+            return not self._leader

@@ -96,12 +96,15 @@ class Exporter:
         if leader is None and config.settings.store_is_url:
             leader = LeaderLock(str(config.settings.store), config.settings.store_password_value)
         self.leader = leader
-        self._leader_mutex = threading.Lock()  # one LeaderLock call at a time (its connection)
+        # The gauge and the role's log lines follow the LeaderLock call that produced them.
+        self._leader_mutex = threading.Lock()
         self._was_leader: bool | None = None
         self._leader_error: str | None = None
         set_fence = getattr(self.store, "set_fence", None)
         if leader is not None and callable(set_fence):
             set_fence(leader.fence_sql)  # a stale leader's pull commit is refused
+        if leader is not None:
+            leader.on_lost = self._leader_lost  # its watcher: the gauge drops at once
         self.health.set_gauge(LEADER.name, 1 if leader is None else 0)
         self.snapshots = SnapshotHolder()
         self.web = web or WebConfig()  # TLS, basic auth, headers: replaced whole on reload
@@ -248,6 +251,14 @@ class Exporter:
             leading = self.leader.verify()
             self._leadership_changed(leading, self.leader.error)
         return leading
+
+    def _leader_lost(self) -> None:
+        """The lock's watcher found the session gone between polls (pg_terminate_backend,
+        a vanished server): the gauge goes to 0 and the change is logged, now."""
+        if self.leader is None:
+            return
+        with self._leader_mutex:
+            self._leadership_changed(self.leader.is_leader, self.leader.error)
 
     def _leadership_changed(self, leading: bool, error: str | None) -> None:
         """The gauge, and one log line per change of role or of the lock's connection error
@@ -435,9 +446,11 @@ class Exporter:
         for adapter in self.config.adapters:
             adapter.close()
         if self.leader is not None:
+            # Not under the leader mutex: close() joins the lock's watcher, which may be
+            # waiting for that mutex in _leader_lost. The lock serialises its own calls.
+            self.leader.close()
             with self._leader_mutex:
-                self.leader.close()
-            self.health.set_gauge(LEADER.name, 0)
+                self.health.set_gauge(LEADER.name, 0)
         self.store.close()
 
 

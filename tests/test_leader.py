@@ -192,3 +192,139 @@ def test_password_from_the_argument_when_the_environment_has_none(
         assert with_password.poll() is True
     finally:
         with_password.close()
+
+
+def _lock_threads() -> list[object]:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "leader-lock-watcher"]
+
+
+def test_a_terminated_session_is_noticed_at_once_without_a_poll(
+    postgres_db: str, postgres_server: PostgresServer
+) -> None:
+    """The watcher thread waits on the lock session's socket: pg_terminate_backend makes the
+    server write FATAL and close it, and the leader steps down with no poll() or verify()."""
+    lost: list[float] = []
+    a = LeaderLock(postgres_db, settle=0.0)
+    a.on_lost = lambda: lost.append(time.monotonic())
+    try:
+        assert a.poll() is True and a.pid is not None
+        assert len(_lock_threads()) == 1
+        terminated = time.monotonic()
+        postgres_server.admin(f"SELECT pg_terminate_backend({a.pid})")
+        deadline = terminated + 0.5
+        while a.is_leader and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert a.is_leader is False, "still leader 0.5 s after its session was terminated"
+        assert len(lost) == 1 and lost[0] - terminated < 0.5  # on_lost once, at once
+        print(f"\nloss noticed {lost[0] - terminated:.3f} s after pg_terminate_backend")
+        assert a.error is not None and "terminating connection" in a.error
+        assert a.pid is None  # the dead connection was dropped (reconnect after backoff)
+    finally:
+        a.close()
+    assert _lock_threads() == []  # close() stops the watcher
+
+
+def test_the_watcher_sleeps_and_stops_with_close(postgres_db: str) -> None:
+    """No busy loop: an idle leader's watcher uses no CPU; close() ends it (also a
+    follower, which has no watcher, closes cleanly)."""
+    a, b = LeaderLock(postgres_db, settle=0.0), LeaderLock(postgres_db, settle=0.0)
+    try:
+        assert a.poll() is True and b.poll() is False
+        assert len(_lock_threads()) == 1  # only the leader watches
+        started = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - started < 0.05  # this process slept: no spin
+        assert a.verify() is True and a.poll() is True  # its own queries wake no false alarm
+        assert a.is_leader is True
+    finally:
+        a.close()
+        b.close()
+    assert _lock_threads() == []
+    # A lock closed while it led can lead again, with a new watcher, and close again.
+    try:
+        assert b.poll() is True and len(_lock_threads()) == 1
+    finally:
+        b.close()
+    assert _lock_threads() == []
+
+
+def test_a_new_leader_says_so_only_after_the_settle(postgres_db: str) -> None:
+    """poll() that takes the lock waits `settle` seconds before it reports leading (the old
+    leader's watcher steps down meanwhile); a lock it already holds is kept without waiting."""
+    a = LeaderLock(postgres_db, settle=0.3)
+    try:
+        started = time.monotonic()
+        assert a.poll() is True
+        took = time.monotonic() - started
+        assert 0.3 <= took < 2.0
+        started = time.monotonic()
+        assert a.poll() is True
+        assert time.monotonic() - started < 0.2  # kept: no second settle
+    finally:
+        a.close()
+
+
+def test_terminate_and_handover_cycles_never_show_two_leaders(
+    postgres_db: str, postgres_server: PostgresServer
+) -> None:
+    """Ten pg_terminate_backend hand-overs between two locks polled as fast as they can,
+    is_leader sampled on both every millisecond throughout: never both at once."""
+    import threading
+
+    locks = [LeaderLock(postgres_db, backoff=(0.05, 0.05)), LeaderLock(postgres_db,
+                                                                       backoff=(0.05, 0.05))]
+    stop = threading.Event()
+    both: list[float] = []
+    samples = [0]
+
+    def sample() -> None:
+        while not stop.is_set():
+            if locks[0].is_leader and locks[1].is_leader:
+                both.append(time.monotonic())
+            samples[0] += 1
+            time.sleep(0.001)
+
+    def keep_polling(lock: LeaderLock) -> None:
+        while not stop.is_set():
+            lock.poll()
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=sample)] + [
+        threading.Thread(target=keep_polling, args=(lock,)) for lock in locks]
+    try:
+        for thread in threads:
+            thread.start()
+        handovers: list[float] = []
+        for _ in range(10):
+            leader = wait_leader_of(locks)
+            assert leader.pid is not None
+            other = locks[1 - locks.index(leader)]
+            terminated = time.monotonic()
+            postgres_server.admin(f"SELECT pg_terminate_backend({leader.pid})")
+            deadline = terminated + 5
+            while not other.is_leader and time.monotonic() < deadline:
+                time.sleep(0.002)
+            assert other.is_leader, "no hand-over within 5 s"
+            handovers.append(time.monotonic() - terminated)
+        print(f"\nhand-overs: {min(handovers):.3f}-{max(handovers):.3f} s, {samples[0]} samples")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for lock in locks:
+            lock.close()
+    assert both == [], f"two leaders in {len(both)} samples"
+    assert samples[0] > 1000
+    assert _lock_threads() == []
+
+
+def wait_leader_of(locks: list[LeaderLock]) -> LeaderLock:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        leading = [lock for lock in locks if lock.is_leader]
+        if len(leading) == 1:
+            return leading[0]
+        time.sleep(0.005)
+    raise AssertionError("no single leader within 10 s")

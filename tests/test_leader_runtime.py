@@ -44,6 +44,16 @@ UTC_ZONE = ZoneInfo("UTC")
 
 
 @pytest.fixture(autouse=True)
+def _no_watcher_left() -> Iterator[None]:
+    """Every exporter closed in a test stops its leader lock's watcher thread."""
+    import threading
+
+    yield
+    left = [t for t in threading.enumerate() if t.name == "leader-lock-watcher"]
+    assert left == [], "a leader lock's watcher still runs after the test"
+
+
+@pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
@@ -298,6 +308,39 @@ def test_a_terminated_lock_session_moves_leadership_at_the_next_poll(
         assert "leader lock lost: this replica stops pulling sources" in caplog.text
         new_source.batches = [Batch([contact("a")], [], "p1")]
         assert new.ingest("pbx") == 1 and new.store.position("pbx") == "p1"
+    finally:
+        old.close()
+        new.close()
+
+
+def test_the_old_leaders_gauge_drops_at_once_when_its_session_is_terminated(
+    postgres_db: str, postgres_server: PostgresServer,
+    shared_sqlite: Callable[[], SqliteStore], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No poll, no pull: the lock's watcher tells the exporter, whose /metrics says
+    contactcenter_leader 0 within 0.5 s, with one 'leader lock lost' line; the follower
+    that then takes the lock says 1 only after the settle, so the two never overlap."""
+    import time
+
+    old, _ = replica(postgres_db, shared_sqlite())
+    new, _ = replica(postgres_db, shared_sqlite())
+    try:
+        assert old.leader is not None and old.leader.pid is not None
+        assert gauge(old, "contactcenter_leader") == 1
+        with caplog.at_level(logging.INFO, logger="collector.runtime"):
+            terminated = time.monotonic()
+            postgres_server.admin(f"SELECT pg_terminate_backend({old.leader.pid})")
+            while (gauge(old, "contactcenter_leader") == 1
+                   and time.monotonic() < terminated + 0.5):
+                time.sleep(0.005)
+            assert gauge(old, "contactcenter_leader") == 0, "still 1 after 0.5 s"
+            assert new.poll_leader() or _after(0.5, new.poll_leader)
+            took = time.monotonic() - terminated
+            assert gauge(new, "contactcenter_leader") == 1
+            assert 0.5 <= took < 2.5  # the settle (0.5 s) came before the follower's 1
+            assert old.poll_leader() is False  # inside its reconnect backoff: a follower
+        assert caplog.text.count("leader lock lost: this replica stops pulling") == 1
+        assert "terminating connection due to administrator command" in caplog.text
     finally:
         old.close()
         new.close()
