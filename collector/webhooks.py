@@ -22,8 +22,9 @@ from adapters.base import (
 )
 from collector.config import Settings
 from collector.health import HealthState
-from collector.logsafe import printable
+from collector.logsafe import describe_error, printable
 from collector.store import Store
+from collector.stores import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class WebhookReceiver:
     anything else is 404. A refused request (bad signature, stale) is counted by its reason
     and never stored; a verified sender's unusable content is 400 and one rejected record.
     Events are stored through the store's (source, id) uniqueness, so a redelivery is 200
-    and counted as duplicate.
+    and counted as duplicate. A commit that fails on storage is 503 (the sender retries),
+    counted as a failed store commit with contactcenter_store_up 0, as the jobs' are.
     """
 
     def __init__(
@@ -114,10 +116,18 @@ class WebhookReceiver:
             return 200, TEXT, b"ignored\n"
         try:
             inserted = self.store.commit(source, [contact], None)
-        except Exception:  # the vendor retries a 503; the exporter keeps serving
+        except STORE_ERRORS as exc:  # storage failed: counted as the jobs' store calls are
+            self.health.record_store_error("commit")
+            self.health.record_webhook(source, "error")
+            log.warning("webhook %s/%s: could not store event %s, answered 503 (the sender "
+                        "retries): %s", kind, source, printable(contact.id),
+                        describe_error(exc))
+            return 503, TEXT, b"try again later\n"
+        except Exception:  # a bug: the vendor retries a 503; the exporter keeps serving
             log.exception("webhook %s/%s: could not store event %r", kind, source, contact.id)
             self.health.record_webhook(source, "error")
             return 503, TEXT, b"try again later\n"
+        self.health.set_store_up(True)
         if inserted:
             self.health.record_batch(source, inserted, [], newest=contact.start)
             self.health.record_webhook(source, "accepted")

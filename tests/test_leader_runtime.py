@@ -715,3 +715,65 @@ def _sleep(seconds: float) -> bool:
 
     time.sleep(seconds)
     return True
+
+
+def test_a_webhook_the_store_cannot_take_is_503_and_marks_the_store_down(
+    postgres_db: str, postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A webhook commit that fails on storage goes through the same bookkeeping as the
+    jobs' store calls: 503 (the sender retries), contactcenter_store_up 0 and
+    contactcenter_store_errors_total{operation="commit"} 1; the retry after the store's
+    reconnect is stored once and sets store_up 1 again."""
+    import json
+    import time
+
+    from adapters.generic_webhook import (
+        GenericWebhookAdapter,
+        GenericWebhookSettings,
+        generic_signature,
+    )
+
+    crm = GenericWebhookSettings(name="crm", adapter="generic_webhook",
+                                 webhook_secret="crm-hook-secret")
+    config = Settings(store=postgres_db, interval="60s", sources=[crm])
+    exporter = Exporter(LoadedConfig(config, (GenericWebhookAdapter(
+        crm, AdapterContext(config.tz, "USD")),), "test"), clock=lambda: NOW.timestamp())
+    # The generic webhook's event (README, Webhooks): one contact, signed HMAC-SHA256 over
+    # "<timestamp>.<raw body>".
+    body = json.dumps({"id": "evt-77", "channel": "chat", "direction": "inbound",
+                       "queue": "support", "start": "2026-11-26T11:00:00Z", "handled": True,
+                       "handle_seconds": 300, "talk_seconds": 240}).encode()
+
+    def post() -> tuple[int, bytes]:
+        stamp = str(int(time.time()))
+        headers = {"X-Contact-Cost-Timestamp": stamp,
+                   "X-Contact-Cost-Signature": generic_signature("crm-hook-secret", stamp,
+                                                                 body)}
+        status, _, answer = exporter.webhooks.handle(
+            "POST", "/webhooks/generic/crm", headers, body, "http://127.0.0.1/webhooks/generic/crm")
+        return status, answer
+
+    def store_errors() -> float | None:
+        return parse_exposition(exporter.metrics_body().decode()).get(
+            ("contactcenter_store_errors_total", frozenset({("operation", "commit")})))
+
+    try:
+        assert gauge(exporter, "contactcenter_store_up") == 1
+        assert exporter.leader is not None
+        dbname = postgres_db.rsplit("/", 1)[1]
+        postgres_server.admin(  # every session of the store's, not the lock's
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+            f"'{dbname}' AND pid <> pg_backend_pid() AND pid <> {exporter.leader.pid}")
+        with caplog.at_level(logging.WARNING, logger="collector.webhooks"):
+            assert post() == (503, b"try again later\n")
+        assert gauge(exporter, "contactcenter_store_up") == 0
+        assert store_errors() == 1
+        assert "webhook generic/crm: could not store event evt-77, answered 503" in caplog.text
+        assert "Traceback" not in caplog.text
+        # The sender retries; the store reconnects after its backoff (1 s) on a later call.
+        wait_for(lambda: post()[0] == 200, 30, 0.3, "the retried webhook stored")
+        assert gauge(exporter, "contactcenter_store_up") == 1
+        assert post() == (200, b"duplicate\n")  # stored once
+        assert exporter.store.counts() == {"crm": 1}
+    finally:
+        exporter.close()
