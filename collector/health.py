@@ -174,25 +174,31 @@ class HealthState:
             self._webhooks[(source, status)] += 1
             self._render()
 
-    def record_store_error(self, operation: str) -> None:
+    def record_store_error(self, operation: str) -> bool:
         """A store write or read failed (disk full, read-only, locked, connection lost):
-        counted, and contactcenter_store_up is 0 until a store call succeeds. Never raises."""
+        counted, and contactcenter_store_up is 0 until a store call succeeds. Whether it
+        was up until now (the outage's first failure: log it). Never raises."""
         try:
             with self._lock:
+                first = self._extra.get(STORE_UP.name) != 0
                 self._store_errors[operation] += 1
                 self._extra[STORE_UP.name] = 0
                 self._render()
-        except Exception:  # noqa: BLE001, S110 - called from error paths
-            pass
+        except Exception:  # noqa: BLE001 - called from error paths
+            return False
+        return first
 
-    def set_store_up(self, up: bool) -> None:
-        """contactcenter_store_up after a store call; re-renders only when it changes."""
+    def set_store_up(self, up: bool) -> bool:
+        """contactcenter_store_up after a store call; re-renders only when it changes.
+        Whether it changed from the other value (set up after a failure: log it)."""
         value = 1 if up else 0
         if self._extra.get(STORE_UP.name) == value:  # the common case: no lock, no render
-            return
+            return False
         with self._lock:
+            before = self._extra.get(STORE_UP.name)
             self._extra[STORE_UP.name] = value
             self._render()
+        return before is not None and before != value
 
     def set_gauge(self, name: str, value: float) -> None:
         """A process-level gauge declared in collector.metrics, e.g. the last reload's outcome."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter
+from collector import storelog
 from collector.config import ConfigError, Settings, load_settings
 from collector.health import HealthState
 from collector.leader import LeaderLock
@@ -23,6 +24,7 @@ from collector.pipeline import figures_at
 from collector.snapshot import Snapshot, SnapshotHolder
 from collector.sources import build_adapters
 from collector.store import Committed, Store
+from collector.storelog import error_line as error_line  # used by the scheduler, the cli
 from collector.stores import STORE_ERRORS, NotLeader, open_store
 from collector.webconfig import WebConfig, load_web_config
 from collector.webhooks import WebhookReceiver
@@ -332,7 +334,8 @@ class Exporter:
             self.health.record_run(
                 source, False, self.clock(), time.monotonic() - started, message
             )
-            if self._last_logged.get(source) != message:
+            # A store outage is logged once by _store_call, not per source and run.
+            if not storelog.reported(exc) and self._last_logged.get(source) != message:
                 log.warning("source %s: read failed: %s", source, message)
                 self._last_logged[source] = message
         else:
@@ -368,13 +371,18 @@ class Exporter:
 
     def _store_call(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
         """Call the store; count a failure (disk full, read-only, locked, the PostgreSQL
-        connection lost) and re-raise it. contactcenter_store_up follows the last call."""
+        connection lost) and re-raise it. contactcenter_store_up follows the last call.
+
+        An outage is logged twice: its first failure and the first success after it; the
+        failures between are counted (contactcenter_store_errors_total) and not logged
+        again, here or by the job or source that saw them (collector.storelog)."""
         try:
             result = call(*args)
-        except STORE_ERRORS:
-            self.health.record_store_error(operation)
+        except STORE_ERRORS as exc:
+            storelog.store_failed(exc, operation, self.health.record_store_error(operation))
             raise
-        self.health.set_store_up(True)
+        if self.health.set_store_up(True):
+            storelog.store_back()
         return result
 
     def _log_rejections(self, source: str, location: str, rejections: list[Rejection]) -> None:
@@ -452,13 +460,6 @@ class Exporter:
             with self._leader_mutex:
                 self.health.set_gauge(LEADER.name, 0)
         self.store.close()
-
-
-def error_line(exc: BaseException) -> str:
-    """A store error as one printable line: libpq's messages run over several lines
-    ('FATAL:  database "x" is not currently accepting connections', hints), joined here."""
-    parts = [part.strip() for part in str(exc).splitlines() if part.strip()]
-    return printable(" ".join(parts) or type(exc).__name__)
 
 
 def store_failure(settings: Settings, exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
+from collector import storelog
 from collector.runtime import Exporter, error_line
 from collector.stores import STORE_ERRORS
 
@@ -44,6 +45,8 @@ class StoreFailureInOneLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, STORE_ERRORS) and storelog.reported(exc):
+            return False  # the runtime logged this outage (its first failure) already
         if isinstance(exc, STORE_ERRORS):
             record.msg = f"{record.getMessage()}: the store failed: {error_line(exc)}"
             record.args = None

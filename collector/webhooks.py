@@ -20,9 +20,10 @@ from adapters.base import (
     WebhookRefused,
     WebhookRequest,
 )
+from collector import storelog
 from collector.config import Settings
 from collector.health import HealthState
-from collector.logsafe import describe_error, printable
+from collector.logsafe import printable
 from collector.store import Store
 from collector.stores import STORE_ERRORS
 
@@ -53,7 +54,8 @@ class WebhookReceiver:
     and never stored; a verified sender's unusable content is 400 and one rejected record.
     Events are stored through the store's (source, id) uniqueness, so a redelivery is 200
     and counted as duplicate. A commit that fails on storage is 503 (the sender retries),
-    counted as a failed store commit with contactcenter_store_up 0, as the jobs' are.
+    counted as a failed store commit with contactcenter_store_up 0, and logged once per
+    outage (collector.storelog), as the jobs' are.
     """
 
     def __init__(
@@ -117,17 +119,19 @@ class WebhookReceiver:
         try:
             inserted = self.store.commit(source, [contact], None)
         except STORE_ERRORS as exc:  # storage failed: counted as the jobs' store calls are
-            self.health.record_store_error("commit")
+            first = self.health.record_store_error("commit")
             self.health.record_webhook(source, "error")
-            log.warning("webhook %s/%s: could not store event %s, answered 503 (the sender "
-                        "retries): %s", kind, source, printable(contact.id),
-                        describe_error(exc))
+            if first:  # an outage's later 503s are counted, not logged
+                log.warning("webhook %s/%s: could not store event %s, answered 503 (the "
+                            "sender retries)", kind, source, printable(contact.id))
+            storelog.store_failed(exc, "commit", first)
             return 503, TEXT, b"try again later\n"
         except Exception:  # a bug: the vendor retries a 503; the exporter keeps serving
             log.exception("webhook %s/%s: could not store event %r", kind, source, contact.id)
             self.health.record_webhook(source, "error")
             return 503, TEXT, b"try again later\n"
-        self.health.set_store_up(True)
+        if self.health.set_store_up(True):
+            storelog.store_back()
         if inserted:
             self.health.record_batch(source, inserted, [], newest=contact.start)
             self.health.record_webhook(source, "accepted")

@@ -622,34 +622,77 @@ def test_an_unreachable_postgres_exits_1_with_one_line_without_the_password(
     assert "Traceback" not in run.stderr and SECRET not in run.stderr + run.stdout
 
 
-def test_a_recompute_job_failing_on_the_store_logs_one_line_not_a_traceback(
+def test_a_store_outage_is_one_line_when_it_starts_and_one_when_it_ends(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The recompute job failing on the store every interval: the runtime logs the outage's
+    first failure (one line, the reason, no traceback), APScheduler's own line for each
+    failed run is left out, every failure is counted; the first success says 'ok again'."""
     store = FlakyStore(SqliteStore(tmp_path / "s.db", UTC_ZONE))
     exporter, _ = replica(tmp_path / "s.db", store)  # type: ignore[arg-type]
     store.down = True
     scheduler = build_scheduler(exporter)
-    try:
-        with caplog.at_level(logging.ERROR, logger="apscheduler.executors.default"):
-            scheduler.start()
-            job = scheduler.get_job("recompute")
-            job.modify(next_run_time=datetime.now(UTC))
-            failed = wait_for(lambda: [r for r in caplog.records if "recompute" in r.getMessage()],
-                              10, 0.05, "the recompute job to fail")
-        # Once or twice (the first ingest brings the first recompute forward too): each
-        # failure is APScheduler's line plus the reason, with no traceback.
-        for record in failed:
-            assert record.getMessage().endswith(
-                " raised an exception: the store failed: disk I/O error")
-            assert record.exc_info is None
-        assert "Traceback" not in caplog.text
-        assert gauge(exporter, "contactcenter_store_up") == 0
+
+    def job_runs(status: str) -> float:
         runs = parse_exposition(exporter.metrics_body().decode())
-        assert runs[("contactcenter_scheduler_job_runs_total",
-                     frozenset({"job": "recompute", "status": "error"}.items()))] >= 1
+        return runs.get(("contactcenter_scheduler_job_runs_total",
+                         frozenset({"job": "recompute", "status": status}.items())), 0)
+
+    def run_recompute_now() -> None:
+        job = scheduler.get_job("recompute")
+        job.modify(next_run_time=datetime.now(UTC))
+
+    try:
+        with caplog.at_level(logging.INFO):
+            scheduler.start()
+            for failures in (1, 2, 3):  # three failed runs of the job
+                run_recompute_now()
+                wait_for(lambda n=failures: job_runs("error") >= n, 10, 0.05,
+                         "the recompute job to fail")
+            assert gauge(exporter, "contactcenter_store_up") == 0
+            store_errors = parse_exposition(exporter.metrics_body().decode())[
+                ("contactcenter_store_errors_total", frozenset({"operation": "read"}.items()))]
+            assert store_errors >= 3  # every failure counted
+            store.down = False
+            run_recompute_now()
+            wait_for(lambda: job_runs("success") >= 1, 10, 0.05, "a recompute that works")
+        messages = [r.getMessage() for r in caplog.records]
+        failed = [m for m in messages if m.startswith("store: a read failed")]
+        assert failed == ["store: a read failed: disk I/O error; the last figures are served "
+                          "meanwhile and store calls are retried; further failures are "
+                          "counted in contactcenter_store_errors_total, not logged"]
+        assert [m for m in messages if "raised an exception" in m] == []
+        assert messages.count("store: ok again (contactcenter_store_up 1)") == 1
+        assert "Traceback" not in caplog.text
+        assert gauge(exporter, "contactcenter_store_up") == 1
     finally:
         scheduler.shutdown(wait=True)
         exporter.close()
+
+
+def test_a_store_error_not_from_a_store_call_is_still_the_schedulers_one_line() -> None:
+    """The filter leaves a store error the runtime did not report as APScheduler's line plus
+    the reason, without the traceback (scheduler.StoreFailureInOneLine)."""
+    from collector.scheduler import StoreFailureInOneLine
+
+    try:
+        raise sqlite3.OperationalError("database is locked")
+    except sqlite3.OperationalError as exc:
+        error = exc
+    record = logging.LogRecord("apscheduler.executors.default", logging.ERROR, "x", 1,
+                               'Job "%s" raised an exception', ("recompute figures",),
+                               (type(error), error, error.__traceback__))
+    assert StoreFailureInOneLine().filter(record) is True
+    assert record.getMessage() == ('Job "recompute figures" raised an exception: the store '
+                                   "failed: database is locked")
+    assert record.exc_info is None
+    from collector import storelog
+
+    storelog.store_failed(error, "read", first=False)  # as Exporter._store_call marks it
+    reported = logging.LogRecord("apscheduler.executors.default", logging.ERROR, "x", 1,
+                                 "Job raised an exception", None,
+                                 (type(error), error, error.__traceback__))
+    assert StoreFailureInOneLine().filter(reported) is False
 
 
 # -- the real CLI: the recompute worker's own store connection ----------------------------------
@@ -706,8 +749,14 @@ def test_serve_store_up_follows_an_outage_of_the_store_and_metrics_keep_the_figu
     wait_for(lambda: (value("contactcenter_last_recompute_timestamp_seconds") or 0) > frozen,
              30, what="a new snapshot")
     assert contacts() == before  # nothing lost or counted twice
-    assert PASSWORD not in exporter.log.read_text(errors="replace")
-    assert "Traceback" not in exporter.log.read_text(errors="replace")
+    log = exporter.log.read_text(errors="replace")
+    assert PASSWORD not in log
+    assert "Traceback" not in log
+    # The outage is logged when it starts and when it ends, not per failed job or read
+    # (the recomputes failed every second meanwhile).
+    started = log.count("msg=store: a read failed") + log.count("msg=store: a commit failed")
+    assert 1 <= started <= log.count("msg=store: ok again")
+    assert "raised an exception" not in log and "source pbx: read failed" not in log
 
 
 def _sleep(seconds: float) -> bool:
@@ -722,8 +771,9 @@ def test_a_webhook_the_store_cannot_take_is_503_and_marks_the_store_down(
 ) -> None:
     """A webhook commit that fails on storage goes through the same bookkeeping as the
     jobs' store calls: 503 (the sender retries), contactcenter_store_up 0 and
-    contactcenter_store_errors_total{operation="commit"} 1; the retry after the store's
-    reconnect is stored once and sets store_up 1 again."""
+    contactcenter_store_errors_total{operation="commit"} 1, one line for the outage however
+    many requests fail; the retry after the store's reconnect is stored once, sets store_up
+    1 again and says so once."""
     import json
     import time
 
@@ -764,15 +814,24 @@ def test_a_webhook_the_store_cannot_take_is_503_and_marks_the_store_down(
         postgres_server.admin(  # every session of the store's, not the lock's
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
             f"'{dbname}' AND pid <> pg_backend_pid() AND pid <> {exporter.leader.pid}")
-        with caplog.at_level(logging.WARNING, logger="collector.webhooks"):
+        with caplog.at_level(logging.INFO):
             assert post() == (503, b"try again later\n")
-        assert gauge(exporter, "contactcenter_store_up") == 0
-        assert store_errors() == 1
-        assert "webhook generic/crm: could not store event evt-77, answered 503" in caplog.text
-        assert "Traceback" not in caplog.text
-        # The sender retries; the store reconnects after its backoff (1 s) on a later call.
-        wait_for(lambda: post()[0] == 200, 30, 0.3, "the retried webhook stored")
+            assert gauge(exporter, "contactcenter_store_up") == 0
+            assert store_errors() == 1
+            # At once again: inside the store's reconnect backoff (1 s), refused too;
+            # counted, not logged again.
+            assert post() == (503, b"try again later\n")
+            assert store_errors() == 2
+            # The sender retries; the store reconnects after its backoff on a later call.
+            wait_for(lambda: post()[0] == 200, 30, 0.3, "the retried webhook stored")
         assert gauge(exporter, "contactcenter_store_up") == 1
+        messages = [r.getMessage() for r in caplog.records]
+        assert [m for m in messages if "answered 503" in m] == [
+            "webhook generic/crm: could not store event evt-77, answered 503 (the sender "
+            "retries)"]
+        assert len([m for m in messages if m.startswith("store: a commit failed: ")]) == 1
+        assert messages.count("store: ok again (contactcenter_store_up 1)") == 1
+        assert "Traceback" not in caplog.text
         assert post() == (200, b"duplicate\n")  # stored once
         assert exporter.store.counts() == {"crm": 1}
     finally:
