@@ -124,7 +124,9 @@ class PostgresStore(SqlStore):
             self.url, self._password,
             application_name="contact-cost-exporter store" + (" reader" if self._readonly else ""),
             connect_timeout=self._connect_timeout,
-            options="-c default_transaction_read_only=on" if self._readonly else "",
+            # no NOTICE per commit for the temporary tables' CREATE ... IF NOT EXISTS
+            options="-c client_min_messages=warning"
+            + (" -c default_transaction_read_only=on" if self._readonly else ""),
         )
         conn.adapters.register_dumper(bool, _BoolAsInteger)
         return conn
