@@ -435,3 +435,35 @@ def test_planner_statistics_are_renewed_after_a_large_ingest(postgres_db: str) -
         assert store._grown == 0 and store._analyzed_rows == ANALYZE_AFTER
     finally:
         store.close()
+
+
+def test_two_replicas_starting_at_once_share_one_schema_and_key(postgres_db: str) -> None:
+    # Both create the schema on an empty database at the same moment: the write lock makes
+    # one create it and draw the customer key, the other find both (CREATE ... IF NOT
+    # EXISTS racing on its own fails on the catalog's unique index).
+    barrier = threading.Barrier(4)
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            opened.append(PostgresStore(postgres_db, UTC_ZONE, kpi=DEFS))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert not errors, errors
+        assert len(opened) == 4 and len({store._key for store in opened}) == 1
+        with psycopg.connect(postgres_db) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        assert sorted(meta) == ["customer_key", "kpi", "schema", "timezone"]
+        assert bytes.fromhex(meta["customer_key"]) == opened[0]._key
+    finally:
+        for store in opened:
+            store.close()
