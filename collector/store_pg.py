@@ -179,7 +179,8 @@ class PostgresStore(SqlStore):
     def _locked(self) -> Iterator[None]:
         """A transaction holding the store's write lock."""
         db = self._db
-        db.execute("BEGIN")  # READ COMMITTED: see the module's docstring
+        # READ COMMITTED whatever the database's default: see the module's docstring
+        db.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         try:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             yield
