@@ -271,8 +271,9 @@ class LeaderLock:
         self._watcher.start()
 
     def _watch_loop(self, wake: int) -> None:
-        """Wait on the lock session's socket while leading; on readiness, re-check."""
-        while not self._closing.is_set():
+        """Wait on the lock session's socket while leading; on readiness, re-check. Ends
+        when closing, or when close() has let it go (self._watcher is no longer this)."""
+        while not self._closing.is_set() and self._watcher is threading.current_thread():
             with self._mutex:
                 conn = self._conn if self._leader else None
                 fd = conn.fileno() if conn is not None else None
