@@ -16,7 +16,7 @@ from adapters.base import Adapter
 from collector import storelog
 from collector.config import ConfigError, Settings, load_settings
 from collector.health import HealthState
-from collector.leader import LeaderLock
+from collector.leader import SETTLE_SECONDS, LeaderLock
 from collector.logsafe import describe_error, printable
 from collector.metrics import LEADER, RELOAD_SUCCESS_TIMESTAMP, RELOAD_SUCCESSFUL
 from collector.model import Batch, Rejection
@@ -96,7 +96,10 @@ class Exporter:
         # Replicas sharing one PostgreSQL store: only the holder of the lock pulls sources.
         # With a SQLite store there is one exporter per store, always the leader.
         if leader is None and config.settings.store_is_url:
-            leader = LeaderLock(str(config.settings.store), config.settings.store_password_value)
+            # The settle of a new leader stays a small part of the handover's two intervals.
+            settle = min(SETTLE_SECONDS, config.settings.interval.total_seconds() / 4)
+            leader = LeaderLock(str(config.settings.store), config.settings.store_password_value,
+                                settle=settle)
         self.leader = leader
         # The gauge and the role's log lines follow the LeaderLock call that produced them.
         self._leader_mutex = threading.Lock()

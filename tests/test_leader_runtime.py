@@ -86,9 +86,10 @@ def replica(store_setting: str | Path, store: Store | None = None,
             **settings: Any) -> tuple[Exporter, CountingAdapter]:
     """One exporter with one source `pbx` (3.00 per handled contact) on `store_setting`."""
     config = Settings(
-        store=store_setting, interval="60s",
+        store=store_setting,
         sources=[SourceSettings(name="pbx", adapter="counting")],
-        costs=[{"name": "Fee", "component": "other", "per_contact": 3.0}], **settings,
+        costs=[{"name": "Fee", "component": "other", "per_contact": 3.0}],
+        **{"interval": "60s", **settings},
     )
     adapter = CountingAdapter(config.sources[0], AdapterContext(config.tz, "USD"))
     exporter = Exporter(LoadedConfig(config, (adapter,), "test"), store=store,
@@ -344,6 +345,27 @@ def test_the_old_leaders_gauge_drops_at_once_when_its_session_is_terminated(
     finally:
         old.close()
         new.close()
+
+
+def test_a_new_leaders_settle_is_at_most_a_quarter_of_the_interval(
+    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
+) -> None:
+    """The settle (0.5 s) never eats the handover's two intervals: with interval 1 s it is
+    0.25 s (a quarter), with the 60 s of the other tests the full 0.5 s."""
+    import time
+
+    started = time.monotonic()
+    fast, _ = replica(postgres_db, shared_sqlite(), interval="1s")
+    took = time.monotonic() - started
+    slow, _ = replica(postgres_db, shared_sqlite())
+    try:
+        assert fast.is_leader and not slow.is_leader
+        assert fast.leader is not None and slow.leader is not None
+        assert (fast.leader._settle, slow.leader._settle) == (0.25, 0.5)
+        assert 0.25 <= took < 0.5 + 1.0  # it waited its settle before it said it leads
+    finally:
+        fast.close()
+        slow.close()
 
 
 def _after(seconds: float, call: Callable[[], bool]) -> bool:
