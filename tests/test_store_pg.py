@@ -477,3 +477,29 @@ def test_two_replicas_starting_at_once_share_one_schema_and_key(postgres_db: str
     finally:
         for store in opened:
             store.close()
+
+
+def test_both_schemas_have_the_same_tables_and_columns_in_order(
+        postgres_db: str, tmp_path: Path) -> None:
+    # collector.migrate copies column for column: names, order and the kind of each
+    # (PostgreSQL's REAL would be float4: every REAL is DOUBLE PRECISION there).
+    import sqlite3
+
+    SqliteStore(tmp_path / "s.db", UTC_ZONE).close()
+    PostgresStore(postgres_db, UTC_ZONE).close()
+    lite = sqlite3.connect(tmp_path / "s.db")
+    tables = [r[0] for r in lite.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    kinds = {"TEXT": "text", "REAL": "double precision", "INTEGER": "bigint"}
+    # not null: declared, or a key column (PostgreSQL's keys are never null; SQLite lets a
+    # rowid table's TEXT PRIMARY KEY be null, a quirk the store never uses)
+    want = {t: [(r[1], kinds[r[2]], bool(r[3]) or r[5] > 0)
+                for r in lite.execute(f"PRAGMA table_info({t})")] for t in tables}
+    lite.close()
+    with psycopg.connect(postgres_db) as conn:
+        got = {t: [(name, kind, nullable == "NO") for name, kind, nullable in conn.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            (t,))] for t in tables}
+    assert tables == ["contacts", "daily", "legs", "meta", "positions", "queue_calls", "repeats"]
+    assert got == want
