@@ -43,6 +43,9 @@ from collector.stores import NotLeader, StoreUnavailable
 
 # Distinct from collector.leader.lock_key() (the leader's session lock).
 WRITE_LOCK = lock_key("contact-cost-exporter store writes")
+# Rows from which a many-row insert is a COPY: below, a COPY's extra statements (and the
+# temporary table's TRUNCATE) cost more than a round trip per row.
+COPY_FROM = 64
 ANALYZE_AFTER = 20_000  # records committed before the planner's statistics are renewed
 Fence = Callable[[], tuple[str, tuple[Any, ...]]]
 
@@ -224,7 +227,9 @@ class PostgresStore(SqlStore):
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         bulk = self._sql.bulk.get(sql)
         if bulk is not None:
-            return self._copy(*bulk, rows)
+            rows = list(rows)
+            if len(rows) >= COPY_FROM:
+                return self._copy(*bulk, rows)
         with self._db.cursor() as cursor:
             cursor.executemany(sql, rows)
             return max(int(cursor.rowcount), 0)

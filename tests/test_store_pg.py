@@ -503,3 +503,33 @@ def test_both_schemas_have_the_same_tables_and_columns_in_order(
             (t,))] for t in tables}
     assert tables == ["contacts", "daily", "legs", "meta", "positions", "queue_calls", "repeats"]
     assert got == want
+
+
+def test_large_batches_copied_in_count_and_skip_as_small_ones(
+        postgres_db: str, tmp_path: Path) -> None:
+    # From COPY_FROM rows a many-row insert is a COPY (skipping known keys through a
+    # temporary twin of the table); the same commits on SQLite give the same answers.
+    from collector.store_pg import COPY_FROM
+
+    single = [call_legs(i)[-1] for i in range(2 * COPY_FROM)]  # calls of one leg each
+    contacts = [webhook_contact(i) for i in range(2 * COPY_FROM)]
+    assert len(single) > COPY_FROM
+    extra = [call_legs(i)[-1] for i in range(2 * COPY_FROM, 2 * COPY_FROM + 20)]
+    sqlite = SqliteStore(tmp_path / "s.db", UTC_ZONE, kpi=DEFS, customer_key=KEY)
+    pg = PostgresStore(postgres_db, UTC_ZONE, kpi=DEFS, customer_key=KEY)
+    try:
+        for store in (sqlite, pg):
+            # every call new: the fast path (contact rows with their leg inline)
+            assert store.commit_records("pbx", [], single, "p1") == (len(single), 0)
+            # all known plus some new: the fast path finds out, the general path stores
+            assert store.commit_records("pbx", [], single + extra, "p2") == (
+                len(extra), len(single))
+            assert store.commit_records("hooks", contacts, [], None) == (len(contacts), 0)
+            assert store.commit_records("hooks", contacts[::-1] + contacts[:3], [], None) == (
+                0, len(contacts) + 3)
+        assert pg.counts() == sqlite.counts() == {
+            "pbx": len(single) + len(extra), "hooks": len(contacts)}
+        assert_same_figures(pg.rollups_as_of(*ALL_DAYS), sqlite.rollups_as_of(*ALL_DAYS))
+    finally:
+        pg.close()
+        sqlite.close()
