@@ -188,6 +188,7 @@ def migrated(source: Path, postgres_db: str,  # noqa: F811
                            "--from", str(source / "state.db"), "--to", postgres_db)
     assert status == 0, err
     assert "done: 8 contacts and 2 read positions" in out
+    assert err == ""  # stderr is no terminal here: no progress bar, nothing else
     yield source, postgres_db
 
 
@@ -333,6 +334,31 @@ def test_file_to_file_and_no_secret_in_the_output(
         first.close()
         copy.close()
     assert len(key) == 64 and key not in out + err  # compared, never shown
+
+
+def test_on_a_terminal_a_progress_bar_names_each_table(
+        source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import collector.progress
+    from collector.migrate import migrate_store
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(collector.progress, "DELAY_SECONDS", 0)  # show at once
+    screen = Terminal()
+    migrate_store(str(source / "state.db"), str(source / "copy.db"), None, NOW,
+                  progress_stream=screen)
+    shown = screen.getvalue()
+    # copying, then counting back, table by table (tqdm redraws at most every 0.1 s, so
+    # which counts it showed depends on speed; the names come in order)
+    tables = ["meta", "contacts", "legs", "positions", "daily", "repeats", "queue_calls"]
+    for phase in ("copying", "checking"):
+        at = [shown.find(f"{phase} {t}: ") for t in tables]
+        assert -1 not in at and at == sorted(at), (phase, at)
+    assert shown.index("checking meta") > shown.index("copying queue_calls")
 
 
 def test_a_destination_with_rows_but_no_contacts_is_refused(
