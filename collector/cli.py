@@ -260,6 +260,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
     from collector.runtime import Exporter, store_failure
     from collector.scheduler import build_scheduler
     from collector.server import ExporterHTTPServer, parse_listen_address
+    from collector.store import StoreVersionError
     from collector.stores import STORE_ERRORS
     from collector.worker import RecomputeWorker
 
@@ -269,9 +270,10 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser,
         address = parse_listen_address(args.listen_address)
     except ValueError as exc:
         parser.error(f"--web.listen-address: {exc}")
+    unopenable: tuple[type[Exception], ...] = (*STORE_ERRORS, StoreVersionError)
     try:
         exporter = Exporter(config, web=web)
-    except STORE_ERRORS as exc:  # PostgreSQL unreachable, an unwritable SQLite path
+    except unopenable as exc:  # unreachable, unwritable, written by a newer version
         parser.exit(1, f"contact-cost-exporter: {store_failure(config.settings, exc)}\n")
     exporter.worker = RecomputeWorker()
     scheduler = build_scheduler(exporter)  # reschedules itself after each reload
@@ -334,11 +336,13 @@ def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
     """
     from collector.progress import IngestProgress
     from collector.runtime import Exporter, store_failure
+    from collector.store import StoreVersionError
     from collector.stores import STORE_ERRORS
 
+    unopenable: tuple[type[Exception], ...] = (*STORE_ERRORS, StoreVersionError)
     try:
         exporter = Exporter(config)
-    except STORE_ERRORS as exc:  # one line, as serve says it, not a traceback
+    except unopenable as exc:  # one line, as serve says it, not a traceback
         sys.exit(f"contact-cost-exporter: {store_failure(config.settings, exc)}")
     progress = IngestProgress()
     exporter.on_batch = progress.batch
