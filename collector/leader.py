@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 
@@ -71,9 +71,24 @@ def split_key(key: int) -> tuple[int, int]:
     return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
+# libpq takes any connection keyword as a URL query parameter, these secrets too.
+_SECRET_PARAMS = ("password", "sslpassword")
+
+
+def _redact_query(query: str) -> str:
+    """The query with the values of secret parameters shown as ***."""
+    pieces = [f"{p.split('=', 1)[0]}=***"
+              if unquote(p.split("=", 1)[0]).lower() in _SECRET_PARAMS else p
+              for p in query.split("&")]
+    return "&".join(pieces)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password shown as ***, for messages."""
+    """The URL with any password (user:password@ or ?password=) shown as ***, for messages."""
     parts = urlsplit(url)
+    if parts.query and _redact_query(parts.query) != parts.query:
+        parts = parts._replace(query=_redact_query(parts.query))
+        url = urlunsplit(parts)
     if parts.password is None:
         return url
     host = parts.hostname or ""
@@ -88,7 +103,7 @@ def check_store_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise StoreUrlError(f"{redact_url(url)} is not a postgresql:// URL")
-    if parts.password is not None:
+    if parts.password is not None or redact_url(url) != url:  # user:pw@ or ?password=
         raise StoreUrlError(
             f"{redact_url(url)}: the password does not belong in the file; set "
             "CONTACT_COST_STORE_PASSWORD, or use PGPASSWORD or ~/.pgpass"

@@ -1,0 +1,55 @@
+"""A password in a store URL's query string is refused like one in user:password@.
+
+libpq takes every connection keyword as a URI query parameter (the libpq manual's
+"Connection URIs": postgresql://host/db?password=...&sslmode=require), so
+`?password=` and `?sslpassword=` put the secret in the file just as `user:pw@` does; the
+error names `store` and shows the value as ***, and --config.check never prints it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collector.config import ConfigError, load_settings
+from collector.leader import check_store_url, redact_url
+from tests.conftest import REPO
+
+SECRET = "qs-Secret-41d9"
+
+
+@pytest.mark.parametrize("query", [f"password={SECRET}", f"sslmode=require&sslpassword={SECRET}",
+                                   f"pass%77ord={SECRET}"])  # %77 is 'w': libpq decodes it
+def test_a_password_in_the_query_is_a_config_error_without_the_password(
+    tmp_path: Path, query: str,
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "postgresql://cce@db.example:5432/cc?{query}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{config}: store: postgresql://cce@db.example:5432/cc?")
+    assert "=***" in problem and "the password does not belong in the file" in problem
+    assert SECRET not in str(caught.value)
+
+
+def test_other_query_parameters_stay_as_written() -> None:
+    url = "postgresql://cce@db.example/cc?sslmode=require&application_name=cce"
+    assert check_store_url(url) == url
+    assert redact_url(url) == url
+
+
+def test_config_check_command_never_prints_a_query_password(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "postgresql://cce@127.0.0.1:5432/cc?password={SECRET}"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "collector", "--config.check", "--config.file", str(config)],
+        cwd=REPO, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "store: postgresql://cce@127.0.0.1:5432/cc?password=***:" in run.stderr
+    assert SECRET not in run.stdout + run.stderr
