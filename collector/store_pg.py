@@ -38,8 +38,8 @@ from collector.leader import check_store_url, lock_key, redact_url
 from collector.model import KpiDefinitions
 from collector.pgconn import connect, reason
 from collector.store_base import Committed, SqlStore, check_version
+from collector.store_errors import NotLeader, StoreUnavailable
 from collector.store_sql import POSTGRES, TABLES
-from collector.stores import NotLeader, StoreUnavailable
 
 # Distinct from collector.leader.lock_key() (the leader's session lock).
 WRITE_LOCK = lock_key("contact-cost-exporter store writes")

@@ -7,31 +7,18 @@ call may raise when storage fails (counted by the runtime, never a crash).
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
+from collector.store_errors import STORE_ERRORS, NotLeader, StoreUnavailable
 
 if TYPE_CHECKING:
     from collector.config import Settings
     from collector.store import Store
 
-
-class StoreUnavailable(RuntimeError):
-    """The store cannot be reached now (PostgreSQL down, connection lost, in backoff).
-
-    The message is readable and never holds a password."""
-
-
-class NotLeader(RuntimeError):
-    """A pull's commit was refused: this replica no longer holds the leader lock (its
-    database session ended), so another replica may be pulling the same source."""
-
-
-# What a store call raises when the storage itself fails (disk full, locked, connection
-# lost): the runtime counts it in contactcenter_store_errors_total and carries on.
-STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, StoreUnavailable)
+# StoreUnavailable, NotLeader and STORE_ERRORS live in collector.store_errors, below the
+# stores that raise them; they are named here too, where the callers have always found them.
+__all__ = ["STORE_ERRORS", "NotLeader", "StoreUnavailable", "is_url", "open_store"]
 
 
 def is_url(store: str | Path) -> bool:
