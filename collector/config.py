@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -52,7 +53,7 @@ from collector.hours import (
     parse_days,
     parse_intervals,
 )
-from collector.leader import check_store_url
+from collector.leader import check_store_url, redact_url
 from collector.model import KpiDefinitions
 from collector.series import MetricsSettings
 
@@ -85,8 +86,22 @@ def _store_setting(value: Any) -> Any:
     if text is not None and text.startswith(("postgresql://", "postgres://")):
         if isinstance(value, Path):  # Path() folds '//': the URL was mangled already
             raise ValueError("give a postgresql:// URL as a string, not a path")
-        return check_store_url(text)
+        url = check_store_url(text)
+        netloc = urlsplit(url).netloc
+        for host in netloc.rpartition("@")[2].split(","):  # libpq: host1:port1,host2:port2
+            try:
+                urlsplit(f"//{host}").port  # noqa: B018 - raises on no number up to 65535
+            except ValueError:
+                raise ValueError(f"{url}: the port is not a number up to 65535") from None
+        return url
+    if isinstance(value, str) and _OTHER_URL.match(value):
+        # A mistyped scheme (postgressql://) would otherwise become a SQLite file there.
+        raise ValueError(f"{redact_url(value)}: only postgresql:// URLs are stores; "
+                         "a SQLite store is a file path")
     return Path(value) if isinstance(value, str) else value
+
+
+_OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # `store`: a SQLite file (Path) or a PostgreSQL URL (str, postgresql://user@host:port/db).

@@ -1,4 +1,5 @@
-"""A password in a store URL's query string is refused like one in user:password@.
+"""The `store` setting: a password in a URL's query is refused like user:password@, and a
+store that is neither a path nor a usable postgresql:// URL is one line naming `store`.
 
 libpq takes every connection keyword as a URI query parameter (the libpq manual's
 "Connection URIs": postgresql://host/db?password=...&sslmode=require), so
@@ -53,3 +54,33 @@ def test_config_check_command_never_prints_a_query_password(tmp_path: Path) -> N
     assert run.returncode == 1
     assert "store: postgresql://cce@127.0.0.1:5432/cc?password=***:" in run.stderr
     assert SECRET not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(("store", "reason"), [
+    # A mistyped scheme used to become a SQLite file "postgressql:/u@h/db" under the cwd.
+    ("postgressql://u@h/db", "postgressql://u@h/db: only postgresql:// URLs are stores"),
+    ("mysql://u:pw@h/db", "mysql://u:***@h/db: only postgresql:// URLs are stores"),
+    # libpq would only say "failed to resolve host" at start-up, after the check passed.
+    ("postgresql://u@h:abc/db", "postgresql://u@h:abc/db: the port is not a number"),
+    ("postgresql://u@h:99999/db", "postgresql://u@h:99999/db: the port is not a number"),
+    ("postgresql://u@h1:5432,h2:x/db", "postgresql://u@h1:5432,h2:x/db: the port is not a"),
+])
+def test_a_store_that_is_neither_a_path_nor_a_usable_url_is_one_line_naming_store(
+    tmp_path: Path, store: str, reason: str,
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "{store}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{config}: store: {reason}"), problem
+    assert "pw" not in problem
+
+
+@pytest.mark.parametrize("store", ["state/x.db", "C:/x.db", "postgresql://u@h:5432/db",
+                                   "postgresql://u@h1:5432,h2:5433/db",
+                                   "postgresql://u@[::1]:5432/db"])
+def test_paths_and_postgresql_urls_stay_valid(tmp_path: Path, store: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "{store}"\n')
+    assert str(load_settings(config).store) == store
