@@ -342,23 +342,24 @@ class Statements:
             self.fcr_touched_put: ("fcr_touched", ("customer", "start", "source", "id"), False),
             self.fcr_before_put: ("fcr_before", ("customer", "start"), False),
         }
-        # Touched contacts with a later contact of their customer within the window.
-        self.fcr_followed = p("""
-SELECT t.source, t.id FROM fcr_touched t WHERE t.customer IS NOT NULL AND EXISTS (
+        # Each touched contact with a customer: whether a later contact of its customer
+        # starts within the window (it is followed), and that customer's latest start
+        # before it within the window. Both look-ups in one pass, in the customer index's
+        # order, so that the second finds the first's index page still cached.
+        # Parameters: window, window.
+        self.fcr_neighbours = p("""
+SELECT t.source, t.id, t.customer, EXISTS (
     SELECT 1 FROM contacts c WHERE c.customer IS NOT NULL AND c.customer = t.customer
-    AND c.start > t.start AND c.start <= t.start + ?)
+    AND c.start > t.start AND c.start <= t.start + ?), (
+    SELECT max(d.start) FROM contacts d WHERE d.customer IS NOT NULL
+    AND d.customer = t.customer AND d.start < t.start AND d.start >= t.start - ?)
+FROM fcr_touched t WHERE t.customer IS NOT NULL ORDER BY t.customer, t.start
 """)
         # The current marks of the touched contacts (by contact, whatever customer or start).
         self.fcr_marks = """
 SELECT r.customer, r.start, r.source, r.id, r.day, r.channel, r.direction, r.queue,
     r.outcome FROM fcr_touched t JOIN repeats r ON r.source = t.source AND r.id = t.id
 """
-        # Each touched contact's customer's latest start before it, within the window.
-        self.fcr_latest_before = p("""
-SELECT t.customer, (SELECT max(d.start) FROM contacts d WHERE d.customer IS NOT NULL
-    AND d.customer = t.customer AND d.start < t.start AND d.start >= t.start - ?)
-FROM fcr_touched t WHERE t.customer IS NOT NULL
-""")
         # Handled, unmarked contacts at those starts: the touched contact is their new
         # follower.
         self.fcr_predecessors = """

@@ -259,7 +259,15 @@ class StoreWrites:
         db.execute(sql.fcr_temp)
         db.execute("DELETE FROM fcr_touched")
         self._many(sql.fcr_touched_put, rows)
-        followed = {(src, cid) for src, cid in db.execute(sql.fcr_followed, (window,))}
+        followed: set[tuple[str, str]] = set()
+        before: set[tuple[str, float]] = set()
+        for src, cid, customer, is_followed, latest in db.execute(
+            sql.fcr_neighbours, (window, window)
+        ):
+            if is_followed:
+                followed.add((src, cid))
+            if latest is not None:
+                before.add((customer, latest))
         marks = {(m[2], m[3]): m for m in db.execute(sql.fcr_marks)}
         add_marks: list[tuple[Any, ...]] = []
         drop_marks: list[tuple[Any, ...]] = []
@@ -276,16 +284,14 @@ class StoreWrites:
                 drop_marks.append(old)
             if repeat and (old is None or tuple(old) != want):
                 add_marks.append(want)
-        before = {(customer, start)
-                  for customer, start in db.execute(sql.fcr_latest_before, (window,))
-                  if start is not None}
-        db.execute(sql.fcr_before_temp)
-        db.execute("DELETE FROM fcr_before")
-        self._many(sql.fcr_before_put, before)
-        for row in db.execute(sql.fcr_predecessors):
-            if (row[2], row[3]) not in decided:  # handled, unmarked, newly followed
-                decided.add((row[2], row[3]))
-                add_marks.append(row)
+        if before:  # a first read of new customers has none
+            db.execute(sql.fcr_before_temp)
+            db.execute("DELETE FROM fcr_before")
+            self._many(sql.fcr_before_put, before)
+            for row in db.execute(sql.fcr_predecessors):
+                if (row[2], row[3]) not in decided:  # handled, unmarked, newly followed
+                    decided.add((row[2], row[3]))
+                    add_marks.append(row)
         for customer, start in dict.fromkeys(vacated):
             (latest,) = db.execute(
                 sql.fcr_latest_before_one, (customer, start, start, window)
