@@ -46,7 +46,7 @@ __all__ = [
 # SQLite's page cache per connection, in KiB. It fills over the first half hour of a soak
 # (main RSS +2 MB, then flat); set here so that the bound does not depend on the build.
 SQLITE_CACHE_KIB = 2048
-_INSERT_INLINE = SQLITE.insert_inline  # the fast path's statement (bench/backfill.py)
+_INSERT_INLINE = SQLITE.insert_inline_new  # the fast path's statement (bench/backfill.py)
 _SERVICE_COLUMNS = (
     ("waited", "INTEGER"), ("wait_seconds", "REAL"), ("in_threshold", "INTEGER"),
     ("short", "INTEGER"), ("identified", "INTEGER"), ("repeats", "INTEGER"),

@@ -407,14 +407,10 @@ class StoreWrites:
             return []
         day_of = self._days.day
         rows = [(day_of(c.start), c) for c in contacts]
-        sql, db = self._sql, self._db
-        db.execute("SAVEPOINT fast")
-        if self._many(sql.insert_contact, ((*c, source, day) for day, c in rows)) == len(rows):
-            db.execute("RELEASE fast")
-            return rows
-        # Some ids were known already (re-read export, redelivery): find out which.
-        db.execute("ROLLBACK TO fast")
-        db.execute("RELEASE fast")
+        sql = self._sql
+        # The ids known already (re-read export, redelivery), asked first: an insert that
+        # skips them inside a SAVEPOINT, rolled back when it skipped any, costs more (a
+        # savepoint copies every index page it touches into SQLite's sub-journal).
         known = self._known_ids(source, [c.id for _, c in rows])
         fresh: list[tuple[int, Contact]] = []
         for day, c in rows:
@@ -442,21 +438,20 @@ class StoreWrites:
         """
         if not legs:
             return 0, []
-        if len({leg.call for leg in legs}) == len(legs):
+        calls = [leg.call for leg in legs]
+        # Some calls known already (a re-read, a call's next leg): the general path. The
+        # look-up walks the primary key where new ids go (cheap); an insert that skips
+        # known calls inside a SAVEPOINT, rolled back when it skipped any, cost more (a
+        # savepoint copies every index page it touches into SQLite's sub-journal, and
+        # the customer index's pages are random): 1M rows, 11.9 -> 10.4 s of CPU.
+        if len(set(calls)) == len(legs) and not self._known_ids(source, calls):
             rows = single_leg_rows(legs, source, self._days.day)
-            db = self._db
-            db.execute("SAVEPOINT calls")
-            if self._many(self._sql.insert_inline, rows) == len(rows):
-                db.execute("RELEASE calls")
-                add_rows(totals, rows)
-                # The rows as they are (Contact's fields first): for newest_start, queue
-                # enrichment and repeats, without a Contact per row.
-                merged.extend([(row[15], row) for row in rows])
-                return len(legs), []
-            # Some calls are known already (a re-read, a call's next leg): the general path.
-            db.execute("ROLLBACK TO calls")
-            db.execute("RELEASE calls")
-            merged.clear()
+            self._many(self._sql.insert_inline_new, rows)  # a NOT NULL violation fails
+            add_rows(totals, rows)
+            # The rows as they are (Contact's fields first): for newest_start, queue
+            # enrichment and repeats, without a Contact per row.
+            merged.extend([(row[15], row) for row in rows])
+            return len(legs), []
         return self._merge_calls(source, legs, totals, merged, vacated)
 
     def _merge_calls(
