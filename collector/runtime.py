@@ -84,10 +84,14 @@ class Exporter:
         clock: Callable[[], float] = time.time,
         web: WebConfig | None = None,
         leader: LeaderLock | None = None,
+        *,
+        elect: bool = True,
     ) -> None:
         """`store`, `leader`: given by tests; by default the configured store is opened
         (a STORE_ERRORS exception when it cannot be: the caller says so in one line) and,
-        with a PostgreSQL store, a leader lock on the same database is made and polled."""
+        with a PostgreSQL store, a leader lock on the same database is made and polled.
+        `elect=False` (the one-shot commands): no leader lock at all, so no part in the
+        replicas' election and no role logged; the sources are read as with SQLite."""
         self.config = config
         self.clock = clock
         self.store: Store = store or open_store(config.settings)
@@ -95,7 +99,7 @@ class Exporter:
         self.health.set_store_up(True)  # opened
         # Replicas sharing one PostgreSQL store: only the holder of the lock pulls sources.
         # With a SQLite store there is one exporter per store, always the leader.
-        if leader is None and config.settings.store_is_url:
+        if leader is None and elect and config.settings.store_is_url:
             # The settle of a new leader stays a small part of the handover's two intervals.
             settle = min(SETTLE_SECONDS, config.settings.interval.total_seconds() / 4)
             leader = LeaderLock(str(config.settings.store), config.settings.store_password_value,
