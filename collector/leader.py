@@ -50,7 +50,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 
-from collector.pgconn import connect, reason
+from collector.pgconn import connect, ended_by_server, reason
 
 LOCK_NAME = "contact-cost-exporter leader"
 
@@ -196,6 +196,9 @@ class LeaderLock:
         replica that held it before has surely stepped down."""
         with self._mutex:
             now = self._clock()
+            if self._conn is not None and not self._leader and ended_by_server(self._conn):
+                self._drop()  # a follower's idle session ended (a restart): a new one now
+                self._retry_at = 0.0
             if self._conn is None:
                 if now < self._retry_at:
                     return False

@@ -14,15 +14,20 @@ the snapshot would be taken by the lock statement itself, before the wait, and m
 A pull's commit can be fenced on the leader lock (set_fence): the condition is checked
 inside the transaction, and a false one rolls back and raises NotLeader.
 
-A connection lost while running raises StoreUnavailable (its cause is the psycopg error);
-later calls reconnect, with a delay from 1 s doubling to 30 s between attempts, and fail
-at once while it runs. An unreachable database at construction is one StoreUnavailable
-line naming the URL (any password redacted) and libpq's reason.
+A connection the server ended while it sat idle (a restart, pg_terminate_backend) is
+found dead before a call uses it (collector.pgconn.ended_by_server: no round trip) and
+replaced at once, so a healthy server never fails a call for it. A connection lost during
+a call raises StoreUnavailable (its cause is the psycopg error) and is never retried: a
+write may have been sent. Later calls reconnect, with a delay from 1 s doubling to 30 s
+between attempts, and fail at once while it runs; so does a replacement that cannot
+connect (the server really is down). An unreachable database at construction is one
+StoreUnavailable line naming the URL (any password redacted) and libpq's reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +41,7 @@ from psycopg.pq import TransactionStatus
 from adapters.base import Contact, Leg, QueueCall
 from collector.leader import check_store_url, lock_key, redact_url
 from collector.model import KpiDefinitions
-from collector.pgconn import connect, reason
+from collector.pgconn import connect, ended_by_server, reason
 from collector.store_base import Committed, SqlStore, check_version
 from collector.store_errors import NotLeader, StoreUnavailable
 from collector.store_sql import POSTGRES, TABLES
@@ -48,6 +53,8 @@ WRITE_LOCK = lock_key("contact-cost-exporter store writes")
 COPY_FROM = 64
 ANALYZE_AFTER = 20_000  # records committed before the planner's statistics are renewed
 Fence = Callable[[], tuple[str, tuple[Any, ...]]]
+
+log = logging.getLogger(__name__)
 
 
 class _BoolAsInteger(Dumper):
@@ -94,6 +101,7 @@ class PostgresStore(SqlStore):
         self._grown = 0  # records committed through this store since its last ANALYZE
         self._analyzed_rows = 0  # contacts then
         self._cursors = 0  # server-side cursors opened (export_tables)
+        self._depth = 0  # store calls under way in this thread's hold of the lock
         self.error: str | None = None  # why the connection was lost, while it is
         self._init_state(tz, readonly, kpi, customer_key)
         self._db = None
@@ -152,7 +160,15 @@ class PostgresStore(SqlStore):
         if self._closed:
             raise StoreUnavailable(f"PostgreSQL at {redact_url(self.url)}: the store is closed")
         if self._db is not None:
-            return
+            if not ended_by_server(self._db):
+                return
+            # Dead before this call began (nothing of it was sent): a new connection now,
+            # no failure counted and no backoff; if none can be made, that is an outage.
+            log.info("PostgreSQL at %s: the server had ended the store's idle connection "
+                     "(a restart or a terminated session); connecting again",
+                     redact_url(self.url))
+            self._drop()
+            self._retry_at = 0.0  # this connection worked: no backoff is running
         now = self._clock()
         if now < self._retry_at:
             raise StoreUnavailable(
@@ -168,7 +184,9 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _session(self) -> Iterator[None]:
         with self._lock:
-            self._ensure()
+            if self._depth == 0 or self._db is None:  # a call within a call keeps its own
+                self._ensure()
+            self._depth += 1
             try:
                 yield
             except psycopg.Error as exc:
@@ -177,6 +195,8 @@ class PostgresStore(SqlStore):
                     self._lost(exc)
                     raise StoreUnavailable(self._describe(exc)) from exc
                 raise
+            finally:
+                self._depth -= 1
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -53,6 +53,23 @@ class PostgresServer:
     datadir: Path
     port: int
     log: Path
+    owner: str | None = None  # the system user pg_ctl runs as (root's tests: postgres)
+    options: str = ""  # the server's -o options, for a restart
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run pg_ctl on this cluster (stop, start, restart ...), waiting for it."""
+        result = subprocess.run(
+            _as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
+                       str(self.log), "-o", self.options, "-w", "-t", "60", *args], self.owner),
+            capture_output=True, text=True, check=False, timeout=90,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"pg_ctl {' '.join(args)} failed: {result.stdout}{result.stderr}")
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every session is ended (FATAL, then closed), the server
+        is back on the same port when this returns."""
+        self.pg_ctl("restart", "-m", "fast")
 
     @property
     def url(self) -> str:
@@ -108,7 +125,7 @@ def _start(base: Path) -> tuple[PostgresServer, str | None]:
     if result.returncode != 0:
         text = log.read_text() if log.exists() else ""
         pytest.fail(f"pg_ctl start failed: {result.stdout}{result.stderr}\n{text}")
-    return PostgresServer(bindir, datadir, port, log), owner
+    return PostgresServer(bindir, datadir, port, log, owner, options), owner
 
 
 def _stop(server: PostgresServer, owner: str | None) -> None:

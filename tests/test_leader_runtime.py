@@ -12,6 +12,7 @@ tests/test_replicas.py, not here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import subprocess
@@ -445,6 +446,48 @@ def test_a_refused_commit_stops_the_pull_without_a_source_failure(
         exporter.close()
 
 
+def test_a_one_shot_command_takes_no_part_in_the_election(
+    tmp_path: Path, postgres_db: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """report (as whatif and backfill, through the same _ingested) beside a serving leader:
+    it makes no leader lock, logs no role, reads its source as with SQLite, and the
+    replica keeps leading throughout."""
+    import shutil
+
+    import collector.runtime
+    from collector.cli import main
+    from tests.conftest import FIXTURES
+
+    locks: list[str] = []
+    real_lock = collector.runtime.LeaderLock
+
+    def counted_lock(url: str, *args: Any, **kwargs: Any) -> Any:
+        locks.append(url)
+        return real_lock(url, *args, **kwargs)
+
+    leader, _ = replica(postgres_db)
+    monkeypatch.setattr(collector.runtime, "LeaderLock", counted_lock)
+    shutil.copy(FIXTURES / "golden" / "Master.csv", tmp_path / "Master.csv")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'timezone = "Europe/Oslo"\nstore = "{postgres_db}"\n'
+        '[[sources]]\nname = "cdr"\nadapter = "asterisk_cdr"\n'
+        f'path = "{tmp_path / "Master.csv"}"\n'
+        'queues = { "support-in" = "support", "sales-in" = "sales" }\n')
+    try:
+        with caplog.at_level(logging.INFO):
+            assert main(["report", "--config.file", str(config), "--format", "json"]) == 0
+        capsys.readouterr()
+        assert locks == []
+        messages = [r.getMessage() for r in caplog.records]
+        assert [m for m in messages if m.startswith(("follower:", "leader"))] == []
+        assert leader.store.counts() == {"cdr": 4}  # the fixture's 4 CDRs, read by report
+        assert leader.poll_leader() is True and gauge(leader, "contactcenter_leader") == 1
+    finally:
+        leader.close()
+
+
 # -- store_up: a storage failure, the last figures kept ------------------------------------------
 class FlakyStore:
     """A SQLite store whose reads fail while `down` is set, as a lost connection does."""
@@ -596,21 +639,35 @@ def test_store_up_follows_a_lost_connection_and_the_last_figures_stay(
         before = exporter.snapshots.current
         assert contacts_today(exporter) == 2 and gauge(exporter, "contactcenter_store_up") == 1
         assert exporter.leader is not None
-        # End every session of this database but the leader lock's (and this admin one).
-        dbname = postgres_db.rsplit("/", 1)[1]
-        postgres_server.admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
-            f"'{dbname}' AND pid <> pg_backend_pid() AND pid <> {exporter.leader.pid}")
-        with pytest.raises(STORE_ERRORS):
-            exporter.recompute(NOW)
-        assert gauge(exporter, "contactcenter_store_up") == 0
-        assert exporter.snapshots.current is before and contacts_today(exporter) == 2
+        # The store is away: its sessions end and no new one may start (the leader lock's
+        # session is left alone). An ended session alone is no outage: the store would
+        # replace it on its next call.
+        with store_away(postgres_server, postgres_db, exporter.leader.pid):
+            with pytest.raises(STORE_ERRORS):
+                exporter.recompute(NOW)
+            assert gauge(exporter, "contactcenter_store_up") == 0
+            assert exporter.snapshots.current is before and contacts_today(exporter) == 2
         # The store reconnects (after its backoff) on a later call: store_up is 1 again.
         wait_for(lambda: _recomputed(exporter), 30, 0.2, "the store to reconnect")
         assert gauge(exporter, "contactcenter_store_up") == 1
         assert contacts_today(exporter) == 2
     finally:
         exporter.close()
+
+
+@contextlib.contextmanager
+def store_away(postgres_server: PostgresServer, url: str, keep_pid: int | None) -> Iterator[None]:
+    """A real outage of the store's database: no new session may start, and every session
+    of it but `keep_pid` (the leader lock's) and the admin one ends; back on leaving."""
+    dbname = url.rsplit("/", 1)[1]
+    postgres_server.admin(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+    try:
+        postgres_server.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
+            f"'{dbname}' AND pid <> pg_backend_pid() AND pid <> {int(keep_pid or 0)}")
+        yield
+    finally:
+        postgres_server.admin(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
 
 
 def _recomputed(exporter: Exporter) -> bool:
@@ -781,6 +838,73 @@ def test_serve_store_up_follows_an_outage_of_the_store_and_metrics_keep_the_figu
     assert "raised an exception" not in log and "source pbx: read failed" not in log
 
 
+def test_after_a_postgres_restart_a_webhook_and_a_new_leaders_pull_work_first_time(
+    postgres_db: str, postgres_server: PostgresServer,
+) -> None:
+    """pg_ctl restart -m fast ends every session; once the server is back, nothing is
+    down: the store's connections that sat idle through it are replaced on their first
+    use, so a webhook to a follower is stored (200, not 503), and the follower that takes
+    the lock pulls on its first try; store_up stays 1 and no store error is counted."""
+    import json
+    import time
+
+    from adapters.generic_webhook import (
+        GenericWebhookAdapter,
+        GenericWebhookSettings,
+        generic_signature,
+    )
+
+    leader, _ = replica(postgres_db)
+    crm = GenericWebhookSettings(name="crm", adapter="generic_webhook",
+                                 webhook_secret="crm-hook-secret")
+    config = Settings(store=postgres_db, interval="60s",
+                      sources=[SourceSettings(name="pbx", adapter="counting"), crm],
+                      costs=[{"name": "Fee", "component": "other", "per_contact": 3.0}])
+    context = AdapterContext(config.tz, "USD")
+    source = CountingAdapter(config.sources[0], context)
+    follower = Exporter(LoadedConfig(config, (source, GenericWebhookAdapter(crm, context)),
+                                     "test"), clock=lambda: NOW.timestamp())
+    # The generic webhook's event (README, Webhooks), signed HMAC-SHA256 over
+    # "<timestamp>.<raw body>".
+    body = json.dumps({"id": "evt-9", "channel": "chat", "direction": "inbound",
+                       "queue": "support", "start": "2026-11-26T11:00:00Z", "handled": True,
+                       "handle_seconds": 300, "talk_seconds": 240}).encode()
+
+    def post() -> tuple[int, bytes]:
+        stamp = str(int(time.time()))
+        headers = {"X-Contact-Cost-Timestamp": stamp,
+                   "X-Contact-Cost-Signature": generic_signature("crm-hook-secret", stamp,
+                                                                 body)}
+        status, _, answer = follower.webhooks.handle(
+            "POST", "/webhooks/generic/crm", headers, body, "http://127.0.0.1/webhooks/generic/crm")
+        return status, answer
+
+    def store_errors(exporter: Exporter) -> dict[Any, float]:
+        return {k: v for k, v in parse_exposition(exporter.metrics_body().decode()).items()
+                if k[0] == "contactcenter_store_errors_total" and v}
+
+    try:
+        assert gauge(leader, "contactcenter_leader") == 1
+        assert gauge(follower, "contactcenter_leader") == 0
+        follower.recompute(NOW)  # its store connections are open and then idle
+        postgres_server.restart()
+        assert post() == (200, b"accepted\n")  # on the first try
+        assert gauge(follower, "contactcenter_store_up") == 1
+        leader.close()  # the old leader is gone; the follower takes the lock and pulls
+        assert follower.poll_leader() is True
+        source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+        assert follower.ingest("pbx") == 2
+        assert source.pulls == [None]
+        follower.recompute(NOW)
+        assert contacts_today(follower) == 2  # the chat webhook is not in the voice row
+        assert gauge(follower, "contactcenter_store_up") == 1
+        assert store_errors(follower) == {}
+        assert follower.store.counts() == {"crm": 1, "pbx": 2}
+    finally:
+        follower.close()
+        leader.close()
+
+
 def _sleep(seconds: float) -> bool:
     import time
 
@@ -832,18 +956,17 @@ def test_a_webhook_the_store_cannot_take_is_503_and_marks_the_store_down(
     try:
         assert gauge(exporter, "contactcenter_store_up") == 1
         assert exporter.leader is not None
-        dbname = postgres_db.rsplit("/", 1)[1]
-        postgres_server.admin(  # every session of the store's, not the lock's
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "  # noqa: S608
-            f"'{dbname}' AND pid <> pg_backend_pid() AND pid <> {exporter.leader.pid}")
         with caplog.at_level(logging.INFO):
-            assert post() == (503, b"try again later\n")
-            assert gauge(exporter, "contactcenter_store_up") == 0
-            assert store_errors() == 1
-            # At once again: inside the store's reconnect backoff (1 s), refused too;
-            # counted, not logged again.
-            assert post() == (503, b"try again later\n")
-            assert store_errors() == 2
+            # The database is away (its store sessions ended, none may start; the lock's
+            # session is left alone): the webhook's commit cannot be stored.
+            with store_away(postgres_server, postgres_db, exporter.leader.pid):
+                assert post() == (503, b"try again later\n")
+                assert gauge(exporter, "contactcenter_store_up") == 0
+                assert store_errors() == 1
+                # At once again: inside the store's reconnect backoff (1 s), refused too;
+                # counted, not logged again.
+                assert post() == (503, b"try again later\n")
+                assert store_errors() == 2
             # The sender retries; the store reconnects after its backoff on a later call.
             wait_for(lambda: post()[0] == 200, 30, 0.3, "the retried webhook stored")
         assert gauge(exporter, "contactcenter_store_up") == 1

@@ -254,30 +254,132 @@ class Clock:
         return self.now
 
 
-def test_a_lost_connection_fails_fast_then_reconnects(
+def _ended(postgres_server: PostgresServer, pid: int) -> None:
+    """End one session and wait until the server has let it go (and closed its socket)."""
+    postgres_server.admin(f"SELECT pg_terminate_backend({pid})")
+    deadline = time.monotonic() + 10
+    gone = f"SELECT 1 FROM pg_stat_activity WHERE pid = {int(pid)}"  # noqa: S608
+    while postgres_server.admin(gone) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_a_terminated_idle_session_is_replaced_on_next_use_without_a_failure(
         postgres_db: str, postgres_server: PostgresServer) -> None:
     clock = Clock()
     store = PostgresStore(postgres_db, UTC_ZONE, clock=clock)
     try:
         store.commit_records("pbx", [], call_legs(1), "p1")
-        postgres_server.admin(f"SELECT pg_terminate_backend({store._db.info.backend_pid})")
-        # The next call finds the session gone: StoreUnavailable (a storage error the
-        # runtime counts), with the psycopg error as its cause; nothing is written.
-        with pytest.raises(StoreUnavailable, match="PostgreSQL at ") as caught:
-            store.commit_records("pbx", [], call_legs(2), "p2")
-        assert isinstance(caught.value.__cause__, psycopg.OperationalError)
-        assert isinstance(caught.value, STORE_ERRORS)
-        # Within the first second of backoff calls fail at once, without connecting.
-        started = time.monotonic()
+        old = store._db.info.backend_pid
+        _ended(postgres_server, old)
+        # The session ended while idle: the next call (a write) finds that out before it
+        # sends anything, connects again and works; no backoff started, no error kept.
+        assert store.commit_records("pbx", [], call_legs(2), "p2").records == 1  # one leg
+        assert store._db.info.backend_pid != old
+        assert (store._delay, store.error) == (0.0, None)
+        assert store.counts() == {"pbx": 2} and store.position("pbx") == "p2"
+        # And a read after a second termination, the clock not moved: no backoff waited.
+        _ended(postgres_server, store._db.info.backend_pid)
+        assert store.counts() == {"pbx": 2}
+    finally:
+        store.close()
+
+
+def test_after_a_server_restart_the_first_calls_succeed(
+        postgres_db: str, postgres_server: PostgresServer) -> None:
+    """pg_ctl restart -m fast ends every session (FATAL, then the socket closes): a writer
+    and a reader that sat idle through it work on their first call once it is back."""
+    clock = Clock()
+    store = PostgresStore(postgres_db, UTC_ZONE, clock=clock)
+    reader = PostgresStore(postgres_db, UTC_ZONE, readonly=True, clock=clock)
+    try:
+        store.commit_records("pbx", [], call_legs(1), "p1")
+        assert reader.counts() == {"pbx": 1}
+        postgres_server.restart()
+        assert reader.counts() == {"pbx": 1}
+        assert store.commit_records("hooks", [webhook_contact(1)], [], None).records == 1
+        assert store.position("pbx") == "p1"
+        assert reader.counts() == {"pbx": 1, "hooks": 1}
+        assert [(s._delay, s.error) for s in (store, reader)] == [(0.0, None), (0.0, None)]
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_a_stopped_server_fails_calls_fast_then_they_reconnect_after_the_backoff(
+        postgres_db: str, postgres_server: PostgresServer) -> None:
+    clock = Clock()
+    store = PostgresStore(postgres_db, UTC_ZONE, clock=clock)
+    try:
+        store.commit_records("pbx", [], call_legs(1), "p1")
+        postgres_server.pg_ctl("stop", "-m", "fast")
+        try:
+            # The server is gone: the ended connection cannot be replaced. StoreUnavailable
+            # (a storage error the runtime counts), the psycopg error as its cause, quickly
+            # (loopback refuses at once); nothing is written.
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="PostgreSQL at ") as caught:
+                store.commit_records("pbx", [], call_legs(2), "p2")
+            assert time.monotonic() - started < 2
+            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+            assert isinstance(caught.value, STORE_ERRORS)
+            assert store._delay == 1.0
+            # Within the first second of backoff calls fail at once, without connecting.
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="reconnecting in 1 s"):
+                store.counts()
+            assert time.monotonic() - started < 0.5
+        finally:
+            postgres_server.pg_ctl("start")
         with pytest.raises(StoreUnavailable, match="reconnecting in 1 s"):
-            store.counts()
-        assert time.monotonic() - started < 0.5
+            store.counts()  # back, but the backoff still runs
         clock.now += 1.0
         # After it, the next call reconnects and works; the lost commit left nothing.
         assert store.counts() == {"pbx": 1}
         assert store.position("pbx") == "p1"
         assert store.commit_records("pbx", [], call_legs(2), "p2").records == 1  # one leg
+        assert store._delay == 0.0
     finally:
+        store.close()
+
+
+def test_a_connection_lost_during_a_write_fails_and_is_not_retried(
+        postgres_db: str, postgres_server: PostgresServer) -> None:
+    """Only a connection dead before a call is replaced: one lost while the call runs (its
+    transaction sent) raises, and the write is not sent again on a new connection."""
+    clock = Clock()
+    store = PostgresStore(postgres_db, UTC_ZONE, clock=clock)
+    holder = psycopg.connect(postgres_db, password=PASSWORD, autocommit=True)
+    try:
+        store.commit_records("pbx", [], call_legs(1), "p1")
+        pid = store._db.info.backend_pid
+        # Another writer holds the write lock, so the commit waits inside its transaction.
+        holder.execute("BEGIN")
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        failed: list[BaseException] = []
+
+        def commit() -> None:
+            try:
+                store.commit_records("pbx", [], call_legs(2), "p2")
+            except BaseException as exc:  # noqa: BLE001 - kept for the assertions
+                failed.append(exc)
+
+        writer = threading.Thread(target=commit)
+        writer.start()
+        waiting = ("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "  # noqa: S608
+                   f"AND pid = {int(pid)}")
+        deadline = time.monotonic() + 10
+        while not postgres_server.admin(waiting) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        postgres_server.admin(f"SELECT pg_terminate_backend({pid})")
+        writer.join(10)
+        holder.execute("COMMIT")
+        assert len(failed) == 1 and isinstance(failed[0], StoreUnavailable), failed
+        assert isinstance(failed[0].__cause__, psycopg.OperationalError)
+        assert store._delay == 1.0  # a failure mid-call: the backoff starts, as before
+        clock.now += 1.0
+        assert store.counts() == {"pbx": 1} and store.position("pbx") == "p1"
+    finally:
+        holder.close()
         store.close()
 
 
