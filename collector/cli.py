@@ -341,7 +341,8 @@ def _ingested(config: LoadedConfig) -> Iterator[Exporter]:
 
     unopenable: tuple[type[Exception], ...] = (*STORE_ERRORS, StoreVersionError)
     try:
-        exporter = Exporter(config, elect=False)  # only serve takes part in the election
+        # a replica's lock: it pulls only when no serving replica does
+        exporter = Exporter(config, one_shot=True)
     except unopenable as exc:  # one line, as serve says it, not a traceback
         sys.exit(f"contact-cost-exporter: {store_failure(config.settings, exc)}")
     progress = IngestProgress()

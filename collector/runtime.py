@@ -85,13 +85,15 @@ class Exporter:
         web: WebConfig | None = None,
         leader: LeaderLock | None = None,
         *,
-        elect: bool = True,
+        one_shot: bool = False,
     ) -> None:
         """`store`, `leader`: given by tests; by default the configured store is opened
         (a STORE_ERRORS exception when it cannot be: the caller says so in one line) and,
         with a PostgreSQL store, a leader lock on the same database is made and polled.
-        `elect=False` (the one-shot commands): no leader lock at all, so no part in the
-        replicas' election and no role logged; the sources are read as with SQLite."""
+        `one_shot` (report, whatif, backfill): the command takes the lock like a replica, so
+        it pulls the sources only when no serving replica does (and hands the lock back
+        when it ends), and otherwise reads the shared store the leader keeps up to date;
+        its role is logged in a command's words, not a replica's."""
         self.config = config
         self.clock = clock
         self.store: Store = store or open_store(config.settings)
@@ -99,7 +101,8 @@ class Exporter:
         self.health.set_store_up(True)  # opened
         # Replicas sharing one PostgreSQL store: only the holder of the lock pulls sources.
         # With a SQLite store there is one exporter per store, always the leader.
-        if leader is None and elect and config.settings.store_is_url:
+        self._one_shot = one_shot
+        if leader is None and config.settings.store_is_url:
             # The settle of a new leader stays a small part of the handover's two intervals.
             settle = min(SETTLE_SECONDS, config.settings.interval.total_seconds() / 4)
             leader = LeaderLock(str(config.settings.store), config.settings.store_password_value,
@@ -281,7 +284,14 @@ class Exporter:
             return
         first = self._was_leader is None
         self._was_leader = leading
-        if leading:
+        if self._one_shot:
+            if leading:
+                log.info("leader lock taken: no serving replica pulls the sources now, so this "
+                         "command reads them itself (the lock is handed back when it ends)")
+            else:
+                log.info("another exporter holds the leader lock and pulls the sources; this "
+                         "command reads the shared store only")
+        elif leading:
             log.info("leader: this replica holds the leader lock and pulls the sources")
         elif first:
             log.info("follower: another replica holds the leader lock (or it cannot be taken "

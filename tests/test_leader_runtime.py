@@ -446,46 +446,74 @@ def test_a_refused_commit_stops_the_pull_without_a_source_failure(
         exporter.close()
 
 
-def test_a_one_shot_command_takes_no_part_in_the_election(
-    tmp_path: Path, postgres_db: str, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
-) -> None:
-    """report (as whatif and backfill, through the same _ingested) beside a serving leader:
-    it makes no leader lock, logs no role, reads its source as with SQLite, and the
-    replica keeps leading throughout."""
+def _one_shot_config(tmp_path: Path, store: str) -> Path:
     import shutil
 
-    import collector.runtime
-    from collector.cli import main
     from tests.conftest import FIXTURES
 
-    locks: list[str] = []
-    real_lock = collector.runtime.LeaderLock
-
-    def counted_lock(url: str, *args: Any, **kwargs: Any) -> Any:
-        locks.append(url)
-        return real_lock(url, *args, **kwargs)
-
-    leader, _ = replica(postgres_db)
-    monkeypatch.setattr(collector.runtime, "LeaderLock", counted_lock)
     shutil.copy(FIXTURES / "golden" / "Master.csv", tmp_path / "Master.csv")
     config = tmp_path / "c.toml"
     config.write_text(
-        f'timezone = "Europe/Oslo"\nstore = "{postgres_db}"\n'
+        f'timezone = "Europe/Oslo"\nstore = "{store}"\n'
         '[[sources]]\nname = "cdr"\nadapter = "asterisk_cdr"\n'
         f'path = "{tmp_path / "Master.csv"}"\n'
         'queues = { "support-in" = "support", "sales-in" = "sales" }\n')
+    return config
+
+
+def test_a_one_shot_command_beside_a_serving_leader_reads_the_shared_store_only(
+    tmp_path: Path, postgres_db: str, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """report (as whatif and backfill, through the same _ingested) beside a serving leader
+    takes part in the election like a replica: the lock is held, so it pulls nothing (no
+    two exporters pull at once, and no read position goes back), says so in a command's
+    words (not "this one serves webhooks"), and the replica keeps leading."""
+    from collector.cli import main
+
+    leader, _ = replica(postgres_db)
+    config = _one_shot_config(tmp_path, postgres_db)
     try:
+        assert leader.is_leader
         with caplog.at_level(logging.INFO):
             assert main(["report", "--config.file", str(config), "--format", "json"]) == 0
         capsys.readouterr()
-        assert locks == []
         messages = [r.getMessage() for r in caplog.records]
-        assert [m for m in messages if m.startswith(("follower:", "leader"))] == []
-        assert leader.store.counts() == {"cdr": 4}  # the fixture's 4 CDRs, read by report
+        assert ("another exporter holds the leader lock and pulls the sources; this command "
+                "reads the shared store only") in messages
+        assert [m for m in messages if m.startswith(("follower:", "leader:"))] == []
+        assert leader.store.counts() == {}  # report pulled none of its 4 CDRs
+        assert leader.store.position("cdr") is None
         assert leader.poll_leader() is True and gauge(leader, "contactcenter_leader") == 1
     finally:
         leader.close()
+
+
+def test_a_one_shot_command_with_no_serving_replica_pulls_and_hands_the_lock_back(
+    tmp_path: Path, postgres_db: str, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No replica serves: report takes the lock, reads the fixture's 4 CDRs itself, and
+    when it ends the lock is free again (a replica started afterwards leads at once)."""
+    from collector.cli import main
+    from collector.stores import open_store
+
+    config = _one_shot_config(tmp_path, postgres_db)
+    with caplog.at_level(logging.INFO):
+        assert main(["report", "--config.file", str(config), "--format", "json"]) == 0
+    capsys.readouterr()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("leader lock taken: no serving replica pulls") for m in messages)
+    store = open_store(Settings(store=postgres_db, timezone="Europe/Oslo"))
+    try:
+        assert store.counts() == {"cdr": 4}
+    finally:
+        store.close()
+    later, _ = replica(postgres_db)
+    try:
+        assert later.is_leader  # report handed the lock back when it ended
+    finally:
+        later.close()
 
 
 # -- store_up: a storage failure, the last figures kept ------------------------------------------
