@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import (
@@ -111,6 +112,38 @@ def build_scheduler(exporter: Exporter) -> BackgroundScheduler:
     return scheduler
 
 
+def _schedule_every(
+    scheduler: BackgroundScheduler,
+    func: Callable[..., Any],
+    *,
+    job_id: str,
+    name: str,
+    interval: timedelta,
+    first: datetime,
+    jitter: timedelta | None = None,
+    args: list[Any] | None = None,
+) -> None:
+    """Add or replace one interval job with the knobs every job here has (one instance,
+    coalesced, a grace of one interval); a replaced job keeps its next run, a new one runs
+    at `first`."""
+    existing = scheduler.get_job(job_id)
+    scheduler.add_job(
+        func,
+        IntervalTrigger(
+            seconds=interval.total_seconds(),
+            jitter=jitter.total_seconds() if jitter is not None else None,
+        ),
+        args=args,
+        id=job_id,
+        name=name,
+        replace_existing=True,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(interval.total_seconds())),
+        next_run_time=existing.next_run_time if existing else first,
+    )
+
+
 def schedule_jobs(scheduler: BackgroundScheduler, exporter: Exporter) -> None:
     """(Re)create the jobs for the exporter's config; removed sources' jobs go away."""
     settings = exporter.settings
@@ -121,49 +154,23 @@ def schedule_jobs(scheduler: BackgroundScheduler, exporter: Exporter) -> None:
             job.remove()
     for name, adapter in exporter.adapters.items():
         interval = settings.source_interval(adapter.settings)
-        jitter = adapter.settings.jitter or interval / 10
-        existing = scheduler.get_job(ingest_job_id(name))
-        scheduler.add_job(
-            exporter.ingest,
-            IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter.total_seconds()),
+        _schedule_every(
+            scheduler, exporter.ingest, job_id=ingest_job_id(name), name=f"read source {name}",
+            interval=interval, first=now, jitter=adapter.settings.jitter or interval / 10,
             args=[name],
-            id=ingest_job_id(name),
-            name=f"read source {name}",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(interval.total_seconds())),
-            next_run_time=existing.next_run_time if existing else now,
         )
     interval = settings.interval
     if exporter.leader is not None:
         # Polled once already when the exporter was made (before any ingest); then every
         # interval, so a follower takes over within one interval of the leader's loss.
-        existing = scheduler.get_job(LEADER_JOB)
-        scheduler.add_job(
-            exporter.poll_leader,
-            IntervalTrigger(seconds=interval.total_seconds()),
-            id=LEADER_JOB,
-            name="keep or take the leader lock",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(interval.total_seconds())),
-            next_run_time=existing.next_run_time if existing else now + interval,
+        _schedule_every(
+            scheduler, exporter.poll_leader, job_id=LEADER_JOB,
+            name="keep or take the leader lock", interval=interval, first=now + interval,
         )
     # The first recompute waits for every source's first read (see Exporter._note_first_run),
     # with the interval as a backstop for a source that hangs.
-    first = now if not exporter.adapters else now + interval
-    existing = scheduler.get_job(RECOMPUTE_JOB)
-    scheduler.add_job(
-        exporter.recompute,
-        IntervalTrigger(seconds=interval.total_seconds()),
-        id=RECOMPUTE_JOB,
-        name="recompute figures",
-        replace_existing=True,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=max(1, int(interval.total_seconds())),
-        next_run_time=existing.next_run_time if existing else first,
+    _schedule_every(
+        scheduler, exporter.recompute, job_id=RECOMPUTE_JOB, name="recompute figures",
+        interval=interval, first=now if not exporter.adapters else now + interval,
     )
 
