@@ -248,19 +248,18 @@ class Exporter:
 
     def poll_leader(self) -> bool:
         """Keep or try to take the leader lock (the leader job, every interval). Never raises."""
-        if self.leader is None:
-            return True
-        with self._leader_mutex:
-            leading = self.leader.poll()
-            self._leadership_changed(leading, self.leader.error)
-        return leading
+        return self._ask_leader(lambda lock: lock.poll())
 
     def _verify_leader(self) -> bool:
         """Before a pull: whether the lock is still held, asked of the server."""
+        return self._ask_leader(lambda lock: lock.verify())
+
+    def _ask_leader(self, ask: Callable[[LeaderLock], bool]) -> bool:
+        """Ask the lock (poll or verify) under the leader mutex, then note a change of role."""
         if self.leader is None:
             return True
         with self._leader_mutex:
-            leading = self.leader.verify()
+            leading = ask(self.leader)
             self._leadership_changed(leading, self.leader.error)
         return leading
 
