@@ -1024,11 +1024,11 @@ def sources() -> builders.Dashboard:
     )
 
 
-def state_stat(title: str, description: str, query: prom.Dataquery, g: Grid,
+def state_stat(title: str, description: str, gauge: str, g: Grid,
                zero: tuple[str, str], one: tuple[str, str]) -> stat.Panel:
-    """A stat for a 0/1 gauge, shown in words on a coloured background."""
+    """A stat for a 0/1 gauge of each instance, shown in words on a coloured background."""
     return (
-        stat_panel(title, description, [query], g, "none",
+        stat_panel(title, description, [target("A", gauge, "{{instance}}", True)], g, "none",
                    color_mode=common.BigValueColorMode.BACKGROUND)
         .mappings(
             [
@@ -1057,7 +1057,7 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
             "Whether the center is inside its configured service hours ([hours]); shared costs "
             "accrue over open seconds only, and ContactCostSourceQuiet waits while closed. No "
             "data means no [hours]: open around the clock.",
-            target("A", "contactcenter_open", "{{instance}}", True),
+            "contactcenter_open",
             (0, 29, 8, 5),
             ("closed", "blue"),
             ("open", "green"),
@@ -1066,7 +1066,7 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
             "Last configuration reload",
             "Whether the last reload (SIGHUP or POST /-/reload) was applied; a refused reload "
             "keeps the last good configuration, and the exporter log says why.",
-            target("A", "contactcenter_config_last_reload_successful", "{{instance}}", True),
+            "contactcenter_config_last_reload_successful",
             (8, 29, 8, 5),
             ("refused", "red"),
             ("applied", "green"),
@@ -1124,7 +1124,7 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
             "replica accepts webhooks and serves the figures from the shared PostgreSQL store. "
             "Exactly one per replica set; a single SQLite exporter always leads. A handover "
             "takes up to two intervals (ContactCostNoLeader, ContactCostTwoLeaders).",
-            target("A", "contactcenter_leader", "{{instance}}", True),
+            "contactcenter_leader",
             (0, 42, 12, 5),
             ("follower", "blue"),
             ("leader", "green"),
@@ -1134,7 +1134,7 @@ def exporter_panels(src: str) -> list[PanelBuilder]:
             "Whether the instance's last store operation succeeded (contactcenter_store_up). "
             "Down: it serves its last figures and reconnects with backoff; pulls are not "
             "committed and are read again later (ContactCostStoreDown).",
-            target("A", "contactcenter_store_up", "{{instance}}", True),
+            "contactcenter_store_up",
             (12, 42, 12, 5),
             ("down", "red"),
             ("up", "green"),
