@@ -26,6 +26,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.base import Adapter, AdapterContext
+from adapters.generic_webhook import (
+    GenericWebhookAdapter,
+    GenericWebhookSettings,
+    generic_signature,
+)
 from collector.config import ConfigError, Settings, SourceSettings, load_settings
 from collector.configcheck import check_config, summary
 from collector.model import Batch, Contact
@@ -866,6 +871,36 @@ def test_serve_store_up_follows_an_outage_of_the_store_and_metrics_keep_the_figu
     assert "raised an exception" not in log and "source pbx: read failed" not in log
 
 
+CRM_SECRET = "crm-hook-secret"
+
+
+def crm_source() -> GenericWebhookSettings:
+    """The generic webhook source "crm" the webhook tests post to."""
+    return GenericWebhookSettings(name="crm", adapter="generic_webhook", webhook_secret=CRM_SECRET)
+
+
+def crm_event(event_id: str) -> bytes:
+    """One chat contact as the generic webhook's event (README, Webhooks)."""
+    import json
+
+    return json.dumps({"id": event_id, "channel": "chat", "direction": "inbound",
+                       "queue": "support", "start": "2026-11-26T11:00:00Z", "handled": True,
+                       "handle_seconds": 300, "talk_seconds": 240}).encode()
+
+
+def post_crm(exporter: Exporter, body: bytes) -> tuple[int, bytes]:
+    """POST the body to the exporter's crm webhook, signed HMAC-SHA256 over
+    "<timestamp>.<raw body>" as the generic webhook wants: (status, answer)."""
+    import time
+
+    stamp = str(int(time.time()))
+    headers = {"X-Contact-Cost-Timestamp": stamp,
+               "X-Contact-Cost-Signature": generic_signature(CRM_SECRET, stamp, body)}
+    status, _, answer = exporter.webhooks.handle(
+        "POST", "/webhooks/generic/crm", headers, body, "http://127.0.0.1/webhooks/generic/crm")
+    return status, answer
+
+
 def test_after_a_postgres_restart_a_webhook_and_a_new_leaders_pull_work_first_time(
     postgres_db: str, postgres_server: PostgresServer,
 ) -> None:
@@ -873,18 +908,8 @@ def test_after_a_postgres_restart_a_webhook_and_a_new_leaders_pull_work_first_ti
     down: the store's connections that sat idle through it are replaced on their first
     use, so a webhook to a follower is stored (200, not 503), and the follower that takes
     the lock pulls on its first try; store_up stays 1 and no store error is counted."""
-    import json
-    import time
-
-    from adapters.generic_webhook import (
-        GenericWebhookAdapter,
-        GenericWebhookSettings,
-        generic_signature,
-    )
-
     leader, _ = replica(postgres_db)
-    crm = GenericWebhookSettings(name="crm", adapter="generic_webhook",
-                                 webhook_secret="crm-hook-secret")
+    crm = crm_source()
     config = Settings(store=postgres_db, interval="60s",
                       sources=[SourceSettings(name="pbx", adapter="counting"), crm],
                       costs=[{"name": "Fee", "component": "other", "per_contact": 3.0}])
@@ -892,20 +917,10 @@ def test_after_a_postgres_restart_a_webhook_and_a_new_leaders_pull_work_first_ti
     source = CountingAdapter(config.sources[0], context)
     follower = Exporter(LoadedConfig(config, (source, GenericWebhookAdapter(crm, context)),
                                      "test"), clock=lambda: NOW.timestamp())
-    # The generic webhook's event (README, Webhooks), signed HMAC-SHA256 over
-    # "<timestamp>.<raw body>".
-    body = json.dumps({"id": "evt-9", "channel": "chat", "direction": "inbound",
-                       "queue": "support", "start": "2026-11-26T11:00:00Z", "handled": True,
-                       "handle_seconds": 300, "talk_seconds": 240}).encode()
+    body = crm_event("evt-9")
 
     def post() -> tuple[int, bytes]:
-        stamp = str(int(time.time()))
-        headers = {"X-Contact-Cost-Timestamp": stamp,
-                   "X-Contact-Cost-Signature": generic_signature("crm-hook-secret", stamp,
-                                                                 body)}
-        status, _, answer = follower.webhooks.handle(
-            "POST", "/webhooks/generic/crm", headers, body, "http://127.0.0.1/webhooks/generic/crm")
-        return status, answer
+        return post_crm(follower, body)
 
     def store_errors(exporter: Exporter) -> dict[Any, float]:
         return {k: v for k, v in parse_exposition(exporter.metrics_body().decode()).items()
@@ -948,34 +963,14 @@ def test_a_webhook_the_store_cannot_take_is_503_and_marks_the_store_down(
     contactcenter_store_errors_total{operation="commit"} 1, one line for the outage however
     many requests fail; the retry after the store's reconnect is stored once, sets store_up
     1 again and says so once."""
-    import json
-    import time
-
-    from adapters.generic_webhook import (
-        GenericWebhookAdapter,
-        GenericWebhookSettings,
-        generic_signature,
-    )
-
-    crm = GenericWebhookSettings(name="crm", adapter="generic_webhook",
-                                 webhook_secret="crm-hook-secret")
+    crm = crm_source()
     config = Settings(store=postgres_db, interval="60s", sources=[crm])
     exporter = Exporter(LoadedConfig(config, (GenericWebhookAdapter(
         crm, AdapterContext(config.tz, "USD")),), "test"), clock=lambda: NOW.timestamp())
-    # The generic webhook's event (README, Webhooks): one contact, signed HMAC-SHA256 over
-    # "<timestamp>.<raw body>".
-    body = json.dumps({"id": "evt-77", "channel": "chat", "direction": "inbound",
-                       "queue": "support", "start": "2026-11-26T11:00:00Z", "handled": True,
-                       "handle_seconds": 300, "talk_seconds": 240}).encode()
+    body = crm_event("evt-77")  # one contact
 
     def post() -> tuple[int, bytes]:
-        stamp = str(int(time.time()))
-        headers = {"X-Contact-Cost-Timestamp": stamp,
-                   "X-Contact-Cost-Signature": generic_signature("crm-hook-secret", stamp,
-                                                                 body)}
-        status, _, answer = exporter.webhooks.handle(
-            "POST", "/webhooks/generic/crm", headers, body, "http://127.0.0.1/webhooks/generic/crm")
-        return status, answer
+        return post_crm(exporter, body)
 
     def store_errors() -> float | None:
         return parse_exposition(exporter.metrics_body().decode()).get(
