@@ -22,19 +22,25 @@ from tests.conftest import REPO
 SECRET = "qs-Secret-41d9"
 
 
+def store_error(tmp_path: Path, store: str) -> tuple[Path, ConfigError]:
+    """A config file of only `store = "<store>"`, and the ConfigError loading it raises."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "{store}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    return config, caught.value
+
+
 @pytest.mark.parametrize("query", [f"password={SECRET}", f"sslmode=require&sslpassword={SECRET}",
                                    f"pass%77ord={SECRET}"])  # %77 is 'w': libpq decodes it
 def test_a_password_in_the_query_is_a_config_error_without_the_password(
     tmp_path: Path, query: str,
 ) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text(f'store = "postgresql://cce@db.example:5432/cc?{query}"\n')
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config)
-    (problem,) = caught.value.problems
+    config, error = store_error(tmp_path, f"postgresql://cce@db.example:5432/cc?{query}")
+    (problem,) = error.problems
     assert problem.startswith(f"{config}: store: postgresql://cce@db.example:5432/cc?")
     assert "=***" in problem and "the password does not belong in the file" in problem
-    assert SECRET not in str(caught.value)
+    assert SECRET not in str(error)
 
 
 def test_other_query_parameters_stay_as_written() -> None:
@@ -68,11 +74,8 @@ def test_config_check_command_never_prints_a_query_password(tmp_path: Path) -> N
 def test_a_store_that_is_neither_a_path_nor_a_usable_url_is_one_line_naming_store(
     tmp_path: Path, store: str, reason: str,
 ) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text(f'store = "{store}"\n')
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config)
-    (problem,) = caught.value.problems
+    config, error = store_error(tmp_path, store)
+    (problem,) = error.problems
     assert problem.startswith(f"{config}: store: {reason}"), problem
     assert "pw" not in problem
 
