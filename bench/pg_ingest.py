@@ -273,6 +273,14 @@ def table(results: list[dict[str, Any]], rows: int, info: dict[str, str], pg: st
     return "\n".join(lines) + "\n"
 
 
+def publish(text: str, *, append: bool) -> None:
+    """Print a result table and (append) add it to the end of bench/RESULTS.md."""
+    print(text)
+    if append:
+        with (REPO / "bench" / "RESULTS.md").open("a") as out:
+            out.write("\n" + text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -304,10 +312,7 @@ def main() -> int:
             raise SystemExit(f"{r['store']}: the stores differ after the same ingest: "
                              f"{r['counts']} against {first['counts']}")
     text = table(results, args.rows, info, version, migrated)
-    print(text)
-    if not args.no_append:
-        with (REPO / "bench" / "RESULTS.md").open("a") as out:
-            out.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

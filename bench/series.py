@@ -35,13 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from load import free_port  # bench/ is on sys.path
-from pg_ingest import BenchPostgres, code_state, postgres_server
+from pg_ingest import BenchPostgres, code_state, postgres_server, publish
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
-
-REPO = Path(__file__).resolve().parent.parent
 
 CHANNELS = ("voice", "email", "chat", "sms", "social")
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # the exporter's clock
@@ -352,10 +350,7 @@ def main() -> int:
             raise SystemExit(f"{r['config']}: the stores differ: "
                              f"{[(o['store'], o['stored'], o['series']) for o in same]}")
     text = table(results, args.queues)
-    print(text)
-    if not args.no_append:
-        with (REPO / "bench" / "RESULTS.md").open("a") as out:
-            out.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 
