@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import os
-import pwd
 import re
 import secrets
 import shutil
@@ -94,51 +94,42 @@ class BenchPostgres:
         return total
 
 
-def _pg_bindir() -> Path:
-    for bindir in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
-            return bindir
-    initdb = shutil.which("initdb")
-    if initdb and (Path(initdb).parent / "pg_ctl").exists():
-        return Path(initdb).parent
-    raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-
-
-def _as(owner: str | None, argv: list[str]) -> list[str]:
-    return ["runuser", "-u", owner, "--", *argv] if owner else argv
+def _load_pg_cluster() -> Any:
+    """scripts/pg_cluster.py is a script, not a package: load it from its file."""
+    if "pg_cluster" in sys.modules:
+        return sys.modules["pg_cluster"]
+    spec = importlib.util.spec_from_file_location("pg_cluster", REPO / "scripts" / "pg_cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pg_cluster"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[BenchPostgres]:
     """initdb into a temp dir, pg_ctl start on 127.0.0.1 (as `postgres` when root), stop."""
-    bindir = _pg_bindir()
-    owner = "postgres" if os.geteuid() == 0 else None  # initdb refuses to run as root
-    base = Path(tempfile.mkdtemp(prefix="cce-bench-pg-"))
-    password = secrets.token_urlsafe(18)
-    pwfile = base / "pwfile"
-    pwfile.write_text(password + "\n")
-    if owner:
-        info = pwd.getpwnam(owner)
-        for path in (base, pwfile):
-            os.chown(path, info.pw_uid, info.pw_gid)
-    datadir, log = base / "data", base / "postgres.log"
-    server = BenchPostgres(bindir, datadir, free_port(), password, owner)
+    pg_cluster = _load_pg_cluster()
+    bindir = pg_cluster.find_bindir()
+    if bindir is None:
+        raise SystemExit(pg_cluster.NOT_INSTALLED)
     try:
-        subprocess.run(_as(owner, [str(bindir / "initdb"), "-D", str(datadir), "-U", server.user,
-                                   f"--pwfile={pwfile}", "--auth-local=trust",
-                                   "--auth-host=scram-sha-256", "--encoding=UTF8",
-                                   "--locale=C"]), check=True, capture_output=True)
-        pwfile.unlink()
-        options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {datadir}"
-        subprocess.run(_as(owner, [str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log),
-                                   "-o", options, "-w", "-t", "60", "start"]),
-                       check=True, capture_output=True)
+        owner = pg_cluster.cluster_owner()
+    except LookupError as exc:
+        raise SystemExit(str(exc)) from None
+    base = Path(tempfile.mkdtemp(prefix="cce-bench-pg-"))
+    datadir = base / "data"
+    server = BenchPostgres(bindir, datadir, free_port(), secrets.token_urlsafe(18), owner)
+    try:
+        pg_cluster.init_cluster(bindir, base, server.user, server.password, owner)
+        started = pg_cluster.pg_ctl(bindir, datadir, owner, "-l", str(base / "postgres.log"),
+                                    "-o", pg_cluster.loopback_options(server.port, datadir),
+                                    "-w", "-t", "60", "start")
+        started.check_returncode()
         yield server
     finally:
         if datadir.exists():
-            subprocess.run(_as(owner, [str(bindir / "pg_ctl"), "-D", str(datadir), "-m",
-                                       "fast", "-w", "stop"]), capture_output=True, check=False,
-                           timeout=120)
+            pg_cluster.pg_ctl(bindir, datadir, owner, "-m", "fast", "-w", "stop", timeout=120)
         shutil.rmtree(base, ignore_errors=True)
 
 

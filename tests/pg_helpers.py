@@ -1,48 +1,54 @@
 """A real PostgreSQL for the tests: Debian's binaries, initdb into a temp dir, pg_ctl on a
 loopback port, password (SCRAM) over TCP, torn down afterwards.
 
-Debian installs initdb/postgres under /usr/lib/postgresql/<version>/bin, off PATH; the
-newest version there is used (a pg_ctl elsewhere on PATH is only taken when it sits beside
-an initdb). initdb refuses to run as root, so as root the cluster belongs to the
-`postgres` system user (runuser). With CI=true a missing binary fails the test; otherwise
-it skips, as tests/conftest.py's require_binary does.
+Finding the binaries, initdb and pg_ctl (as the `postgres` user when root) are
+scripts/pg_cluster.py's, shared with the benches. With CI=true a missing binary fails the
+test; otherwise it skips, as tests/conftest.py's require_binary does.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import pwd
 import shutil
-import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 SUPERUSER = "cce_admin"
 PASSWORD = "pg-test-Secret-7f3a"  # only ever passed through the environment or pgpass
 
 
+def _load_pg_cluster() -> ModuleType:
+    """scripts/pg_cluster.py is a script, not a package: load it from its file."""
+    if "pg_cluster" in sys.modules:
+        return sys.modules["pg_cluster"]
+    spec = importlib.util.spec_from_file_location("pg_cluster", REPO / "scripts" / "pg_cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pg_cluster"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pg_cluster = _load_pg_cluster()
+
+
 def pg_bindir() -> Path:
     """The directory with initdb, pg_ctl and postgres; fails in CI, skips elsewhere."""
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-    )
-    for bindir in reversed(candidates):
-        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
-            return bindir
-    initdb = shutil.which("initdb")
-    if initdb is not None and (Path(initdb).parent / "pg_ctl").exists():
-        return Path(initdb).parent
-    message = "PostgreSQL is not installed (apt-get install postgresql)"
+    bindir: Path | None = pg_cluster.find_bindir()
+    if bindir is not None:
+        return bindir
     if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+        pytest.fail(pg_cluster.NOT_INSTALLED)
+    pytest.skip(pg_cluster.NOT_INSTALLED)
 
 
 @dataclass
@@ -58,11 +64,8 @@ class PostgresServer:
 
     def pg_ctl(self, *args: str) -> None:
         """Run pg_ctl on this cluster (stop, start, restart ...), waiting for it."""
-        result = subprocess.run(
-            _as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
-                       str(self.log), "-o", self.options, "-w", "-t", "60", *args], self.owner),
-            capture_output=True, text=True, check=False, timeout=90,
-        )
+        result = pg_cluster.pg_ctl(self.bindir, self.datadir, self.owner, "-l", str(self.log),
+                                   "-o", self.options, "-w", "-t", "60", *args, timeout=90)
         if result.returncode != 0:
             pytest.fail(f"pg_ctl {' '.join(args)} failed: {result.stdout}{result.stderr}")
 
@@ -87,41 +90,19 @@ class PostgresServer:
             return cur.fetchall() if cur.description else []
 
 
-def _as_owner(argv: list[str], owner: str | None) -> list[str]:
-    return ["runuser", "-u", owner, "--", *argv] if owner else argv
-
-
 def _start(base: Path) -> tuple[PostgresServer, str | None]:
     bindir = pg_bindir()
-    owner = None
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.fail("running as root and there is no `postgres` user to own the cluster")
-        owner = "postgres"
-    datadir, log = base / "data", base / "postgres.log"
-    pwfile = base / "pwfile"
-    pwfile.write_text(PASSWORD + "\n")
-    if owner:
-        info = pwd.getpwnam(owner)
-        for path in (base, pwfile):
-            os.chown(path, info.pw_uid, info.pw_gid)
-    subprocess.run(
-        _as_owner([str(bindir / "initdb"), "-D", str(datadir), "-U", SUPERUSER,
-                   f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                   "--encoding=UTF8", "--locale=C"], owner),
-        check=True, capture_output=True, text=True,
-    )
-    pwfile.unlink()
+    try:
+        owner: str | None = pg_cluster.cluster_owner()
+    except LookupError as exc:
+        pytest.fail(str(exc))
+    datadir = pg_cluster.init_cluster(bindir, base, SUPERUSER, PASSWORD, owner)
+    log = base / "postgres.log"
     port = free_port()
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {datadir} -c fsync=off "
+    options = (pg_cluster.loopback_options(port, datadir) + " -c fsync=off "
                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-    result = subprocess.run(
-        _as_owner([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-o", options,
-                   "-w", "-t", "60", "start"], owner),
-        capture_output=True, text=True, check=False,
-    )
+    result = pg_cluster.pg_ctl(bindir, datadir, owner, "-l", str(log), "-o", options,
+                               "-w", "-t", "60", "start")
     if result.returncode != 0:
         text = log.read_text() if log.exists() else ""
         pytest.fail(f"pg_ctl start failed: {result.stdout}{result.stderr}\n{text}")
@@ -129,11 +110,8 @@ def _start(base: Path) -> tuple[PostgresServer, str | None]:
 
 
 def _stop(server: PostgresServer, owner: str | None) -> None:
-    subprocess.run(
-        _as_owner([str(server.bindir / "pg_ctl"), "-D", str(server.datadir), "-m", "immediate",
-                   "-w", "stop"], owner),
-        capture_output=True, check=False, timeout=60,
-    )
+    pg_cluster.pg_ctl(server.bindir, server.datadir, owner, "-m", "immediate", "-w", "stop",
+                      timeout=60)
 
 
 @pytest.fixture(scope="session")
