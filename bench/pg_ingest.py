@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import os
 import re
 import secrets
@@ -38,7 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backfill import _adapter, _cdr_file, _settings, machine  # bench/ is on sys.path
+import pg_cluster  # bench/ is on sys.path
+from backfill import _adapter, _cdr_file, _settings, machine
 from load import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,22 +94,9 @@ class BenchPostgres:
         return total
 
 
-def _load_pg_cluster() -> Any:
-    """scripts/pg_cluster.py is a script, not a package: load it from its file."""
-    if "pg_cluster" in sys.modules:
-        return sys.modules["pg_cluster"]
-    spec = importlib.util.spec_from_file_location("pg_cluster", REPO / "scripts" / "pg_cluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pg_cluster"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def postgres_server() -> Iterator[BenchPostgres]:
     """initdb into a temp dir, pg_ctl start on 127.0.0.1 (as `postgres` when root), stop."""
-    pg_cluster = _load_pg_cluster()
     bindir = pg_cluster.find_bindir()
     if bindir is None:
         raise SystemExit(pg_cluster.NOT_INSTALLED)

@@ -2,43 +2,26 @@
 loopback port, password (SCRAM) over TCP, torn down afterwards.
 
 Finding the binaries, initdb and pg_ctl (as the `postgres` user when root) are
-scripts/pg_cluster.py's, shared with the benches. With CI=true a missing binary fails the
+bench/pg_cluster.py's, shared with the benches. With CI=true a missing binary fails the
 test; otherwise it skips, as tests/conftest.py's require_binary does.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from bench import pg_cluster  # bench/ is no package: a namespace one from the repo root
+from tests.conftest import free_port
 
 SUPERUSER = "cce_admin"
 PASSWORD = "pg-test-Secret-7f3a"  # only ever passed through the environment or pgpass
-
-
-def _load_pg_cluster() -> ModuleType:
-    """scripts/pg_cluster.py is a script, not a package: load it from its file."""
-    if "pg_cluster" in sys.modules:
-        return sys.modules["pg_cluster"]
-    spec = importlib.util.spec_from_file_location("pg_cluster", REPO / "scripts" / "pg_cluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pg_cluster"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pg_cluster = _load_pg_cluster()
 
 
 def pg_bindir() -> Path:

@@ -1,8 +1,8 @@
 """A throwaway PostgreSQL cluster on loopback: find the binaries, initdb, pg_ctl as its owner.
 
-Shared by tests/pg_helpers.py (the test fixtures) and bench/pg_ingest.py (the benches), which
-load it from this file as they load scripts/generate_samples.py; each decides its own server
-options and what a failure does (a test fails or skips, a bench exits).
+Shared by bench/pg_ingest.py (and the benches that take its server) and tests/pg_helpers.py
+(the test fixtures, which import it as `bench.pg_cluster`; bench/ never imports tests/): each
+decides its own server options and what a failure does (a test fails or skips, a bench exits).
 
 Debian installs initdb/postgres under /usr/lib/postgresql/<version>/bin, off PATH; the newest
 version there is used (a pg_ctl elsewhere on PATH is only taken when it sits beside an
