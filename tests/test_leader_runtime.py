@@ -247,110 +247,107 @@ def shared_sqlite(tmp_path: Path) -> Callable[[], SqliteStore]:
     return lambda: SqliteStore(tmp_path / "shared.db", UTC_ZONE)
 
 
-def test_exactly_one_replica_leads_and_the_follower_pulls_nothing(
-    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
-) -> None:
-    first, first_source = replica(postgres_db, shared_sqlite())
-    second, second_source = replica(postgres_db, shared_sqlite())
+ReplicaPair = tuple[tuple[Exporter, CountingAdapter], tuple[Exporter, CountingAdapter]]
+
+
+@pytest.fixture
+def two_replicas(postgres_db: str,
+                 shared_sqlite: Callable[[], SqliteStore]) -> Iterator[ReplicaPair]:
+    """Two replicas (exporter, source) on one lock and the shared SQLite store, made in
+    order (the first one polled first: it leads) and closed in that order afterwards."""
+    first = replica(postgres_db, shared_sqlite())
+    second = replica(postgres_db, shared_sqlite())
     try:
-        # Polled once when made: the first one took the lock, the second found it taken.
-        assert (first.is_leader, second.is_leader) == (True, False)
-        assert gauge(first, "contactcenter_leader") == 1
-        assert gauge(second, "contactcenter_leader") == 0
-        first_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
-        second_source.batches = [Batch([contact("x")], [], "p9")]
-        assert first.ingest("pbx") == 2
-        assert second.ingest("pbx") == 0
-        assert second_source.pulls == []  # the follower's adapter is never called
-        assert second.store.position("pbx") == "p2"  # only the leader's pull moved it
-        assert second.poll_leader() is False and first.poll_leader() is True  # no flapping
+        yield first, second
     finally:
-        first.close()
-        second.close()
+        first[0].close()
+        second[0].close()
+
+
+def test_exactly_one_replica_leads_and_the_follower_pulls_nothing(
+    two_replicas: ReplicaPair
+) -> None:
+    (first, first_source), (second, second_source) = two_replicas
+    # Polled once when made: the first one took the lock, the second found it taken.
+    assert (first.is_leader, second.is_leader) == (True, False)
+    assert gauge(first, "contactcenter_leader") == 1
+    assert gauge(second, "contactcenter_leader") == 0
+    first_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+    second_source.batches = [Batch([contact("x")], [], "p9")]
+    assert first.ingest("pbx") == 2
+    assert second.ingest("pbx") == 0
+    assert second_source.pulls == []  # the follower's adapter is never called
+    assert second.store.position("pbx") == "p2"  # only the leader's pull moved it
+    assert second.poll_leader() is False and first.poll_leader() is True  # no flapping
 
 
 def test_a_follower_is_ready_and_serves_the_shared_figures_without_pulling(
-    postgres_db: str, shared_sqlite: Callable[[], SqliteStore]
+    two_replicas: ReplicaPair
 ) -> None:
-    leader, leader_source = replica(postgres_db, shared_sqlite())
-    follower, follower_source = replica(postgres_db, shared_sqlite())
-    try:
-        first_ingests: list[str] = []
-        follower.on_initial_ingest_done = lambda: first_ingests.append("done")
-        leader_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
-        leader.ingest("pbx")
-        assert follower.ingest("pbx") == 0
-        # Readiness does not wait for pulls a follower never makes: its first (skipped)
-        # round of ingests brings the first recompute, from the leader's two contacts.
-        assert first_ingests == ["done"]
-        follower.recompute(NOW)
-        assert follower.ready
-        assert contacts_today(follower) == 2
-        assert follower_source.pulls == []
-    finally:
-        leader.close()
-        follower.close()
+    (leader, leader_source), (follower, follower_source) = two_replicas
+    first_ingests: list[str] = []
+    follower.on_initial_ingest_done = lambda: first_ingests.append("done")
+    leader_source.batches = [Batch([contact("a"), contact("b")], [], "p2")]
+    leader.ingest("pbx")
+    assert follower.ingest("pbx") == 0
+    # Readiness does not wait for pulls a follower never makes: its first (skipped)
+    # round of ingests brings the first recompute, from the leader's two contacts.
+    assert first_ingests == ["done"]
+    follower.recompute(NOW)
+    assert follower.ready
+    assert contacts_today(follower) == 2
+    assert follower_source.pulls == []
 
 
 def test_a_terminated_lock_session_moves_leadership_at_the_next_poll(
-    postgres_db: str, postgres_server: PostgresServer,
-    shared_sqlite: Callable[[], SqliteStore], caplog: pytest.LogCaptureFixture,
+    postgres_server: PostgresServer,
+    two_replicas: ReplicaPair, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    old, old_source = replica(postgres_db, shared_sqlite())
-    new, new_source = replica(postgres_db, shared_sqlite())
-    try:
-        assert old.is_leader and not new.is_leader
-        assert old.leader is not None and old.leader.pid is not None
-        postgres_server.admin(f"SELECT pg_terminate_backend({old.leader.pid})")
-        # The backend exits asynchronously: the follower takes the lock within two polls.
-        assert new.poll_leader() or new.poll_leader() or _after(0.5, new.poll_leader)
-        assert gauge(new, "contactcenter_leader") == 1
-        # The old leader asks the server before it pulls: it finds its session gone,
-        # steps down and reads nothing.
-        old_source.batches = [Batch([contact("late")], [], "p-late")]
-        with caplog.at_level(logging.WARNING, logger="collector.runtime"):
-            assert old.ingest("pbx") == 0
-        assert old_source.pulls == []
-        assert gauge(old, "contactcenter_leader") == 0
-        assert "leader lock lost: this replica stops pulling sources" in caplog.text
-        new_source.batches = [Batch([contact("a")], [], "p1")]
-        assert new.ingest("pbx") == 1 and new.store.position("pbx") == "p1"
-    finally:
-        old.close()
-        new.close()
+    (old, old_source), (new, new_source) = two_replicas
+    assert old.is_leader and not new.is_leader
+    assert old.leader is not None and old.leader.pid is not None
+    postgres_server.admin(f"SELECT pg_terminate_backend({old.leader.pid})")
+    # The backend exits asynchronously: the follower takes the lock within two polls.
+    assert new.poll_leader() or new.poll_leader() or _after(0.5, new.poll_leader)
+    assert gauge(new, "contactcenter_leader") == 1
+    # The old leader asks the server before it pulls: it finds its session gone,
+    # steps down and reads nothing.
+    old_source.batches = [Batch([contact("late")], [], "p-late")]
+    with caplog.at_level(logging.WARNING, logger="collector.runtime"):
+        assert old.ingest("pbx") == 0
+    assert old_source.pulls == []
+    assert gauge(old, "contactcenter_leader") == 0
+    assert "leader lock lost: this replica stops pulling sources" in caplog.text
+    new_source.batches = [Batch([contact("a")], [], "p1")]
+    assert new.ingest("pbx") == 1 and new.store.position("pbx") == "p1"
 
 
 def test_the_old_leaders_gauge_drops_at_once_when_its_session_is_terminated(
-    postgres_db: str, postgres_server: PostgresServer,
-    shared_sqlite: Callable[[], SqliteStore], caplog: pytest.LogCaptureFixture,
+    postgres_server: PostgresServer,
+    two_replicas: ReplicaPair, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No poll, no pull: the lock's watcher tells the exporter, whose /metrics says
     contactcenter_leader 0 within 0.5 s, with one 'leader lock lost' line; the follower
     that then takes the lock says 1 only after the settle, so the two never overlap."""
     import time
 
-    old, _ = replica(postgres_db, shared_sqlite())
-    new, _ = replica(postgres_db, shared_sqlite())
-    try:
-        assert old.leader is not None and old.leader.pid is not None
-        assert gauge(old, "contactcenter_leader") == 1
-        with caplog.at_level(logging.INFO, logger="collector.runtime"):
-            terminated = time.monotonic()
-            postgres_server.admin(f"SELECT pg_terminate_backend({old.leader.pid})")
-            while (gauge(old, "contactcenter_leader") == 1
-                   and time.monotonic() < terminated + 0.5):
-                time.sleep(0.005)
-            assert gauge(old, "contactcenter_leader") == 0, "still 1 after 0.5 s"
-            assert new.poll_leader() or _after(0.5, new.poll_leader)
-            took = time.monotonic() - terminated
-            assert gauge(new, "contactcenter_leader") == 1
-            assert 0.5 <= took < 2.5  # the settle (0.5 s) came before the follower's 1
-            assert old.poll_leader() is False  # inside its reconnect backoff: a follower
-        assert caplog.text.count("leader lock lost: this replica stops pulling") == 1
-        assert "terminating connection due to administrator command" in caplog.text
-    finally:
-        old.close()
-        new.close()
+    (old, _), (new, _) = two_replicas
+    assert old.leader is not None and old.leader.pid is not None
+    assert gauge(old, "contactcenter_leader") == 1
+    with caplog.at_level(logging.INFO, logger="collector.runtime"):
+        terminated = time.monotonic()
+        postgres_server.admin(f"SELECT pg_terminate_backend({old.leader.pid})")
+        while (gauge(old, "contactcenter_leader") == 1
+               and time.monotonic() < terminated + 0.5):
+            time.sleep(0.005)
+        assert gauge(old, "contactcenter_leader") == 0, "still 1 after 0.5 s"
+        assert new.poll_leader() or _after(0.5, new.poll_leader)
+        took = time.monotonic() - terminated
+        assert gauge(new, "contactcenter_leader") == 1
+        assert 0.5 <= took < 2.5  # the settle (0.5 s) came before the follower's 1
+        assert old.poll_leader() is False  # inside its reconnect backoff: a follower
+    assert caplog.text.count("leader lock lost: this replica stops pulling") == 1
+    assert "terminating connection due to administrator command" in caplog.text
 
 
 def test_a_new_leaders_settle_is_at_most_a_quarter_of_the_interval(
