@@ -122,6 +122,13 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def load_error(config: Path) -> ConfigError:
+    """The ConfigError loading the file raises."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    return caught.value
+
+
 def test_a_url_stays_a_url_and_a_path_stays_a_relative_path(tmp_path: Path) -> None:
     url = load_settings(write(tmp_path, 'store = "postgresql://cce@db.example:5432/cc"\n'))
     # Kept as written: Path() would fold the '//' into one slash.
@@ -134,26 +141,24 @@ def test_a_password_in_the_url_is_one_line_naming_store_without_the_password(
     tmp_path: Path,
 ) -> None:
     config = write(tmp_path, f'store = "postgresql://cce:{SECRET}@db.example:5432/cc"\n')
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config)
-    assert caught.value.problems == [
+    error = load_error(config)
+    assert error.problems == [
         f"{config}: store: postgresql://cce:***@db.example:5432/cc: the password does not "
         "belong in the file; set CONTACT_COST_STORE_PASSWORD, or use PGPASSWORD or ~/.pgpass"
     ]
-    assert SECRET not in str(caught.value)
+    assert SECRET not in str(error)
 
 
 def test_store_password_in_the_file_is_an_error_and_the_rest_is_still_checked(
     tmp_path: Path,
 ) -> None:
     config = write(tmp_path, f'store_password = "{SECRET}"\ncurrency = "dollars"\n')
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config)
-    assert caught.value.problems[0] == (
+    error = load_error(config)
+    assert error.problems[0] == (
         f"{config}: store_password does not belong in the file; set CONTACT_COST_STORE_PASSWORD"
     )
-    assert caught.value.problems[1].startswith(f"{config}: currency: ")  # still checked
-    assert SECRET not in str(caught.value)
+    assert error.problems[1].startswith(f"{config}: currency: ")  # still checked
+    assert SECRET not in str(error)
 
 
 def test_store_password_comes_from_the_environment_and_is_a_secret(
