@@ -27,10 +27,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from collector.model import PERIODS, WINDOWS
+
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "config" / "prometheus" / "recording_rules.yml"
-PERIODS = ("day", "week", "month", "quarter", "year")
-WINDOWS = ("current", "previous")
 CHANNELS = ("voice", "email", "chat", "sms", "social")
 COMPONENTS = ("salaries", "licences", "telephony", "facilities", "other")
 PARTS = (

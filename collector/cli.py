@@ -61,6 +61,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from collector import __version__
+    from collector.model import PERIODS  # after main's signal handlers, as every import here
 
     parser = argparse.ArgumentParser(
         prog="contact-cost-exporter",
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--period",
         default=None,
-        choices=["day", "week", "month", "quarter", "year"],
+        choices=PERIODS,
         help="period to report, both windows (default: month, unless --from/--to)",
     )
     report.add_argument(
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--at", type=datetime.fromisoformat, default=None, help="ISO timestamp (default: now)"
     )
     whatif.add_argument("--period", default="month",
-                        choices=["day", "week", "month", "quarter", "year"],
+                        choices=PERIODS,
                         help="period (default: %(default)s)")
     whatif.add_argument("--window", default="previous", choices=["previous", "current"],
                         help="window (default: %(default)s)")

@@ -55,6 +55,7 @@ from collector.hours import (
 )
 from collector.leader import check_store_url, redact_url
 from collector.model import KpiDefinitions
+from collector.model import PeriodName as PeriodName
 from collector.series import MetricsSettings
 
 ENV_PREFIX = "CONTACT_COST_"
@@ -70,7 +71,6 @@ Component = Literal[
     "other",
 ]
 COMPONENTS: tuple[str, ...] = get_args(Component)
-PeriodName = Literal["day", "week", "month", "quarter", "year"]
 # The one place the store's password may come from (libpq's PGPASSWORD and ~/.pgpass work
 # too, when this is unset): never the file, never printed.
 STORE_PASSWORD_ENV = ENV_PREFIX + "STORE_PASSWORD"

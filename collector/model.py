@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 # Contacts, rejections and batches are the adapters' contract; re-exported for collector/.
 from adapters.base import (
@@ -19,15 +19,26 @@ from adapters.base import (
 __all__ = [
     "CHANNELS_KNOWN",
     "DIRECTIONS",
+    "PERIODS",
+    "WINDOWS",
     "Arrival",
     "Batch",
     "Contact",
     "KpiDefinitions",
+    "PeriodName",
     "Rejection",
     "Rollup",
+    "WindowName",
     "hash_customer",
     "row_id",
 ]
+
+# The periods and windows of every figure: the `period` and `window` label values, the
+# periods a cost can be given per, and what [metrics] may keep.
+PeriodName = Literal["day", "week", "month", "quarter", "year"]
+PERIODS: tuple[PeriodName, ...] = get_args(PeriodName)
+WindowName = Literal["current", "previous"]
+WINDOWS: tuple[WindowName, ...] = get_args(WindowName)
 
 
 class Rollup(NamedTuple):

@@ -24,10 +24,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from collector.config import PeriodName
-
-PERIODS: tuple[PeriodName, ...] = ("day", "week", "month", "quarter", "year")
-WINDOWS = ("current", "previous")
+from collector.model import PERIODS as PERIODS
+from collector.model import WINDOWS as WINDOWS
+from collector.model import PeriodName
 
 
 class ReportWindow(NamedTuple):

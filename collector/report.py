@@ -21,10 +21,8 @@ from collector.config import COMPONENTS, Settings
 from collector.logsafe import printable
 from collector.metrics import Sample
 from collector.model import Rollup
-from collector.periods import ReportWindow, elapsed_day_fraction
+from collector.periods import WINDOWS, ReportWindow, elapsed_day_fraction
 from collector.store import Store
-
-WINDOWS = ("current", "previous")
 
 
 def _samples(

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector.metrics import BY_NAME, FIGURES, MetricFamily, Sample
-
-PeriodLabel = Literal["day", "week", "month", "quarter", "year"]
-WindowLabel = Literal["current", "previous"]
-PERIOD_LABELS: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
-WINDOW_LABELS: tuple[str, ...] = ("current", "previous")
+from collector.model import PERIODS, WINDOWS, PeriodName, WindowName
 
 # Families whose series add up across any of their labels: counts, sums of seconds, money.
 # A family not listed here (ratios, averages, thresholds, bands) keeps every label.
@@ -55,8 +50,8 @@ class MetricsSettings(BaseModel):
     """`[metrics]`: the periods and windows written, and labels left out of additive families."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    periods: tuple[PeriodLabel, ...] = ("day", "week", "month", "quarter", "year")
-    windows: tuple[WindowLabel, ...] = ("current", "previous")
+    periods: tuple[PeriodName, ...] = PERIODS
+    windows: tuple[WindowName, ...] = WINDOWS
     # family name -> labels to leave out, e.g. {contactcenter_cost = ["component"]}
     drop_labels: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
@@ -96,7 +91,7 @@ class MetricsSettings(BaseModel):
     @property
     def is_default(self) -> bool:
         return (
-            self.periods == PERIOD_LABELS and self.windows == WINDOW_LABELS
+            self.periods == PERIODS and self.windows == WINDOWS
             and not any(self.drop_labels.values())
         )
 
