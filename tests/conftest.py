@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -163,17 +164,8 @@ def empty_exporter(tmp_path: Path) -> Iterator[Any]:
 def serve(empty_exporter: Any) -> Iterator[Callable[..., Any]]:
     """Start in-process HTTP servers on the empty exporter with `serve(**server_kwargs)`; all
     stop at teardown."""
-    servers: list[Any] = []
-
-    def start(**kwargs: Any) -> Any:
-        srv = start_server(empty_exporter, **kwargs)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+    with contextlib.ExitStack() as stack:
+        yield lambda **kwargs: stack.enter_context(served(empty_exporter, **kwargs))
 
 
 def pbx_with_queue_log(tmp_path: Path, cdr: str) -> Path:
@@ -234,6 +226,17 @@ def start_server(exporter: Any, **kwargs: Any) -> Any:
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                      daemon=True).start()
     return srv
+
+
+@contextlib.contextmanager
+def served(exporter: Any, **kwargs: Any) -> Iterator[Any]:
+    """start_server's server for the `with` block; shut down and closed when it ends."""
+    srv = start_server(exporter, **kwargs)
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def api_get(srv: Any, path: str,

@@ -32,7 +32,7 @@ from collector.report import (
 )
 from collector.store import SqliteStore
 
-from .conftest import api_get, require_basic_auth, start_server
+from .conftest import api_get, require_basic_auth, served
 
 OSLO = ZoneInfo("Europe/Oslo")
 MARCH = datetime(2026, 3, 1, 12, tzinfo=OSLO)  # "now" well after the windows of Jan/Feb
@@ -403,10 +403,8 @@ def api(tmp_path: Path) -> Any:
         call("c", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),  # 25 Oct local
     ], "1")
     exporter.recompute(NOW)
-    srv = start_server(exporter, max_connections=8, request_timeout=5)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with served(exporter, max_connections=8, request_timeout=5) as srv:
+        yield srv
     exporter.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import http.client
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from collector.config import Settings
 from collector.runtime import Exporter, LoadedConfig
 from collector.server import ExporterHTTPServer, parse_listen_address
 
-from .conftest import parse_exposition, wait_for
+from .conftest import parse_exposition, served, wait_for
 
 
 @pytest.fixture
@@ -29,12 +28,8 @@ def exporter(tmp_path: Path) -> Iterator[Exporter]:
 
 @pytest.fixture
 def server(exporter: Exporter) -> Iterator[ExporterHTTPServer]:
-    srv = ExporterHTTPServer(("127.0.0.1", 0), exporter, max_connections=4, request_timeout=2)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with served(exporter, max_connections=4, request_timeout=2) as srv:
+        yield srv
 
 
 def request(srv: ExporterHTTPServer, method: str, path: str, body: bytes | None = None,

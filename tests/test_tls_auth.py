@@ -13,18 +13,17 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
 import pytest
 
 from collector import webconfig
-from collector.runtime import Exporter
 from collector.server import ExporterHTTPServer
 from collector.webconfig import WebConfig, WebConfigError, load_web_config
 
-from .conftest import REPO, ExporterProcess, free_port, require_binary, start_server, wait_for
+from .conftest import REPO, ExporterProcess, free_port, require_binary, wait_for
 from .pki import Pki, make_pki
 
 PASSWORD = "s3cret-scrape-pass"
@@ -138,18 +137,13 @@ def test_example_web_config_passes_promtool_and_loads(tmp_path: Path, pki: Pki) 
 
 # -- the server in-process ------------------------------------------------------------------------
 @pytest.fixture
-def serve(empty_exporter: Exporter) -> Iterator[Callable[[WebConfig], ExporterHTTPServer]]:
-    servers: list[ExporterHTTPServer] = []
+def serve(serve: Callable[..., ExporterHTTPServer]) -> Callable[..., ExporterHTTPServer]:
+    """conftest's serve (stopped at teardown) with a web config and no webhooks."""
 
     def start(web: WebConfig, **kwargs: float) -> ExporterHTTPServer:
-        srv: ExporterHTTPServer = start_server(empty_exporter, web=web, webhooks=None, **kwargs)
-        servers.append(srv)
-        return srv
+        return serve(web=web, webhooks=None, **kwargs)
 
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+    return start
 
 
 def client_context(pki: Pki, cert: bool = False, rogue: bool = False) -> ssl.SSLContext:

@@ -21,7 +21,7 @@ from collector.config import Settings
 from collector.model import Rollup
 from collector.whatif import LeverError, parse_aht, parse_levers, render_whatif, whatif
 
-from .conftest import api_get, require_basic_auth, start_server
+from .conftest import api_get, require_basic_auth, served
 
 NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 COSTS = [
@@ -221,10 +221,8 @@ def api(tmp_path: Path) -> Any:
         Contact(f"c{n}", "voice", "inbound", "support", start + 60 * n, True, 300.0, 240.0,
                 200.0) for n in range(10)], "1")
     exporter.recompute(NOW)
-    srv = start_server(exporter, max_connections=8, request_timeout=5)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with served(exporter, max_connections=8, request_timeout=5) as srv:
+        yield srv
     exporter.close()
 
 
