@@ -22,6 +22,17 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test decides every setting itself: a CONTACT_COST_* variable of the shell that
+    runs the suite (a developer's own override) is removed for the test's duration."""
+    from collector.config import ENV_PREFIX
+
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
 def require_binary(name: str) -> str:
     """Path of a real binary. In CI (CI=true) a missing one fails the test; else it skips."""
     path = shutil.which(name)
@@ -206,9 +217,6 @@ def golden_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: dateti
         text += "\n[metrics]\n" + metrics
     (tmp_path / "config.toml").write_text(text)
     monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
     exp = Exporter(load_config("config.toml"), clock=lambda: now.timestamp())
     assert exp.ingest("pbx") == 4
     exp.recompute(now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,12 +14,6 @@ from collector.costing import Sample, compute_figures
 
 OSLO = ZoneInfo("Europe/Oslo")
 
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(name)
 
 
 def item(**fields: Any) -> CostItem:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,6 @@ TUESDAY_NOON = datetime(2026, 10, 13, 12, tzinfo=OSLO)
 # The declared families (collector.metrics) are the one list; the order is the exposition's.
 LABELS = {f.name: set(f.labels) for f in FIGURES}
 
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(name)
 
 
 def rollup(

@@ -501,7 +501,6 @@ def test_the_exporters_counters_account_for_every_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """contactcenter_source_records_total + duplicates + excluded + rejected = rows read."""
-    import os
 
     from collector.runtime import Exporter, load_config
 
@@ -516,9 +515,6 @@ def test_the_exporters_counters_account_for_every_row(
     (tmp_path / "config.toml").write_text(RUNTIME_CONFIG)
     (tmp_path / "Master.csv").write_bytes(b"".join(lines[:2]))  # the queue call's first legs
     monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
 
     def counters(exp: Exporter) -> dict[str, float]:
         values = parse_exposition(exp.health.body.decode())

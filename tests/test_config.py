@@ -18,15 +18,6 @@ from .conftest import REPO
 EXAMPLE = REPO / "config" / "example.toml"
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
-
-
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "c.toml"
     path.write_text(text)

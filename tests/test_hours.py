@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,12 +21,6 @@ from collector.snapshot import build_snapshot
 OSLO = ZoneInfo("Europe/Oslo")
 H = 3600
 
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(name)
 
 
 def hours(**table: object) -> OpenHours:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -49,9 +48,6 @@ allocate = "contacts"
 @pytest.fixture
 def center(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Tickets every 30 minutes at :15 and :45 from 08:15 to 17:45, Mon 23 - Wed 25 Nov 2026."""
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
     rows = ["id,created,handle"]
     for day in (23, 24, 25):
         for n in range(20):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
@@ -24,12 +23,6 @@ from collector.snapshot import build_snapshot
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 TODAY = NOW.date()
 
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(name)
 
 
 def rollup(day: date, queue: str, handled: int, handle: float, channel: str = "voice") -> Rollup:

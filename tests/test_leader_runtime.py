@@ -59,15 +59,6 @@ def _no_watcher_left() -> Iterator[None]:
     assert left == [], "a leader lock's watcher still runs after the test"
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
-
-
 class CountingAdapter(Adapter):
     """A source we control: yields the batches it is given and records every pull."""
 

@@ -119,9 +119,6 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     returns the directory (state.db, Master.csv, queue_log, config.toml)."""
     from collector.runtime import Exporter, load_config
 
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
     cdr = (FIXTURES / "asterisk" / "calls21.csv").read_bytes() + EXTRA_CDR.encode()
     (tmp_path / "Master.csv").write_bytes(cdr)
     shutil.copy(FIXTURES / "queue_log" / "asterisk-11.queue_log", tmp_path / "queue_log")

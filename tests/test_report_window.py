@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,6 @@ from .conftest import api_get, require_basic_auth, served
 OSLO = ZoneInfo("Europe/Oslo")
 MARCH = datetime(2026, 3, 1, 12, tzinfo=OSLO)  # "now" well after the windows of Jan/Feb
 
-
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in os.environ:
-        if name.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(name)
 
 
 def rollup(day: date, channel: str, queue: str, handled: int, handle: float,

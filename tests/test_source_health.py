@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -50,9 +49,6 @@ METRIC = "contactcenter_source_last_record_timestamp_seconds"
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("CONTACT_COST_"):
-            monkeypatch.delenv(key)
     (tmp_path / "c.toml").write_text(CONFIG)
     (tmp_path / "tickets.csv").write_text(TICKETS)
     (tmp_path / "chat.csv").write_text("id,created,aht\n")
