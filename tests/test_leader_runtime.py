@@ -735,13 +735,12 @@ def test_a_store_outage_is_one_line_when_it_starts_and_one_when_it_ends(
     failed run is left out, every failure is counted; the first success says 'ok again'."""
     store = FlakyStore(SqliteStore(tmp_path / "s.db", UTC_ZONE))
     exporter, _ = replica(tmp_path / "s.db", store)  # type: ignore[arg-type]
-    store.down = True
     scheduler = build_scheduler(exporter)
 
-    def job_runs(status: str) -> float:
+    def job_runs(status: str, job: str = "recompute") -> float:
         runs = parse_exposition(exporter.metrics_body().decode())
         return runs.get(("contactcenter_scheduler_job_runs_total",
-                         frozenset({"job": "recompute", "status": status}.items())), 0)
+                         frozenset({"job": job, "status": status}.items())), 0)
 
     def run_recompute_now() -> None:
         job = scheduler.get_job("recompute")
@@ -750,6 +749,15 @@ def test_a_store_outage_is_one_line_when_it_starts_and_one_when_it_ends(
     try:
         with caplog.at_level(logging.INFO):
             scheduler.start()
+            # The source's first read (at start, its next a minute away) reads the store
+            # through calls FlakyStore never fails; store_up follows the last call, so a
+            # read landing between two failed recomputes would end the outage and start a
+            # second. And the recompute it triggers must be over, or a run asked for while
+            # it runs is skipped (one instance at a time). The outage begins after both.
+            wait_for(lambda: (job_runs("success", "ingest") >= 1
+                              and job_runs("success") >= 1) or None, 10, 0.05,
+                     "the source's first read and the recompute after it")
+            store.down = True
             for failures in (1, 2, 3):  # three failed runs of the job
                 run_recompute_now()
                 wait_for(lambda n=failures: job_runs("error") >= n, 10, 0.05,
@@ -759,8 +767,9 @@ def test_a_store_outage_is_one_line_when_it_starts_and_one_when_it_ends(
                 ("contactcenter_store_errors_total", frozenset({"operation": "read"}.items()))]
             assert store_errors >= 3  # every failure counted
             store.down = False
+            worked = job_runs("success")  # the first recompute, before the outage
             run_recompute_now()
-            wait_for(lambda: job_runs("success") >= 1, 10, 0.05, "a recompute that works")
+            wait_for(lambda: job_runs("success") > worked, 10, 0.05, "a recompute that works")
         messages = [r.getMessage() for r in caplog.records]
         failed = [m for m in messages if m.startswith("store: a read failed")]
         assert failed == ["store: a read failed: disk I/O error; the last figures are served "
